@@ -1,0 +1,54 @@
+//! The broker crate's one error type. Each variant maps to a wire error code at the edge
+//! (the server issue); here they carry enough to say what went wrong in one line.
+
+use std::path::PathBuf;
+
+use runnel_protocol::BatchError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error("batch of {size} bytes exceeds max.message.bytes={limit}")]
+    RecordTooLarge { size: usize, limit: usize },
+    #[error("offset {offset} is out of range: the log holds [{start}, {end})")]
+    OffsetOutOfRange { offset: u64, start: u64, end: u64 },
+    #[error("invalid config {key}={value}: {reason}")]
+    InvalidConfig {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    #[error("invalid partition count {count}: must be between 1 and {max}")]
+    InvalidPartitions { count: i64, max: u32 },
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("unknown partition {topic}-{partition}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("log {path} is offline after an I/O failure: {reason}")]
+    LogOffline { path: PathBuf, reason: String },
+    #[error("corrupt metadata log: {0}")]
+    CorruptMetadata(String),
+    #[error("the storage engine is shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}

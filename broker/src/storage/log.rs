@@ -1,0 +1,663 @@
+//! A partition's log: an ordered list of segments, the last one active.
+//!
+//! # Concurrency
+//!
+//! - **Appends, rolls, truncation, retention** are serialised by `writer` (a std mutex):
+//!   the single writer of the partition. It is held across the page-cache `write(2)` of
+//!   an append (that *is* the single writer) but never across `fdatasync`, which runs on
+//!   the [`Flusher`] threads.
+//! - **Reads** take no lock: they load the segment list (`ArcSwap`) and the published
+//!   sizes and offsets (atomics), and bound every file access by them.
+//! - **Durability** (`sync`, a std mutex held only to queue or complete waiters) tracks
+//!   who waits for which offset to be on disk and which sealed segments still need a sync.
+//!
+//! # Visibility
+//!
+//! A batch is visible to readers as soon as its `write(2)` returns, before it is synced:
+//! a killed process loses nothing that is in the page cache, and Kafka serves unsynced
+//! data the same way. An `always` producer is acknowledged only once it is synced.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use runnel_protocol::batch::{self, BatchHeader};
+use runnel_protocol::RecordBatch;
+use tokio::sync::oneshot;
+use tracing::{error, info};
+
+use super::config::{FlushPolicy, LogConfig, TimestampType};
+use super::flusher::Flusher;
+use super::recovery;
+use super::segment::{FileRegion, IndexCursor, Segment};
+use crate::error::{Error, Result};
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    /// The broker's timestamp when the topic uses LogAppendTime.
+    pub log_append_time_ms: Option<i64>,
+}
+
+/// What a read found: at most one region of whole batches, and the log's bounds.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub region: Option<FileRegion>,
+    pub start_offset: u64,
+    pub end_offset: u64,
+}
+
+/// Resolves when an append is durable under the log's flush policy.
+#[must_use = "an append is not acknowledged until this resolves"]
+pub struct DurableWait(Option<oneshot::Receiver<Result<()>>>);
+
+impl DurableWait {
+    pub async fn wait(self) -> Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx.await.unwrap_or(Err(Error::ShuttingDown)),
+        }
+    }
+
+    /// For threads outside an async runtime.
+    pub fn wait_blocking(self) -> Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx.blocking_recv().unwrap_or(Err(Error::ShuttingDown)),
+        }
+    }
+}
+
+struct Writer {
+    cursor: IndexCursor,
+    closed: bool,
+}
+
+struct Waiter {
+    end_offset: u64,
+    tx: oneshot::Sender<Result<()>>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    waiters: Vec<Waiter>,
+    /// In the flusher's queue or being synced by one of its threads.
+    queued: bool,
+    /// Segments sealed by a roll that still need a full sync.
+    sealed: Vec<Arc<Segment>>,
+    /// A segment file was created or removed since the last directory sync.
+    dir_dirty: bool,
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: ArcSwap<LogConfig>,
+    segments: ArcSwap<Vec<Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    start_offset: AtomicU64,
+    end_offset: AtomicU64,
+    durable_offset: AtomicU64,
+    last_sync_ms: AtomicI64,
+    sync: Mutex<SyncState>,
+    offline: OnceLock<String>,
+    flusher: Arc<Flusher>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks leaves nothing half-done that a later holder could
+    // misread (every published change is a single atomic store), so poisoning is ignored.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`. `clean` says the broker shut down cleanly, so
+    /// only the cheap tail checks run; otherwise segments past the recovery checkpoint are
+    /// scanned and their torn or corrupt tail cut.
+    pub fn open(dir: &Path, config: LogConfig, flusher: Arc<Flusher>, clean: bool) -> Result<Arc<PartitionLog>> {
+        std::fs::create_dir_all(dir).map_err(Error::io("create log dir", dir))?;
+        let opened = recovery::open_segments(dir, &config, clean)?;
+        let start = opened.segments[0].base_offset();
+        let end = opened.segments.last().expect("one segment").next_offset();
+        Ok(Arc::new(PartitionLog {
+            dir: dir.to_owned(),
+            config: ArcSwap::from_pointee(config),
+            segments: ArcSwap::from_pointee(opened.segments),
+            writer: Mutex::new(Writer {
+                cursor: opened.cursor,
+                closed: false,
+            }),
+            start_offset: AtomicU64::new(start),
+            end_offset: AtomicU64::new(end),
+            durable_offset: AtomicU64::new(if clean { end } else { 0 }),
+            last_sync_ms: AtomicI64::new(now_ms()),
+            sync: Mutex::new(SyncState::default()),
+            offline: OnceLock::new(),
+            flusher,
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> Arc<LogConfig> {
+        self.config.load_full()
+    }
+    pub fn set_config(&self, config: LogConfig) {
+        self.config.store(Arc::new(config));
+    }
+    /// The first offset still in the log.
+    pub fn start_offset(&self) -> u64 {
+        self.start_offset.load(Ordering::Acquire)
+    }
+    /// The offset the next append gets.
+    pub fn end_offset(&self) -> u64 {
+        self.end_offset.load(Ordering::Acquire)
+    }
+    /// Offsets below this are known to be on disk.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable_offset.load(Ordering::Acquire)
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.load().iter().map(|s| s.size()).sum()
+    }
+    pub fn segment_base_offsets(&self) -> Vec<u64> {
+        self.segments.load().iter().map(|s| s.base_offset()).collect()
+    }
+
+    fn check_online(&self) -> Result<()> {
+        match self.offline.get() {
+            Some(reason) => Err(Error::LogOffline {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    // ---------------------------------------------------------------- append (hot path)
+
+    /// Appends one or more concatenated batches, exactly as a producer sent them. Each is
+    /// checked (framing, magic 2, CRC-32C, dense offsets, size limit) before anything is
+    /// written; then base offsets are stamped in place and all batches go to the active
+    /// segment in one `write(2)`. Durability is not awaited: see [`append_durable`].
+    ///
+    /// [`append_durable`]: PartitionLog::append_durable
+    pub fn append(self: &Arc<Self>, batches: &mut [u8]) -> Result<AppendInfo> {
+        let cfg = self.config.load();
+        // Pass 1, outside the writer lock so concurrent producers checksum in parallel.
+        let log_append_time = (cfg.message_timestamp_type == TimestampType::LogAppendTime).then(now_ms);
+        let (records, max_timestamp) = validate_all(batches, &cfg, log_append_time)?;
+
+        let mut w = lock(&self.writer);
+        self.check_online()?;
+        if w.closed {
+            return Err(Error::ShuttingDown);
+        }
+        let base = self.end_offset.load(Ordering::Relaxed);
+        let mut active = self.active();
+        if self.should_roll(&active, &cfg, batches.len() as u64, base + records - 1, max_timestamp) {
+            active = self.roll(&mut w, &cfg, base)?;
+        }
+        // Pass 2: stamp offsets. The CRC does not cover baseOffset, so nothing is re-encoded.
+        let mut offset = base;
+        let mut at = 0;
+        while at < batches.len() {
+            let h = BatchHeader::parse(&batches[at..]).expect("validated");
+            batch::set_base_offset(&mut batches[at..], offset as i64);
+            offset += h.last_offset_delta as u64 + 1;
+            at += h.total_bytes();
+        }
+        let position = active.size();
+        if let Err(e) = active.write_at_end(batches) {
+            // A short write (disk full) leaves bytes past the published size; cut them so
+            // the next append and recovery start from a batch boundary.
+            let _ = active.file().set_len(position);
+            return Err(e);
+        }
+        // Pass 3: index entries, then publish.
+        let mut at = 0;
+        while at < batches.len() {
+            let h = BatchHeader::parse(&batches[at..]).expect("validated");
+            w.cursor.on_batch(&active, cfg.index_interval_bytes, &h, position + at as u64);
+            at += h.total_bytes();
+        }
+        let seg_max_ts = active.max_timestamp().max(max_timestamp);
+        active.publish(position + batches.len() as u64, offset, seg_max_ts);
+        self.end_offset.store(offset, Ordering::Release);
+        drop(w);
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: offset - 1,
+            log_append_time_ms: log_append_time,
+        })
+    }
+
+    /// Appends, and returns a wait that resolves once the append is durable under the
+    /// topic's flush policy (immediately for `interval` and `os`).
+    pub fn append_durable(self: &Arc<Self>, batches: &mut [u8]) -> Result<(AppendInfo, DurableWait)> {
+        let info = self.append(batches)?;
+        let wait = match self.config.load().flush_policy {
+            FlushPolicy::Always => self.wait_durable(info.last_offset + 1),
+            FlushPolicy::Interval | FlushPolicy::Os => DurableWait(None),
+        };
+        Ok((info, wait))
+    }
+
+    /// A wait that resolves once every offset below `end_offset` is synced.
+    pub fn wait_durable(self: &Arc<Self>, end_offset: u64) -> DurableWait {
+        if self.durable_offset() >= end_offset {
+            return DurableWait(None);
+        }
+        let (tx, rx) = oneshot::channel();
+        let mut s = lock(&self.sync);
+        if self.durable_offset() >= end_offset {
+            return DurableWait(None);
+        }
+        s.waiters.push(Waiter { end_offset, tx });
+        self.schedule_sync(&mut s);
+        DurableWait(Some(rx))
+    }
+
+    fn schedule_sync(self: &Arc<Self>, s: &mut SyncState) {
+        if s.queued {
+            return;
+        }
+        s.queued = true;
+        if !self.flusher.enqueue(self.clone()) {
+            s.queued = false;
+            for w in s.waiters.drain(..) {
+                let _ = w.tx.send(Err(Error::ShuttingDown));
+            }
+        }
+    }
+
+    fn active(&self) -> Arc<Segment> {
+        self.segments.load().last().expect("a log always has a segment").clone()
+    }
+
+    fn should_roll(&self, active: &Segment, cfg: &LogConfig, bytes: u64, last_offset: u64, max_timestamp: i64) -> bool {
+        if active.is_empty() {
+            return false;
+        }
+        let first_ts = active.first_batch_timestamp();
+        active.size() + bytes > cfg.segment_bytes
+            || (first_ts >= 0 && max_timestamp.saturating_sub(first_ts) > cfg.segment_ms)
+            || active.offset_index.file().is_full()
+            || active.time_index.file().is_full()
+            || last_offset - active.base_offset() > u32::MAX as u64
+    }
+
+    /// Seals the active segment and starts a new one at `next_offset`. Writer only.
+    fn roll(self: &Arc<Self>, w: &mut Writer, cfg: &LogConfig, next_offset: u64) -> Result<Arc<Segment>> {
+        let old = self.active();
+        old.trim_indexes()?;
+        let new = Arc::new(Segment::create(&self.dir, next_offset, cfg)?);
+        new.offset_index.file().extend()?;
+        new.time_index.file().extend()?;
+        let mut s = lock(&self.sync);
+        let mut list = Vec::clone(&self.segments.load());
+        list.push(new.clone());
+        self.segments.store(Arc::new(list));
+        s.sealed.push(old);
+        s.dir_dirty = true;
+        // Sealed segments are synced and the recovery checkpoint advanced in the
+        // background, whatever the flush policy, so recovery scans only the tail.
+        self.schedule_sync(&mut s);
+        w.cursor = IndexCursor::fresh();
+        Ok(new)
+    }
+
+    // ------------------------------------------------------------------ durability
+
+    /// Runs sync passes until no waiter is left. Flusher threads only.
+    pub(crate) fn run_sync_passes(self: &Arc<Self>) {
+        loop {
+            let (target, sealed, dir_dirty, active) = {
+                let mut s = lock(&self.sync);
+                (
+                    self.end_offset(),
+                    std::mem::take(&mut s.sealed),
+                    std::mem::take(&mut s.dir_dirty),
+                    self.active(),
+                )
+            };
+            let result = self.sync_once(target, &sealed, dir_dirty, &active);
+            let mut s = lock(&self.sync);
+            match result {
+                Ok(()) => {
+                    self.durable_offset.fetch_max(target, Ordering::AcqRel);
+                    self.last_sync_ms.store(now_ms(), Ordering::Relaxed);
+                    let durable = self.durable_offset();
+                    let (done, waiting): (Vec<_>, Vec<_>) =
+                        s.waiters.drain(..).partition(|w| w.end_offset <= durable);
+                    s.waiters = waiting;
+                    for w in done {
+                        let _ = w.tx.send(Ok(()));
+                    }
+                    if s.waiters.is_empty() && s.sealed.is_empty() && !s.dir_dirty {
+                        s.queued = false;
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // After a failed fsync the page cache may have dropped the dirty pages
+                    // it could not write; nothing written since the last good sync can be
+                    // trusted, so the log stops taking writes (Kafka takes the dir offline).
+                    error!(log = %self.dir.display(), error = %e, "sync failed; log is now offline");
+                    let _ = self.offline.set(e.to_string());
+                    for w in s.waiters.drain(..) {
+                        let _ = w.tx.send(Err(Error::LogOffline {
+                            path: self.dir.clone(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                    s.queued = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn sync_once(&self, target: u64, sealed: &[Arc<Segment>], dir_dirty: bool, active: &Segment) -> Result<()> {
+        for seg in sealed {
+            seg.sync_all()?;
+        }
+        if target > self.durable_offset() {
+            active.sync_log()?;
+        }
+        if dir_dirty {
+            sync_dir(&self.dir)?;
+        }
+        if !sealed.is_empty() {
+            // Every segment before the active one is now synced.
+            recovery::write_checkpoint(&self.dir, active.base_offset())?;
+        }
+        Ok(())
+    }
+
+    /// Schedules a background sync if the `interval` policy is due. Called by the
+    /// maintenance thread.
+    pub fn maybe_sync_interval(self: &Arc<Self>, now_ms: i64) {
+        let cfg = self.config.load();
+        if cfg.flush_policy != FlushPolicy::Interval || self.durable_offset() >= self.end_offset() {
+            return;
+        }
+        if now_ms - self.last_sync_ms.load(Ordering::Relaxed) >= cfg.flush_ms as i64 {
+            let mut s = lock(&self.sync);
+            self.schedule_sync(&mut s);
+        }
+    }
+
+    /// Syncs everything written so far and waits for it (blocking).
+    pub fn flush(self: &Arc<Self>) -> Result<()> {
+        self.check_online()?;
+        self.wait_durable(self.end_offset()).wait_blocking()
+    }
+
+    /// Clean close: syncs everything, trims the active indexes, writes the checkpoint.
+    /// Later appends fail with `ShuttingDown`. Blocking.
+    pub fn close(&self) -> Result<()> {
+        let mut w = lock(&self.writer);
+        if w.closed {
+            return Ok(());
+        }
+        w.closed = true;
+        self.check_online()?;
+        let sealed = std::mem::take(&mut lock(&self.sync).sealed);
+        let active = self.active();
+        let end = self.end_offset();
+        for seg in &sealed {
+            seg.sync_all()?;
+        }
+        active.trim_indexes()?;
+        active.sync_all()?;
+        sync_dir(&self.dir)?;
+        recovery::write_checkpoint(&self.dir, active.base_offset())?;
+        self.durable_offset.fetch_max(end, Ordering::AcqRel);
+        let mut s = lock(&self.sync);
+        for w in s.waiters.drain(..) {
+            let _ = w.tx.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- read (hot path)
+
+    /// Whole batches starting with the one that holds `offset`, up to about `max_bytes`
+    /// (at least one batch, however large), as one file region for `sendfile`.
+    /// `offset == end_offset` returns no region; outside `[start, end]` is an error.
+    pub fn read(&self, offset: u64, max_bytes: u64) -> Result<ReadResult> {
+        let segments = self.segments.load();
+        let start = self.start_offset();
+        let end = self.end_offset();
+        let mut out = ReadResult {
+            region: None,
+            start_offset: start,
+            end_offset: end,
+        };
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        let first = segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1);
+        for seg in &segments[first..] {
+            let size = seg.size();
+            if offset >= seg.next_offset() {
+                continue;
+            }
+            if let Some((pos, h)) = seg.find_batch(offset, size)? {
+                let end_pos = seg.batch_end_within(pos, h.total_bytes() as u64, max_bytes, size)?;
+                out.region = Some(FileRegion {
+                    file: seg.file().clone(),
+                    position: pos,
+                    len: end_pos - pos,
+                });
+                return Ok(out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first record with timestamp `>= timestamp_ms`: `(offset, timestamp)`, or None
+    /// if every record is older (Kafka's ListOffsets by timestamp).
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(u64, i64)>> {
+        let segments = self.segments.load();
+        for seg in segments.iter().filter(|s| s.max_timestamp() >= timestamp_ms) {
+            let size = seg.size();
+            let from = seg.time_index.lookup(timestamp_ms, seg.next_offset());
+            let Some((mut pos, _)) = seg.find_batch(from, size)? else {
+                continue;
+            };
+            while let Some(h) = seg.read_header(pos, size)? {
+                if h.max_timestamp >= timestamp_ms {
+                    let region = FileRegion {
+                        file: seg.file().clone(),
+                        position: pos,
+                        len: h.total_bytes() as u64,
+                    };
+                    let bytes = region.read_to_vec().map_err(Error::io("read", seg.log_path()))?;
+                    let batch = RecordBatch::new(Bytes::from(bytes))?;
+                    for r in batch.records()? {
+                        if r.timestamp >= timestamp_ms {
+                            return Ok(Some((r.offset as u64, r.timestamp)));
+                        }
+                    }
+                }
+                pos += h.total_bytes() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    // ------------------------------------------------------------- truncate, retention
+
+    /// Cuts the log so that its end offset is at most `offset` (at a batch boundary: a
+    /// batch that holds `offset` goes entirely). Returns the new end offset. Readers racing
+    /// a truncation may get a region that ends early.
+    pub fn truncate_to(self: &Arc<Self>, offset: u64) -> Result<u64> {
+        let mut w = lock(&self.writer);
+        self.check_online()?;
+        let end = self.end_offset();
+        if offset >= end {
+            return Ok(end);
+        }
+        let start = self.start_offset();
+        if offset < start {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        let segments = self.segments.load_full();
+        let i = segments.partition_point(|s| s.base_offset() <= offset) - 1;
+        let seg = segments[i].clone();
+        let (pos, new_end) = match seg.find_batch(offset, seg.size())? {
+            Some((pos, h)) => (pos, h.base_offset as u64),
+            None => (seg.size(), seg.next_offset()),
+        };
+        seg.truncate_to(pos, new_end)?;
+        let cursor = recovery::load_tail(&seg, &self.config.load())?;
+        seg.offset_index.file().extend()?;
+        seg.time_index.file().extend()?;
+        w.cursor = cursor;
+        let removed: Vec<Arc<Segment>> = segments[i + 1..].to_vec();
+        {
+            let mut s = lock(&self.sync);
+            self.segments.store(Arc::new(segments[..=i].to_vec()));
+            s.sealed.retain(|x| !removed.iter().any(|r| Arc::ptr_eq(x, r)));
+            s.dir_dirty = true;
+        }
+        self.end_offset.store(new_end, Ordering::Release);
+        self.durable_offset.fetch_min(new_end, Ordering::AcqRel);
+        drop(w);
+        for r in &removed {
+            r.delete_files()?;
+        }
+        info!(log = %self.dir.display(), from = end, to = new_end, "truncated log");
+        Ok(new_end)
+    }
+
+    /// Deletes whole segments from the front that are past `retention.ms` (by their
+    /// largest timestamp) or beyond `retention.bytes`, never the active one. Returns the
+    /// base offsets of the deleted segments.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<Vec<u64>> {
+        let cfg = self.config.load();
+        if cfg.retention_ms < 0 && cfg.retention_bytes < 0 {
+            return Ok(Vec::new());
+        }
+        let w = lock(&self.writer);
+        let segments = self.segments.load_full();
+        let mut total: u64 = segments.iter().map(|s| s.size()).sum();
+        let mut k = 0;
+        while k + 1 < segments.len() {
+            let seg = &segments[k];
+            let largest_ts = match seg.max_timestamp() {
+                ts if ts >= 0 => ts,
+                _ => file_mtime_ms(seg.file()),
+            };
+            let by_time = cfg.retention_ms >= 0 && now_ms.saturating_sub(largest_ts) > cfg.retention_ms;
+            let by_size = cfg.retention_bytes >= 0 && total - seg.size() >= cfg.retention_bytes as u64;
+            if !(by_time || by_size) {
+                break;
+            }
+            total -= seg.size();
+            k += 1;
+        }
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        {
+            let mut s = lock(&self.sync);
+            self.segments.store(Arc::new(segments[k..].to_vec()));
+            s.dir_dirty = true;
+        }
+        self.start_offset.store(segments[k].base_offset(), Ordering::Release);
+        drop(w);
+        let mut deleted = Vec::with_capacity(k);
+        for seg in &segments[..k] {
+            seg.delete_files()?;
+            deleted.push(seg.base_offset());
+        }
+        info!(
+            log = %self.dir.display(),
+            segments = k,
+            log_start_offset = segments[k].base_offset(),
+            "retention deleted segments"
+        );
+        Ok(deleted)
+    }
+}
+
+fn file_mtime_ms(file: &File) -> i64 {
+    file.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io("fsync dir", dir))
+}
+
+/// Checks every batch in `batches` and returns (record count, largest max timestamp).
+/// With LogAppendTime, stamps the broker's time into each batch first.
+fn validate_all(batches: &mut [u8], cfg: &LogConfig, log_append_time: Option<i64>) -> Result<(u64, i64)> {
+    if batches.is_empty() {
+        return Err(batch_error(runnel_protocol::BatchError::Truncated {
+            needed: batch::HEADER_BYTES,
+            available: 0,
+        }));
+    }
+    let (mut records, mut max_ts, mut at) = (0u64, -1i64, 0usize);
+    while at < batches.len() {
+        let rest = &mut batches[at..];
+        let len = match batch::check_batch(rest)? {
+            Some(n) => n,
+            None => {
+                return Err(batch_error(runnel_protocol::BatchError::Truncated {
+                    needed: if rest.len() < batch::LOG_OVERHEAD { batch::LOG_OVERHEAD } else { batch::LOG_OVERHEAD + i32::from_be_bytes(rest[8..12].try_into().expect("4")) as usize },
+                    available: rest.len(),
+                }))
+            }
+        };
+        if len as u64 > cfg.max_message_bytes {
+            return Err(Error::RecordTooLarge {
+                size: len,
+                limit: cfg.max_message_bytes as usize,
+            });
+        }
+        let one = &mut rest[..len];
+        let h = batch::validate(one)?;
+        if h.record_count as i64 != h.last_offset_delta as i64 + 1 {
+            return Err(batch_error(runnel_protocol::BatchError::InvalidHeader(
+                "recordCount must be lastOffsetDelta + 1",
+            )));
+        }
+        let ts = match log_append_time {
+            Some(now) => {
+                batch::set_log_append_time(one, now);
+                now
+            }
+            None => h.max_timestamp,
+        };
+        records += h.record_count as u64;
+        max_ts = max_ts.max(ts);
+        at += len;
+    }
+    Ok((records, max_ts))
+}
+
+fn batch_error(e: runnel_protocol::BatchError) -> Error {
+    Error::InvalidBatch(e)
+}

@@ -1,0 +1,25 @@
+//! The storage engine: partitioned, segmented, crash-safe logs of RecordBatch v2 batches.
+//!
+//! - [`segment`]: one `.log` with its `.index` and `.timeindex`
+//! - [`offset_index`], [`time_index`]: the memory-mapped sparse indexes
+//! - [`log`]: a partition's log — append, read, durability, truncation, retention
+//! - [`flusher`]: group-commit sync threads
+//! - [`recovery`]: opening a log after a clean or unclean stop
+//! - [`manager`]: the topic registry, its metadata log, and background maintenance
+
+pub mod config;
+pub mod flusher;
+mod index_file;
+pub mod log;
+//pub mod manager;
+//mod metadata;
+mod offset_index;
+mod recovery;
+pub mod segment;
+mod time_index;
+
+pub use config::{FlushPolicy, LogConfig, TimestampType};
+pub use flusher::Flusher;
+pub use log::{AppendInfo, DurableWait, PartitionLog, ReadResult};
+//pub use manager::{LogManager, StorageConfig, Topic};
+pub use segment::FileRegion;

@@ -1,0 +1,214 @@
+//! Partition log behaviour: append, read, roll, timestamps, truncation, retention, flush.
+
+mod common;
+
+use common::{batch, open, read_all, small_config};
+use runnel_broker::storage::{FlushPolicy, LogConfig, TimestampType};
+use runnel_broker::Error;
+
+#[test]
+fn append_assigns_offsets_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config(), false);
+    let mut expected = Vec::new();
+    for tag in 0..50u64 {
+        let mut b = batch(tag, 3, 40, 1_000 + tag as i64);
+        let info = log.append(&mut b).unwrap();
+        assert_eq!(info.base_offset, tag * 3);
+        assert_eq!(info.last_offset, tag * 3 + 2);
+        for i in 0..3 {
+            expected.push((tag * 3 + i, format!("{tag}:{i}:")));
+        }
+    }
+    assert_eq!(log.end_offset(), 150);
+    assert!(log.segment_base_offsets().len() >= 3, "small segments roll: {:?} {}", log.segment_base_offsets(), log.size_bytes());
+    for max_bytes in [1, 300, 5_000, u64::MAX] {
+        let got = read_all(&log, 0, max_bytes);
+        assert_eq!(got.len(), expected.len());
+        for ((off, v), (eoff, ev)) in got.iter().zip(&expected) {
+            assert_eq!(off, eoff);
+            assert!(v.starts_with(ev.as_bytes()));
+        }
+    }
+    // Reading from the middle of a batch returns the batch that holds it.
+    let mid = read_all(&log, 73, 1000);
+    assert_eq!(mid[0].0, 73);
+    // Out of range.
+    assert!(matches!(log.read(151, 100), Err(Error::OffsetOutOfRange { .. })));
+    assert!(log.read(150, 100).unwrap().region.is_none());
+}
+
+#[test]
+fn regions_hold_whole_batches_within_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig { index_interval_bytes: 0, ..LogConfig::default() }, false);
+    let one = batch(0, 1, 100, 0).len() as u64;
+    for tag in 0..20 {
+        log.append(&mut batch(tag, 1, 100, 0)).unwrap();
+    }
+    let r = log.read(0, one * 5 + one / 2).unwrap().region.unwrap();
+    assert_eq!(r.len, one * 5);
+    let r = log.read(3, 1).unwrap().region.unwrap();
+    assert_eq!((r.position, r.len), (one * 3, one), "one batch even when it exceeds max_bytes");
+}
+
+#[test]
+fn rejects_bad_batches_without_touching_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig { max_message_bytes: 500, ..LogConfig::default() }, false);
+    let mut good = batch(0, 1, 10, 0);
+    log.append(&mut good).unwrap();
+    let mut bad_crc = batch(1, 1, 10, 0);
+    let n = bad_crc.len();
+    bad_crc[n - 1] ^= 1;
+    assert!(matches!(log.append(&mut bad_crc), Err(Error::InvalidBatch(_))));
+    let mut bad_magic = batch(1, 1, 10, 0);
+    bad_magic[16] = 1;
+    assert!(log.append(&mut bad_magic).unwrap_err().to_string().contains("magic"));
+    let mut torn = batch(1, 1, 10, 0);
+    let mut torn = torn.split_to(30);
+    assert!(log.append(&mut torn).is_err());
+    assert!(matches!(log.append(&mut batch(1, 1, 600, 0)), Err(Error::RecordTooLarge { .. })));
+    // Two good batches and one bad: nothing is written.
+    let mut mixed = batch(2, 1, 10, 0);
+    mixed.extend_from_slice(&bad_crc);
+    assert!(log.append(&mut mixed).is_err());
+    assert!(log.append(&mut Vec::<u8>::new()).is_err());
+    assert_eq!(log.end_offset(), 1);
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), 1);
+}
+
+#[test]
+fn offset_for_timestamp_finds_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config(), false);
+    // Batch tag t holds records with timestamps 10_000 + 100 t + i.
+    for tag in 0..60u64 {
+        log.append(&mut batch(tag, 4, 30, 10_000 + 100 * tag as i64)).unwrap();
+    }
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 10_000)));
+    assert_eq!(log.offset_for_timestamp(10_102).unwrap(), Some((6, 10_102)));
+    assert_eq!(log.offset_for_timestamp(10_104).unwrap(), Some((8, 10_200)));
+    assert_eq!(log.offset_for_timestamp(15_003).unwrap(), Some((50 * 4 + 3, 15_003)));
+    assert_eq!(log.offset_for_timestamp(16_000).unwrap(), None);
+}
+
+#[test]
+fn log_append_time_stamps_broker_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { message_timestamp_type: TimestampType::LogAppendTime, ..LogConfig::default() };
+    let log = open(dir.path(), cfg, false);
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let info = log.append(&mut batch(0, 2, 10, 5)).unwrap();
+    let t = info.log_append_time_ms.unwrap();
+    assert!(t >= before);
+    let region = log.read(0, 1 << 20).unwrap().region.unwrap();
+    let b = runnel_protocol::RecordBatch::new(region.read_to_vec().unwrap().into()).unwrap();
+    assert!(b.records().unwrap().iter().all(|r| r.timestamp == t));
+}
+
+#[test]
+fn roll_by_age_uses_batch_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig { segment_ms: 1_000, ..LogConfig::default() }, false);
+    log.append(&mut batch(0, 1, 10, 10_000)).unwrap();
+    log.append(&mut batch(1, 1, 10, 10_900)).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0]);
+    log.append(&mut batch(2, 1, 10, 11_001)).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+}
+
+#[test]
+fn truncate_cuts_at_batch_boundary_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config(), false);
+    for tag in 0..40u64 {
+        log.append(&mut batch(tag, 2, 50, 0)).unwrap();
+    }
+    let segs = log.segment_base_offsets().len();
+    assert_eq!(log.truncate_to(31).unwrap(), 30, "mid-batch offset cuts its whole batch");
+    assert!(log.segment_base_offsets().len() < segs);
+    assert_eq!(log.end_offset(), 30);
+    log.append(&mut batch(100, 2, 50, 0)).unwrap();
+    let all = read_all(&log, 0, 1 << 20);
+    assert_eq!(all.len(), 32);
+    assert!(all[30].1.starts_with(b"100:0:"));
+    assert!(all.iter().enumerate().all(|(i, (o, _))| *o == i as u64));
+    assert!(log.truncate_to(0).is_ok());
+    assert_eq!(log.end_offset(), 0);
+    assert!(read_all(&log, 0, 1 << 20).is_empty());
+}
+
+#[test]
+fn retention_by_size_and_time_deletes_whole_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config(), false);
+    for tag in 0..200u64 {
+        log.append(&mut batch(tag, 2, 50, 1_000 * tag as i64)).unwrap();
+    }
+    let segs = log.segment_base_offsets();
+    assert!(segs.len() > 5);
+    let mut cfg = small_config();
+    cfg.retention_bytes = 3 * 4096;
+    log.set_config(cfg);
+    let deleted = log.apply_retention(0).unwrap();
+    assert!(!deleted.is_empty());
+    assert!(log.size_bytes() >= 3 * 4096 && log.size_bytes() < 5 * 4096, "{}", log.size_bytes());
+    let start = log.start_offset();
+    assert_eq!(start, log.segment_base_offsets()[0]);
+    assert!(matches!(log.read(start - 1, 100), Err(Error::OffsetOutOfRange { .. })));
+    assert_eq!(read_all(&log, start, 1 << 20).len() as u64, 400 - start);
+    for base in &deleted {
+        assert!(!dir.path().join(format!("{base:020}.log")).exists());
+    }
+    // By time: everything older than the last batch's time by more than 1s, except the
+    // active segment, which is never deleted.
+    let mut cfg = small_config();
+    cfg.retention_ms = 1;
+    log.set_config(cfg);
+    log.apply_retention(1_000_000_000).unwrap();
+    assert_eq!(log.segment_base_offsets().len(), 1);
+    assert_eq!(log.end_offset(), 400);
+}
+
+#[test]
+fn always_policy_acknowledges_after_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig { flush_policy: FlushPolicy::Always, ..small_config() }, false);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    let (info, wait) = log.append_durable(&mut batch(t * 100 + i, 2, 100, 0)).unwrap();
+                    wait.wait_blocking().unwrap();
+                    assert!(log.durable_offset() > info.last_offset);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(log.durable_offset(), log.end_offset());
+}
+
+#[test]
+fn clean_close_and_reopen_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), small_config(), false);
+        for tag in 0..30 {
+            log.append(&mut batch(tag, 2, 60, tag as i64)).unwrap();
+        }
+        log.close().unwrap();
+        assert!(matches!(log.append(&mut batch(0, 1, 1, 0)), Err(Error::ShuttingDown)));
+    }
+    let log = open(dir.path(), small_config(), true);
+    assert_eq!(log.end_offset(), 60);
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), 60);
+    // Tag 28 holds timestamps 28 and 29: offset 57 is the first at 29.
+    assert_eq!(log.offset_for_timestamp(29).unwrap(), Some((57, 29)));
+    log.append(&mut batch(99, 1, 10, 0)).unwrap();
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), 61);
+}
