@@ -661,3 +661,10 @@ fn validate_all(batches: &mut [u8], cfg: &LogConfig, log_append_time: Option<i64
 fn batch_error(e: runnel_protocol::BatchError) -> Error {
     Error::InvalidBatch(e)
 }
+
+impl PartitionLog {
+    /// Stops appends to a log whose topic is being deleted (no sync: its files go).
+    pub(crate) fn shut_for_delete(&self) {
+        lock(&self.writer).closed = true;
+    }
+}

@@ -141,6 +141,7 @@ mod tests {
     fn lookup_finds_floor_entry() {
         let dir = tempfile::tempdir().unwrap();
         let idx = OffsetIndex::open(&dir.path().join("0.index"), 100, 1024).unwrap();
+        idx.file().extend().unwrap();
         assert_eq!(idx.lookup(150, u64::MAX), OffsetEntry { offset: 100, position: 0 });
         for i in 1..=10u64 {
             idx.push(100 + i * 10, (i * 1000) as u32);
@@ -162,6 +163,7 @@ mod tests {
         let path = dir.path().join("0.index");
         {
             let idx = OffsetIndex::open(&path, 0, 4096).unwrap();
+            idx.file().extend().unwrap();
             idx.push(5, 100);
             idx.push(9, 200);
             idx.file().trim().unwrap();
@@ -170,6 +172,8 @@ mod tests {
         let idx = OffsetIndex::open(&path, 0, 4096).unwrap();
         assert_eq!(idx.len(), 2);
         assert_eq!(idx.last(), Some(OffsetEntry { offset: 9, position: 200 }));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 16, "opening does not extend");
+        idx.file().extend().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
     }
 }

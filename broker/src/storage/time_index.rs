@@ -124,6 +124,7 @@ mod tests {
     fn lookup_starts_after_older_batches() {
         let dir = tempfile::tempdir().unwrap();
         let idx = TimeIndex::open(&dir.path().join("0.timeindex"), 0, 1200).unwrap();
+        idx.file().extend().unwrap();
         idx.maybe_push(100, 10);
         idx.maybe_push(100, 20); // timestamp did not grow: skipped
         idx.maybe_push(300, 30);

@@ -1,0 +1,543 @@
+//! The topic registry and owner of every partition log in a data directory.
+//!
+//! Layout of a data directory:
+//!
+//! ```text
+//! .lock                          flock held while a broker uses the directory
+//! .clean-shutdown                present only after a clean shutdown
+//! __cluster_metadata-0/          the metadata log (see `metadata`)
+//! <topic>-<partition>/           one partition log (as Kafka names them)
+//!     partition.metadata         "version: 0\ntopic_id: <uuid>\n", as Kafka's
+//!     recovery-point             recovery checkpoint (see `recovery`)
+//!     00000000000000000000.log   segments with .index and .timeindex
+//! ```
+//!
+//! Crash safety of topic changes. Create: partition directories first (each with its
+//! `partition.metadata`, synced), then the `topic` record, durably; a crash before the
+//! record leaves directories that no live topic claims, and start-up deletes them. Delete:
+//! the `remove_topic` record first, durably, then the directories (renamed to
+//! `*.<id>-delete`, then removed); a crash anywhere after the record leaves directories no
+//! live topic claims. A directory is claimed only by the live topic of the same name *and*
+//! id, so a re-created topic never adopts an old incarnation's files.
+//!
+//! Concurrency: `topics` is a `RwLock` held only to look up or swap an `Arc<Topic>`;
+//! create, alter and delete are serialised by `admin` and are blocking (they sync the
+//! metadata log), so async callers run them on a blocking thread.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use tracing::{error, info, warn};
+
+use super::config::{FlushPolicy, LogConfig};
+use super::flusher::{Flusher, DEFAULT_FLUSH_THREADS};
+use super::log::{now_ms, sync_dir, PartitionLog};
+use super::metadata::{self, MetadataRecord, METADATA_DIR};
+use crate::error::{Error, Result};
+
+pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+const LOCK_FILE: &str = ".lock";
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// Kafka's limit: a topic name must fit in a file name with a partition suffix.
+pub const TOPIC_NAME_MAX_CHARS: usize = 249;
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    /// Defaults for every topic config key; a topic's overrides apply on top.
+    pub log_defaults: LogConfig,
+    pub flush_threads: usize,
+    /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
+    /// How often the maintenance thread wakes for `interval` flushes.
+    pub maintenance_interval_ms: u64,
+    pub max_partitions_per_topic: u32,
+}
+
+impl StorageConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> StorageConfig {
+        StorageConfig {
+            data_dir: data_dir.into(),
+            log_defaults: LogConfig::default(),
+            flush_threads: DEFAULT_FLUSH_THREADS,
+            retention_check_interval_ms: 300_000,
+            maintenance_interval_ms: 100,
+            max_partitions_per_topic: 10_000,
+        }
+    }
+}
+
+/// A live topic. Replaced as a whole (new `Arc`) when its config changes.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: String,
+    /// The configs set on this topic; `config` is the defaults with these applied.
+    pub overrides: BTreeMap<String, String>,
+    pub config: LogConfig,
+    pub partitions: Vec<Arc<PartitionLog>>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir())
+            .field("start_offset", &self.start_offset())
+            .field("end_offset", &self.end_offset())
+            .finish()
+    }
+}
+
+/// Where an injected crash stops a topic change (for crash-safety tests only).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CrashPoint {
+    None = 0,
+    CreateAfterDirs = 1,
+    DeleteAfterRecord = 2,
+    DeleteAfterRename = 3,
+}
+
+pub struct LogManager {
+    cfg: StorageConfig,
+    flusher: Arc<Flusher>,
+    metadata: Arc<PartitionLog>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    admin: Mutex<()>,
+    maintenance: Mutex<Option<JoinHandle<()>>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    closed: AtomicBool,
+    crash_point: AtomicU8,
+    _lock: Flock<File>,
+}
+
+impl LogManager {
+    /// Opens the data directory: takes its lock, replays the metadata log, removes what
+    /// no live topic claims, opens every partition (recovering them unless the last stop
+    /// was clean), and starts background maintenance. Blocking.
+    pub fn open(cfg: StorageConfig) -> Result<Arc<LogManager>> {
+        let dir = cfg.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(Error::io("create data dir", &dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = File::create(&lock_path).map_err(Error::io("create", &lock_path))?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| Error::Io {
+            op: "lock data dir (is another broker using it?)",
+            path: lock_path.clone(),
+            source: std::io::Error::from(errno),
+        })?;
+
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        if clean {
+            // Gone before anything is written, so a crash from here on is seen as unclean.
+            std::fs::remove_file(&marker).map_err(Error::io("remove", &marker))?;
+            sync_dir(&dir)?;
+        } else {
+            info!(data_dir = %dir.display(), "no clean-shutdown marker: recovering logs past their checkpoints");
+        }
+
+        let flusher = Flusher::start(cfg.flush_threads);
+        let meta_cfg = LogConfig {
+            flush_policy: FlushPolicy::Always,
+            retention_ms: -1,
+            retention_bytes: -1,
+            segment_bytes: 64 << 20,
+            segment_index_bytes: 1 << 20,
+            ..LogConfig::default()
+        };
+        let metadata = PartitionLog::open(&dir.join(METADATA_DIR), meta_cfg, flusher.clone(), clean)?;
+        let live = metadata::replay(&metadata)?;
+        remove_unclaimed(&dir, &live)?;
+
+        let mut topics = BTreeMap::new();
+        for (name, meta) in live {
+            let config = LogConfig::with_overrides(&cfg.log_defaults, &meta.configs)?;
+            let mut partitions = Vec::with_capacity(meta.partitions as usize);
+            for p in 0..meta.partitions {
+                let pdir = dir.join(format!("{name}-{p}"));
+                if !pdir.exists() {
+                    warn!(dir = %pdir.display(), "partition directory missing; starting it empty");
+                    create_partition_dir(&pdir, &meta.id)?;
+                }
+                partitions.push(PartitionLog::open(&pdir, config.clone(), flusher.clone(), clean)?);
+            }
+            let topic = Topic {
+                name: name.clone(),
+                id: meta.id,
+                overrides: meta.configs,
+                config,
+                partitions,
+            };
+            topics.insert(name, Arc::new(topic));
+        }
+        info!(data_dir = %dir.display(), topics = topics.len(), clean, "storage opened");
+
+        let manager = Arc::new(LogManager {
+            cfg,
+            flusher,
+            metadata,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+            maintenance: Mutex::new(None),
+            stop: Arc::new((Mutex::new(false), Condvar::new())),
+            closed: AtomicBool::new(false),
+            crash_point: AtomicU8::new(0),
+            _lock: lock,
+        });
+        let handle = spawn_maintenance(Arc::downgrade(&manager), manager.stop.clone(), &manager.cfg);
+        *manager.maintenance.lock().expect("maintenance") = Some(handle);
+        Ok(manager)
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.cfg
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().expect("topics").get(name).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().expect("topics").values().cloned().collect()
+    }
+
+    pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
+        let t = self.topic(topic).ok_or_else(|| Error::UnknownTopic(topic.to_owned()))?;
+        t.partitions.get(partition as usize).cloned().ok_or(Error::UnknownPartition {
+            topic: topic.to_owned(),
+            partition,
+        })
+    }
+
+    #[doc(hidden)]
+    pub fn inject_crash(&self, at: CrashPoint) {
+        self.crash_point.store(at as u8, Ordering::SeqCst);
+    }
+
+    fn crash_here(&self, at: CrashPoint) -> Result<()> {
+        if self.crash_point.load(Ordering::SeqCst) == at as u8 {
+            return Err(Error::Io {
+                op: "injected crash",
+                path: self.cfg.data_dir.clone(),
+                source: std::io::Error::other(format!("{at:?}")),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Creates a topic. Blocking.
+    pub fn create_topic(&self, name: &str, partitions: i64, overrides: &BTreeMap<String, String>) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        let max = self.cfg.max_partitions_per_topic;
+        if partitions < 1 || partitions > max as i64 {
+            return Err(Error::InvalidPartitions { count: partitions, max });
+        }
+        let config = LogConfig::with_overrides(&self.cfg.log_defaults, overrides)?;
+        let _admin = self.admin.lock().expect("admin");
+        self.check_open()?;
+        if self.topic(name).is_some() {
+            return Err(Error::TopicExists(name.to_owned()));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let dirs: Vec<PathBuf> = (0..partitions).map(|p| self.cfg.data_dir.join(format!("{name}-{p}"))).collect();
+        let created = (|| -> Result<Vec<Arc<PartitionLog>>> {
+            let mut logs = Vec::with_capacity(dirs.len());
+            for d in &dirs {
+                create_partition_dir(d, &id)?;
+                logs.push(PartitionLog::open(d, config.clone(), self.flusher.clone(), false)?);
+            }
+            sync_dir(&self.cfg.data_dir)?;
+            self.crash_here(CrashPoint::CreateAfterDirs)?;
+            metadata::append(
+                &self.metadata,
+                &MetadataRecord::Topic {
+                    name: name.to_owned(),
+                    id: id.clone(),
+                    partitions: partitions as u32,
+                    configs: overrides.clone(),
+                },
+            )?;
+            Ok(logs)
+        })();
+        let logs = match created {
+            Ok(logs) => logs,
+            Err(e) => {
+                if self.crash_point.load(Ordering::SeqCst) == CrashPoint::None as u8 {
+                    for d in &dirs {
+                        let _ = std::fs::remove_dir_all(d);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let topic = Arc::new(Topic {
+            name: name.to_owned(),
+            id,
+            overrides: overrides.clone(),
+            config,
+            partitions: logs,
+        });
+        self.topics.write().expect("topics").insert(name.to_owned(), topic.clone());
+        info!(topic = name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Replaces a topic's config overrides. Blocking.
+    pub fn alter_topic_config(&self, name: &str, overrides: &BTreeMap<String, String>) -> Result<Arc<Topic>> {
+        let config = LogConfig::with_overrides(&self.cfg.log_defaults, overrides)?;
+        let _admin = self.admin.lock().expect("admin");
+        self.check_open()?;
+        let old = self.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
+        metadata::append(
+            &self.metadata,
+            &MetadataRecord::TopicConfig {
+                name: name.to_owned(),
+                id: old.id.clone(),
+                configs: overrides.clone(),
+            },
+        )?;
+        for p in &old.partitions {
+            p.set_config(config.clone());
+        }
+        let topic = Arc::new(Topic {
+            name: old.name.clone(),
+            id: old.id.clone(),
+            overrides: overrides.clone(),
+            config,
+            partitions: old.partitions.clone(),
+        });
+        self.topics.write().expect("topics").insert(name.to_owned(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its files. Blocking.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let _admin = self.admin.lock().expect("admin");
+        self.check_open()?;
+        let topic = self.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
+        metadata::append(
+            &self.metadata,
+            &MetadataRecord::RemoveTopic {
+                name: name.to_owned(),
+                id: topic.id.clone(),
+            },
+        )?;
+        self.topics.write().expect("topics").remove(name);
+        self.crash_here(CrashPoint::DeleteAfterRecord)?;
+        for (p, log) in topic.partitions.iter().enumerate() {
+            log.shut_for_delete();
+            let from = self.cfg.data_dir.join(format!("{name}-{p}"));
+            let to = self.cfg.data_dir.join(format!("{name}-{p}.{}-delete", topic.id));
+            std::fs::rename(&from, &to).map_err(Error::io("rename for delete", &from))?;
+        }
+        sync_dir(&self.cfg.data_dir)?;
+        self.crash_here(CrashPoint::DeleteAfterRename)?;
+        for p in 0..topic.partitions.len() {
+            let d = self.cfg.data_dir.join(format!("{name}-{p}.{}-delete", topic.id));
+            std::fs::remove_dir_all(&d).map_err(Error::io("remove", &d))?;
+        }
+        sync_dir(&self.cfg.data_dir)?;
+        info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// One maintenance round: interval flushes always, retention when `retention` is set.
+    pub fn run_maintenance(&self, now_ms: i64, retention: bool) {
+        for topic in self.topics() {
+            for log in &topic.partitions {
+                log.maybe_sync_interval(now_ms);
+                if retention {
+                    if let Err(e) = log.apply_retention(now_ms) {
+                        error!(log = %log.dir().display(), error = %e, "retention failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Clean shutdown: stops maintenance, closes every log (sync, trim, checkpoint), then
+    /// writes the clean-shutdown marker so the next start skips recovery. Blocking.
+    pub fn shutdown(&self) -> Result<()> {
+        let _admin = self.admin.lock().expect("admin");
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.stop_maintenance();
+        let mut result = Ok(());
+        for topic in self.topics() {
+            for log in &topic.partitions {
+                if let Err(e) = log.close() {
+                    error!(log = %log.dir().display(), error = %e, "close failed");
+                    result = Err(e);
+                }
+            }
+        }
+        if let Err(e) = self.metadata.close() {
+            result = Err(e);
+        }
+        self.flusher.shutdown();
+        result?;
+        let marker = self.cfg.data_dir.join(CLEAN_SHUTDOWN_FILE);
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(Error::io("write clean-shutdown marker", &marker))?;
+        sync_dir(&self.cfg.data_dir)?;
+        info!(data_dir = %self.cfg.data_dir.display(), "clean shutdown");
+        Ok(())
+    }
+
+    fn stop_maintenance(&self) {
+        let (m, cv) = &*self.stop;
+        *m.lock().expect("stop") = true;
+        cv.notify_all();
+        if let Some(h) = self.maintenance.lock().expect("maintenance").take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for LogManager {
+    fn drop(&mut self) {
+        // Not a clean shutdown unless `shutdown` ran: no marker is written here.
+        self.stop_maintenance();
+    }
+}
+
+fn spawn_maintenance(manager: Weak<LogManager>, stop: Arc<(Mutex<bool>, Condvar)>, cfg: &StorageConfig) -> JoinHandle<()> {
+    let tick = Duration::from_millis(cfg.maintenance_interval_ms.max(1));
+    let retention_every_ms = cfg.retention_check_interval_ms as i64;
+    std::thread::Builder::new()
+        .name("runnel-maintenance".into())
+        .spawn(move || {
+            let mut last_retention = now_ms();
+            loop {
+                {
+                    let (m, cv) = &*stop;
+                    let guard = m.lock().expect("stop");
+                    let (guard, _) = cv.wait_timeout(guard, tick).expect("stop");
+                    if *guard {
+                        return;
+                    }
+                }
+                let Some(manager) = manager.upgrade() else { return };
+                let now = now_ms();
+                let retention = now - last_retention >= retention_every_ms;
+                if retention {
+                    last_retention = now;
+                }
+                manager.run_maintenance(now, retention);
+            }
+        })
+        .expect("spawn maintenance thread")
+}
+
+/// Kafka's rules: 1 to 249 characters of `[A-Za-z0-9._-]`, not `.` or `..`. Names starting
+/// with `__` are reserved for internal topics.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidTopicName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name.len() > TOPIC_NAME_MAX_CHARS {
+        return bad("must be at most 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("must not be '.' or '..'");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return bad("may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    if name.starts_with("__") {
+        return bad("names starting with '__' are reserved for internal topics");
+    }
+    Ok(())
+}
+
+fn create_partition_dir(dir: &Path, topic_id: &str) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(Error::io("remove stale", dir))?;
+    }
+    std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+    let path = dir.join(PARTITION_METADATA_FILE);
+    (|| -> std::io::Result<()> {
+        let mut f = File::create(&path)?;
+        std::io::Write::write_all(&mut f, format!("version: 0\ntopic_id: {topic_id}\n").as_bytes())?;
+        f.sync_all()
+    })()
+    .map_err(Error::io("write", &path))?;
+    sync_dir(dir)
+}
+
+fn read_topic_id(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA_FILE)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))
+        .map(|s| s.trim().to_owned())
+}
+
+/// Removes partition directories that no live topic claims (by name, partition number and
+/// id): leftovers of a crashed create or delete.
+fn remove_unclaimed(data_dir: &Path, live: &BTreeMap<String, metadata::TopicMeta>) -> Result<()> {
+    for entry in std::fs::read_dir(data_dir).map_err(Error::io("list", data_dir))? {
+        let entry = entry.map_err(Error::io("list", data_dir))?;
+        if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == METADATA_DIR {
+            continue;
+        }
+        let path = entry.path();
+        let claimed = name.rsplit_once('-').and_then(|(topic, p)| {
+            let p: u32 = p.parse().ok()?;
+            let meta = live.get(topic)?;
+            (p < meta.partitions && read_topic_id(&path).as_deref() == Some(meta.id.as_str())).then_some(())
+        });
+        let looks_ours = name.ends_with("-delete") || name.rsplit_once('-').is_some_and(|(_, p)| p.parse::<u32>().is_ok());
+        if claimed.is_none() {
+            if looks_ours {
+                warn!(dir = %path.display(), "removing partition directory that no live topic claims");
+                std::fs::remove_dir_all(&path).map_err(Error::io("remove", &path))?;
+            } else {
+                warn!(dir = %path.display(), "ignoring unknown directory in the data directory");
+            }
+        }
+    }
+    sync_dir(data_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        for ok in ["a", "orders.v1", "A_b-c", &"x".repeat(249)] {
+            assert!(validate_topic_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "ü", "a/b", "__internal", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+}
