@@ -70,7 +70,11 @@ impl Flusher {
         self.shared.ready.notify_all();
         let handles = std::mem::take(&mut *self.threads.lock().expect("flush threads"));
         for h in handles {
-            let _ = h.join();
+            // The last reference to the pool can be dropped on one of its own threads (it
+            // held the last log); that thread exits by itself once it sees `stopping`.
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
         }
     }
 }

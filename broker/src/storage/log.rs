@@ -19,7 +19,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,6 +35,11 @@ use super::flusher::Flusher;
 use super::recovery;
 use super::segment::{FileRegion, IndexCursor, Segment};
 use crate::error::{Error, Result};
+
+/// The leader epoch stamped into every appended batch's `partitionLeaderEpoch`, as Kafka's
+/// leader does. A single broker is always leader in epoch 0; replication will raise it and
+/// keep the epoch history recovery checks against.
+pub const INITIAL_LEADER_EPOCH: i32 = 0;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -82,7 +87,6 @@ impl DurableWait {
 
 struct Writer {
     cursor: IndexCursor,
-    closed: bool,
 }
 
 struct Waiter {
@@ -112,6 +116,11 @@ pub struct PartitionLog {
     last_sync_ms: AtomicI64,
     sync: Mutex<SyncState>,
     offline: OnceLock<String>,
+    /// Set under the writer lock by `close` or `shut_for_delete`; no append or sync after.
+    closed: AtomicBool,
+    /// Serialises writes of the recovery checkpoint (sync passes raise it, truncation
+    /// lowers it).
+    checkpoint: Mutex<()>,
     flusher: Arc<Flusher>,
 }
 
@@ -134,16 +143,15 @@ impl PartitionLog {
             dir: dir.to_owned(),
             config: ArcSwap::from_pointee(config),
             segments: ArcSwap::from_pointee(opened.segments),
-            writer: Mutex::new(Writer {
-                cursor: opened.cursor,
-                closed: false,
-            }),
+            writer: Mutex::new(Writer { cursor: opened.cursor }),
             start_offset: AtomicU64::new(start),
             end_offset: AtomicU64::new(end),
             durable_offset: AtomicU64::new(if clean { end } else { 0 }),
             last_sync_ms: AtomicI64::new(now_ms()),
             sync: Mutex::new(SyncState::default()),
             offline: OnceLock::new(),
+            closed: AtomicBool::new(false),
+            checkpoint: Mutex::new(()),
             flusher,
         }))
     }
@@ -176,6 +184,13 @@ impl PartitionLog {
         self.segments.load().iter().map(|s| s.base_offset()).collect()
     }
 
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        self.check_online()
+    }
+
     fn check_online(&self) -> Result<()> {
         match self.offline.get() {
             Some(reason) => Err(Error::LogOffline {
@@ -201,21 +216,20 @@ impl PartitionLog {
         let (records, max_timestamp) = validate_all(batches, &cfg, log_append_time)?;
 
         let mut w = lock(&self.writer);
-        self.check_online()?;
-        if w.closed {
-            return Err(Error::ShuttingDown);
-        }
+        self.check_open()?;
         let base = self.end_offset.load(Ordering::Relaxed);
         let mut active = self.active();
         if self.should_roll(&active, &cfg, batches.len() as u64, base + records - 1, max_timestamp) {
             active = self.roll(&mut w, &cfg, base)?;
         }
-        // Pass 2: stamp offsets. The CRC does not cover baseOffset, so nothing is re-encoded.
+        // Pass 2: stamp offsets and the leader epoch. The CRC covers neither, so nothing is
+        // re-encoded.
         let mut offset = base;
         let mut at = 0;
         while at < batches.len() {
             let h = BatchHeader::parse(&batches[at..]).expect("validated");
             batch::set_base_offset(&mut batches[at..], offset as i64);
+            batch::set_partition_leader_epoch(&mut batches[at..], INITIAL_LEADER_EPOCH);
             offset += h.last_offset_delta as u64 + 1;
             at += h.total_bytes();
         }
@@ -265,6 +279,10 @@ impl PartitionLog {
         if self.durable_offset() >= end_offset {
             return DurableWait(None);
         }
+        if self.closed.load(Ordering::Acquire) {
+            let _ = tx.send(Err(Error::ShuttingDown));
+            return DurableWait(Some(rx));
+        }
         s.waiters.push(Waiter { end_offset, tx });
         self.schedule_sync(&mut s);
         DurableWait(Some(rx))
@@ -297,6 +315,17 @@ impl PartitionLog {
             || active.offset_index.file().is_full()
             || active.time_index.file().is_full()
             || last_offset - active.base_offset() > u32::MAX as u64
+    }
+
+    /// Seals the active segment now, if it holds anything (Kafka's `roll`).
+    pub fn force_roll(self: &Arc<Self>) -> Result<()> {
+        let mut w = lock(&self.writer);
+        self.check_open()?;
+        if !self.active().is_empty() {
+            let cfg = self.config.load();
+            self.roll(&mut w, &cfg, self.end_offset())?;
+        }
+        Ok(())
     }
 
     /// Seals the active segment and starts a new one at `next_offset`. Writer only.
@@ -381,8 +410,12 @@ impl PartitionLog {
             sync_dir(&self.dir)?;
         }
         if !sealed.is_empty() {
-            // Every segment before the active one is now synced.
-            recovery::write_checkpoint(&self.dir, active.base_offset())?;
+            // Every segment before the active one is now synced, unless a truncation
+            // removed that segment meanwhile (then it lowered the checkpoint itself).
+            let _c = lock(&self.checkpoint);
+            if self.segments.load().iter().any(|s| std::ptr::eq(&**s, active)) {
+                recovery::write_checkpoint(&self.dir, active.base_offset())?;
+            }
         }
         Ok(())
     }
@@ -409,12 +442,12 @@ impl PartitionLog {
     /// Clean close: syncs everything, trims the active indexes, writes the checkpoint.
     /// Later appends fail with `ShuttingDown`. Blocking.
     pub fn close(&self) -> Result<()> {
-        let mut w = lock(&self.writer);
-        if w.closed {
+        let _w = lock(&self.writer);
+        if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        w.closed = true;
         self.check_online()?;
+        self.quiesce_sync();
         let sealed = std::mem::take(&mut lock(&self.sync).sealed);
         let active = self.active();
         let end = self.end_offset();
@@ -507,7 +540,7 @@ impl PartitionLog {
     /// a truncation may get a region that ends early.
     pub fn truncate_to(self: &Arc<Self>, offset: u64) -> Result<u64> {
         let mut w = lock(&self.writer);
-        self.check_online()?;
+        self.check_open()?;
         let end = self.end_offset();
         if offset >= end {
             return Ok(end);
@@ -524,6 +557,9 @@ impl PartitionLog {
             None => (seg.size(), seg.next_offset()),
         };
         seg.truncate_to(pos, new_end)?;
+        // The cut must be durable before the checkpoint vouches for it again, or a crash
+        // could bring truncated batches back as a valid tail.
+        seg.sync_log()?;
         let cursor = recovery::load_tail(&seg, &self.config.load())?;
         seg.offset_index.file().extend()?;
         seg.time_index.file().extend()?;
@@ -534,6 +570,14 @@ impl PartitionLog {
             self.segments.store(Arc::new(segments[..=i].to_vec()));
             s.sealed.retain(|x| !removed.iter().any(|r| Arc::ptr_eq(x, r)));
             s.dir_dirty = true;
+        }
+        {
+            // After the list no longer holds the removed segments, so a sync pass that
+            // started before cannot raise the checkpoint past them again.
+            let _c = lock(&self.checkpoint);
+            if recovery::read_checkpoint(&self.dir) > seg.base_offset() {
+                recovery::write_checkpoint(&self.dir, seg.base_offset())?;
+            }
         }
         self.end_offset.store(new_end, Ordering::Release);
         self.durable_offset.fetch_min(new_end, Ordering::AcqRel);
@@ -663,8 +707,28 @@ fn batch_error(e: runnel_protocol::BatchError) -> Error {
 }
 
 impl PartitionLog {
-    /// Stops appends to a log whose topic is being deleted (no sync: its files go).
+    /// Stops appends and syncs of a log whose topic is being deleted (its files go).
     pub(crate) fn shut_for_delete(&self) {
-        lock(&self.writer).closed = true;
+        let _w = lock(&self.writer);
+        self.closed.store(true, Ordering::Release);
+        self.quiesce_sync();
+        for w in lock(&self.sync).waiters.drain(..) {
+            let _ = w.tx.send(Err(Error::ShuttingDown));
+        }
+    }
+
+    /// Waits out a sync pass in progress and keeps new ones from starting: after this the
+    /// flusher never touches the log's files again. Called once `closed` is set.
+    fn quiesce_sync(&self) {
+        loop {
+            {
+                let mut s = lock(&self.sync);
+                if !s.queued {
+                    s.queued = true;
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }

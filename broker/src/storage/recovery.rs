@@ -42,7 +42,9 @@ pub(crate) fn read_checkpoint(dir: &Path) -> u64 {
 }
 
 pub(crate) fn write_checkpoint(dir: &Path, offset: u64) -> Result<()> {
-    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{CHECKPOINT_FILE}.{seq}.tmp"));
     let path = dir.join(CHECKPOINT_FILE);
     (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -62,6 +64,14 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     for entry in std::fs::read_dir(dir).map_err(Error::io("list", dir))? {
         let entry = entry.map_err(Error::io("list", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(CHECKPOINT_FILE) && name.ends_with(".tmp") {
+            let p = dir.join(&name);
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("remove", p)(e)),
+                _ => {}
+            }
+            continue;
+        }
         let Some((stem, suffix)) = name.split_once('.') else {
             continue;
         };

@@ -234,7 +234,15 @@ impl Segment {
 
     /// Position and header of the batch holding `offset`, looking only below `size_limit`.
     pub fn find_batch(&self, offset: u64, size_limit: u64) -> Result<Option<(u64, BatchHeader)>> {
-        let mut pos = self.offset_index.lookup(offset, size_limit).position as u64;
+        let entry = self.offset_index.lookup(offset, size_limit);
+        let mut pos = entry.position as u64;
+        // The entry is checked against the batch it points at (one header we read anyway):
+        // an index damaged on disk costs a scan from the segment start, never wrong data.
+        let matches = matches!(self.read_header(pos, size_limit), Ok(Some(h)) if h.base_offset as u64 == entry.offset);
+        if pos > 0 && !matches {
+            tracing::warn!(segment = %self.log_path.display(), position = pos, "offset index entry does not match the log; scanning");
+            pos = 0;
+        }
         while let Some(h) = self.read_header(pos, size_limit)? {
             if h.last_offset() as u64 >= offset {
                 return Ok(Some((pos, h)));
@@ -318,6 +326,16 @@ impl Segment {
                     break;
                 }
             };
+            // partitionLeaderEpoch is outside the CRC; the broker stamps it, so anything but
+            // a known epoch is damage.
+            if !(0..=super::log::INITIAL_LEADER_EPOCH).contains(&h.partition_leader_epoch) {
+                out.stopped = Some(format!(
+                    "batch at position {pos} has leader epoch {}, past the highest known epoch {}",
+                    h.partition_leader_epoch,
+                    super::log::INITIAL_LEADER_EPOCH
+                ));
+                break;
+            }
             if h.base_offset as u64 != out.next_offset {
                 out.stopped = Some(format!(
                     "batch at position {pos} has base offset {} where {} was expected",
