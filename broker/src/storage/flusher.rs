@@ -66,7 +66,12 @@ impl Flusher {
 
     /// Finishes queued passes, then stops the threads.
     pub fn shutdown(&self) {
-        self.shared.stopping.store(true, Ordering::Release);
+        {
+            // Under the queue lock: a worker checks `stopping` under it before waiting, so
+            // it either sees the flag or is already waiting when the notify comes.
+            let _q = self.shared.queue.lock().expect("flush queue");
+            self.shared.stopping.store(true, Ordering::Release);
+        }
         self.shared.ready.notify_all();
         let handles = std::mem::take(&mut *self.threads.lock().expect("flush threads"));
         for h in handles {

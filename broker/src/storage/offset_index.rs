@@ -73,7 +73,24 @@ impl OffsetIndex {
     /// The last entry with `offset <= target` and `position < position_limit`, or the
     /// segment start. `position_limit` keeps readers inside the bytes they know are written.
     pub fn lookup(&self, target: u64, position_limit: u64) -> OffsetEntry {
-        self.search(|e| e.offset <= target && (e.position as u64) < position_limit)
+        self.lookup_with_next(target, position_limit).0
+    }
+
+    /// As [`lookup`](Self::lookup), plus the position of the entry after it (if published
+    /// and below the limit): the batch holding `target` starts before that position.
+    pub fn lookup_with_next(&self, target: u64, position_limit: u64) -> (OffsetEntry, Option<u64>) {
+        let n = self.search_index(|e| e.offset <= target && (e.position as u64) < position_limit);
+        let entry = match n.checked_sub(1) {
+            Some(i) => self.entry(i),
+            None => OffsetEntry {
+                offset: self.base_offset,
+                position: 0,
+            },
+        };
+        let next = (n < self.len())
+            .then(|| self.entry(n).position as u64)
+            .filter(|&p| p < position_limit);
+        (entry, next)
     }
 
     /// The last entry with `position <= position`, or the segment start.
@@ -83,6 +100,17 @@ impl OffsetIndex {
 
     /// Binary search for the last entry satisfying a predicate that holds for a prefix.
     fn search(&self, ok: impl Fn(&OffsetEntry) -> bool) -> OffsetEntry {
+        match self.search_index(ok).checked_sub(1) {
+            Some(i) => self.entry(i),
+            None => OffsetEntry {
+                offset: self.base_offset,
+                position: 0,
+            },
+        }
+    }
+
+    /// The number of leading entries satisfying `ok` (which holds for a prefix).
+    fn search_index(&self, ok: impl Fn(&OffsetEntry) -> bool) -> usize {
         let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -92,13 +120,7 @@ impl OffsetIndex {
                 hi = mid;
             }
         }
-        match lo.checked_sub(1) {
-            Some(i) => self.entry(i),
-            None => OffsetEntry {
-                offset: self.base_offset,
-                position: 0,
-            },
-        }
+        lo
     }
 
     /// Drops entries at or past `position` (log truncation).

@@ -230,5 +230,6 @@ fn rebuild(seg: &Segment, cfg: &LogConfig) -> Result<(ScanOutcome, IndexCursor)>
     seg.time_index.file().extend()?;
     let mut cursor = IndexCursor::fresh();
     let outcome = seg.scan(0, seg.base_offset(), Some((&mut cursor, cfg.index_interval_bytes)))?;
+    seg.mark_index_built_here();
     Ok((outcome, cursor))
 }

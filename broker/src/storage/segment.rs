@@ -30,6 +30,13 @@ pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 
 /// Bytes read at a time when scanning a segment for recovery.
 const SCAN_BUFFER_BYTES: usize = 1 << 20;
+/// Bytes read at a time when walking batch headers on the read path: the stretch between
+/// two entries of the offset index at the default `index.interval.bytes` (4096, plus the
+/// batch that crosses it), plus a header.
+const HEADER_WINDOW_BYTES: usize = 8192 + HEADER_BYTES;
+/// First read when the stretch to walk is larger than a window: big batches, so the
+/// first header or two are all a walk needs.
+const FIRST_HEADER_WINDOW_BYTES: usize = 512;
 
 pub(crate) fn file_name(base_offset: u64, suffix: &str) -> String {
     format!("{base_offset:020}.{suffix}")
@@ -64,6 +71,9 @@ pub(crate) struct Segment {
     max_timestamp: AtomicI64,
     /// Max timestamp of the first batch: the clock `segment.ms` rolls by (as Kafka).
     first_batch_timestamp: AtomicI64,
+    /// The offset index was written by this process (new segment, or rebuilt by
+    /// recovery), not loaded from disk, so its entries need no check against the log.
+    index_built_here: std::sync::atomic::AtomicBool,
 }
 
 /// What a validating scan of a segment found.
@@ -130,7 +140,14 @@ impl Segment {
                 _ => {}
             }
         }
-        Segment::with_file(dir, base_offset, cfg, log_path, file)
+        let seg = Segment::with_file(dir, base_offset, cfg, log_path, file)?;
+        seg.mark_index_built_here();
+        Ok(seg)
+    }
+
+    /// Says the indexes were (re)built by this process from the log.
+    pub fn mark_index_built_here(&self) {
+        self.index_built_here.store(true, Ordering::Release);
     }
 
     /// Opens an existing segment. `size` is the file length and `next_offset` the base
@@ -160,6 +177,7 @@ impl Segment {
             next_offset: AtomicU64::new(base_offset),
             max_timestamp: AtomicI64::new(-1),
             first_batch_timestamp: AtomicI64::new(-1),
+            index_built_here: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -232,43 +250,116 @@ impl Segment {
         Ok(Some(BatchHeader::parse(&buf)?))
     }
 
-    /// Position and header of the batch holding `offset`, looking only below `size_limit`.
-    pub fn find_batch(&self, offset: u64, size_limit: u64) -> Result<Option<(u64, BatchHeader)>> {
-        let entry = self.offset_index.lookup(offset, size_limit);
-        let mut pos = entry.position as u64;
-        // The entry is checked against the batch it points at (one header we read anyway):
-        // an index damaged on disk costs a scan from the segment start, never wrong data.
-        let matches = matches!(self.read_header(pos, size_limit), Ok(Some(h)) if h.base_offset as u64 == entry.offset);
-        if pos > 0 && !matches {
-            tracing::warn!(segment = %self.log_path.display(), position = pos, "offset index entry does not match the log; scanning");
-            pos = 0;
+    /// Walks batch headers from `pos` (a batch boundary) while `more` says so, returning
+    /// the header it stopped at, or None at `limit`. Headers are read in windows of
+    /// [`HEADER_WINDOW_BYTES`], so the few batches of one index interval cost one `pread`
+    /// instead of one each.
+    fn walk_headers(
+        &self,
+        mut pos: u64,
+        limit: u64,
+        first_window: usize,
+        mut more: impl FnMut(u64, &BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        thread_local! {
+            // Reused across calls: zeroing a fresh 8 KiB window would cost as much as the read.
+            static WINDOW: std::cell::RefCell<Box<[u8; HEADER_WINDOW_BYTES]>> =
+                std::cell::RefCell::new(Box::new([0u8; HEADER_WINDOW_BYTES]));
         }
-        while let Some(h) = self.read_header(pos, size_limit)? {
-            if h.last_offset() as u64 >= offset {
+        WINDOW.with(|w| {
+            let mut window = w.borrow_mut();
+            self.walk_headers_in(&mut window[..], pos, limit, first_window, &mut more)
+        })
+    }
+
+    fn walk_headers_in(
+        &self,
+        window: &mut [u8],
+        mut pos: u64,
+        limit: u64,
+        first_window: usize,
+        more: &mut impl FnMut(u64, &BatchHeader) -> bool,
+    ) -> Result<Option<(u64, BatchHeader)>> {
+        let (mut win_pos, mut win_len) = (0u64, 0usize);
+        loop {
+            if pos + HEADER_BYTES as u64 > limit {
+                return Ok(None);
+            }
+            if pos < win_pos || pos + HEADER_BYTES as u64 > win_pos + win_len as u64 {
+                let want = if win_len == 0 { first_window } else { HEADER_WINDOW_BYTES };
+                win_len = (limit - pos).min(want as u64) as usize;
+                self.file
+                    .read_exact_at(&mut window[..win_len], pos)
+                    .map_err(Error::io("read batch headers", &self.log_path))?;
+                win_pos = pos;
+            }
+            let at = (pos - win_pos) as usize;
+            let h = BatchHeader::parse(&window[at..win_len])?;
+            if !more(pos, &h) {
                 return Ok(Some((pos, h)));
             }
             pos += h.total_bytes() as u64;
         }
-        Ok(None)
     }
 
-    /// The end of the last whole batch that starts at or after `start` and ends within
-    /// `start + max_bytes`, but always past the first batch (`first_len` bytes), so a
-    /// reader makes progress even when one batch exceeds `max_bytes`.
+    /// Position and header of the batch holding `offset`, looking only below `size_limit`.
+    pub fn find_batch(&self, offset: u64, size_limit: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let (entry, next) = self.offset_index.lookup_with_next(offset, size_limit);
+        let from = entry.position as u64;
+        // The batch holding `offset` starts before the next index entry. If that stretch
+        // is small, read all of it at once (one `pread` for every header to walk); if it
+        // is large, the batches are large, and the first header or two are enough.
+        let stretch = next.unwrap_or(size_limit).saturating_sub(from) as usize + HEADER_BYTES;
+        let first_window = if stretch <= HEADER_WINDOW_BYTES { stretch } else { FIRST_HEADER_WINDOW_BYTES };
+        // The entry is checked against the batch it points at (the first header we read
+        // anyway): an index damaged on disk costs a scan from the segment start, never
+        // wrong data.
+        let mut first = true;
+        let mut bad_entry = false;
+        let found = self.walk_headers(from, size_limit, first_window, |_, h| {
+            if first && from > 0 && h.base_offset as u64 != entry.offset {
+                bad_entry = true;
+                return false;
+            }
+            first = false;
+            (h.last_offset() as u64) < offset
+        });
+        match found {
+            Ok(r) if !bad_entry => Ok(r),
+            Err(_) | Ok(_) if from > 0 => {
+                tracing::warn!(segment = %self.log_path.display(), position = from, "offset index entry does not match the log; scanning");
+                self.walk_headers(0, size_limit, HEADER_WINDOW_BYTES, |_, h| (h.last_offset() as u64) < offset)
+            }
+            other => other,
+        }
+    }
+
+    /// Where a region that starts at the batch boundary `start` ends: a batch boundary at
+    /// most `max_bytes` past `start`, but always past the first batch (`first_len` bytes),
+    /// so a reader makes progress even when one batch exceeds `max_bytes`.
+    ///
+    /// The offset index already lists batch boundaries every `index.interval.bytes`, so the
+    /// last entry below the limit is the end (checked against its batch header, one small
+    /// read, skipped when this process built the index); the region may then stop up to
+    /// one index interval short of `max_bytes`. Only when no entry falls inside the range
+    /// are headers walked.
     pub fn batch_end_within(&self, start: u64, first_len: u64, max_bytes: u64, size_limit: u64) -> Result<u64> {
         let limit = start.saturating_add(max_bytes);
         if limit >= size_limit {
             return Ok(size_limit);
         }
-        let mut pos = (self.offset_index.lookup_position(limit).position as u64).max(start);
-        while let Some(h) = self.read_header(pos, size_limit)? {
-            let end = pos + h.total_bytes() as u64;
-            if end > limit {
-                break;
-            }
-            pos = end;
+        let entry = self.offset_index.lookup_position(limit);
+        if entry.position as u64 > start
+            && (self.index_built_here.load(Ordering::Acquire)
+                || matches!(self.read_header(entry.position as u64, size_limit), Ok(Some(h)) if h.base_offset as u64 == entry.offset))
+        {
+            return Ok(entry.position as u64);
         }
-        Ok(if pos == start { start + first_len } else { pos })
+        let end = match self.walk_headers(start, size_limit, HEADER_WINDOW_BYTES, |pos, h| pos + h.total_bytes() as u64 <= limit)? {
+            Some((pos, _)) => pos,
+            None => size_limit,
+        };
+        Ok(if end <= start { start + first_len } else { end })
     }
 
     /// Reads batches from `start` (offset `start_offset`) to the end of the file, checking
