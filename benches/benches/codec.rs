@@ -11,7 +11,9 @@ fn crc(c: &mut Criterion) {
     rng(1).fill_bytes(&mut data);
     let mut g = c.benchmark_group("crc32c_1MiB");
     g.throughput(Throughput::Bytes(data.len() as u64));
-    g.bench_function("crc-fast", |b| b.iter(|| runnel_protocol::crc::crc32c(black_box(&data))));
+    g.bench_function("crc-fast", |b| {
+        b.iter(|| runnel_protocol::crc::crc32c(black_box(&data)))
+    });
     g.bench_function("crc32c-crate", |b| b.iter(|| crc32c::crc32c(black_box(&data))));
     g.finish();
 }
@@ -21,9 +23,11 @@ fn validate(c: &mut Criterion) {
     for (record, size) in [(100usize, 16 << 10), (1024, 256 << 10), (1024, 1 << 20)] {
         let b = random_batch(&mut rng(2), record, size, Compression::None);
         g.throughput(Throughput::Bytes(b.len() as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(format!("{record}B_records_{}KiB", size >> 10)), &b, |bench, b| {
-            bench.iter(|| batch::validate(black_box(b)).expect("valid"))
-        });
+        g.bench_with_input(
+            BenchmarkId::from_parameter(format!("{record}B_records_{}KiB", size >> 10)),
+            &b,
+            |bench, b| bench.iter(|| batch::validate(black_box(b)).expect("valid")),
+        );
     }
     g.finish();
 }
@@ -65,7 +69,9 @@ fn encode_decode(c: &mut Criterion) {
             builder.push_parts(i as i64, None, Some(v), &[]);
         }
         let batch = RecordBatch::new(builder.finish().expect("batch").freeze()).expect("valid");
-        g.bench_function(codec.name(), |b| b.iter(|| black_box(&batch).records().expect("decode")));
+        g.bench_function(codec.name(), |b| {
+            b.iter(|| black_box(&batch).records().expect("decode"))
+        });
     }
     g.finish();
 }

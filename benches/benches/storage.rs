@@ -2,9 +2,11 @@
 //! writer count; read region lookup on a log of 100 segments.
 //!
 //! Each append iteration writes at least 16 MiB of random batches; every writer appends
-//! its share one batch at a time and, under `always`, waits for its append to be durable
-//! before sending the next (one request in flight per writer). Retention keeps the log
-//! under 1 GiB between iterations, outside the timed region.
+//! its share in order and, under `always`, waits for durability with at most `in_flight`
+//! appends outstanding (1: each append waits for its sync before the next is sent; 4: as a
+//! pipelining producer). Retention keeps the log under 1 GiB between iterations, outside
+//! the timed region. `RUNNEL_BENCH_POLICY=os|always` runs one policy only; criterion's own
+//! filter selects cases, e.g. `cargo bench --bench storage -- 16KiB_batches/16_writers`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,17 +28,31 @@ fn append_config(policy: FlushPolicy) -> LogConfig {
     }
 }
 
-fn run_writers(log: &Arc<PartitionLog>, work: Vec<Vec<bytes::BytesMut>>, policy: FlushPolicy) -> Duration {
+/// Each writer appends its batches in order with up to `in_flight` appends awaiting
+/// durability (a producer's `max.in.flight.requests`); under `os` nothing is awaited.
+fn run_writers(
+    log: &Arc<PartitionLog>,
+    work: Vec<Vec<bytes::BytesMut>>,
+    policy: FlushPolicy,
+    in_flight: usize,
+) -> Duration {
     let start = Instant::now();
     std::thread::scope(|s| {
         for batches in work {
             let log = log.clone();
             s.spawn(move || {
+                let mut pending = std::collections::VecDeque::with_capacity(in_flight);
                 for mut b in batches {
                     let (_, wait) = log.append_durable(&mut b).expect("append");
                     if policy == FlushPolicy::Always {
-                        wait.wait_blocking().expect("durable");
+                        pending.push_back(wait);
+                        if pending.len() >= in_flight {
+                            pending.pop_front().expect("pending").wait_blocking().expect("durable");
+                        }
                     }
+                }
+                for wait in pending {
+                    wait.wait_blocking().expect("durable");
                 }
             });
         }
@@ -51,22 +67,31 @@ fn append(c: &mut Criterion) {
             continue;
         }
         let mut g = c.benchmark_group(format!("append_flush_{name}"));
-        g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(4));
         for record in [100usize, 1024] {
             for batch_bytes in [16usize << 10, 256 << 10] {
                 let template: Vec<bytes::BytesMut> = {
                     let mut r = rng(11);
-                    (0..8).map(|_| random_batch(&mut r, record, batch_bytes, Compression::None)).collect()
+                    (0..8)
+                        .map(|_| random_batch(&mut r, record, batch_bytes, Compression::None))
+                        .collect()
                 };
                 let one = template[0].len();
-                for writers in [1usize, 4, 16] {
+                let mut cases: Vec<(usize, usize)> = vec![(1, 1), (4, 1), (16, 1)];
+                if policy == FlushPolicy::Always && batch_bytes == 16 << 10 {
+                    cases.push((16, 4));
+                }
+                for (writers, in_flight) in cases {
                     let per_writer = (ITER_BYTES_MIN / (one * writers)).max(1);
                     let bytes = (per_writer * writers * one) as u64;
                     let dir = tempfile::tempdir().expect("tempdir");
-                    let log = PartitionLog::open(dir.path(), append_config(policy), Flusher::start(2), false).expect("open");
+                    let log =
+                        PartitionLog::open(dir.path(), append_config(policy), Flusher::start(2), false).expect("open");
                     g.throughput(Throughput::Bytes(bytes));
                     let id = format!(
-                        "{record}B_records/{}KiB_batches/{writers}_writers/{}_records_per_batch",
+                        "{record}B_records/{}KiB_batches/{writers}_writers/{in_flight}_in_flight/{}_records_per_batch",
                         batch_bytes >> 10,
                         records_per_batch(record, batch_bytes)
                     );
@@ -75,9 +100,13 @@ fn append(c: &mut Criterion) {
                             let mut total = Duration::ZERO;
                             for _ in 0..iters {
                                 let work: Vec<Vec<bytes::BytesMut>> = (0..writers)
-                                    .map(|w| (0..per_writer).map(|i| template[(w + i) % template.len()].clone()).collect())
+                                    .map(|w| {
+                                        (0..per_writer)
+                                            .map(|i| template[(w + i) % template.len()].clone())
+                                            .collect()
+                                    })
                                     .collect();
-                                total += run_writers(&log, work, policy);
+                                total += run_writers(&log, work, policy, in_flight);
                                 log.apply_retention(i64::MAX).expect("retention");
                             }
                             total

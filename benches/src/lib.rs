@@ -13,7 +13,12 @@ pub fn rng(seed: u64) -> rand::rngs::StdRng {
 }
 
 /// One batch of about `batch_bytes` holding records of `record_bytes` random bytes each.
-pub fn random_batch(rng: &mut impl RngCore, record_bytes: usize, batch_bytes: usize, compression: Compression) -> BytesMut {
+pub fn random_batch(
+    rng: &mut impl RngCore,
+    record_bytes: usize,
+    batch_bytes: usize,
+    compression: Compression,
+) -> BytesMut {
     let mut b = BatchBuilder::with_capacity(
         BatchOptions {
             compression,

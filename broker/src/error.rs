@@ -23,11 +23,7 @@ pub enum Error {
     #[error("offset {offset} is out of range: the log holds [{start}, {end})")]
     OffsetOutOfRange { offset: u64, start: u64, end: u64 },
     #[error("invalid config {key}={value}: {reason}")]
-    InvalidConfig {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    InvalidConfig { key: String, value: String, reason: String },
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopicName { name: String, reason: &'static str },
     #[error("invalid partition count {count}: must be between 1 and {max}")]

@@ -40,7 +40,12 @@ fn fixture() -> Fixture {
     let log = open(&path, small_config(), false);
     let mut batches = Vec::new();
     for tag in 0..120u64 {
-        let mut b = batch(tag, 1 + (tag % 4) as usize, 20 + (tag % 7) as usize * 10, 1_000 + tag as i64);
+        let mut b = batch(
+            tag,
+            1 + (tag % 4) as usize,
+            20 + (tag % 7) as usize * 10,
+            1_000 + tag as i64,
+        );
         let len = b.len() as u64;
         let info = log.append(&mut b).unwrap();
         batches.push((info.base_offset, 0, 0, len));
@@ -67,7 +72,14 @@ fn fixture() -> Fixture {
     let timestamps = timestamps(&log);
     drop(log);
     assert!(segments.len() >= 4, "the fixture spans several segments");
-    Fixture { _dir: dir, path, batches, records, timestamps, segments }
+    Fixture {
+        _dir: dir,
+        path,
+        batches,
+        records,
+        timestamps,
+        segments,
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -99,10 +111,18 @@ impl Fixture {
             let region = log.read(*offset, 1).unwrap().region.unwrap();
             let b = runnel_protocol::RecordBatch::new(region.read_to_vec().unwrap().into()).unwrap();
             let rec = b.records().unwrap().into_iter().find(|r| r.offset as u64 == *offset);
-            assert_eq!(rec.and_then(|r| r.value).as_deref(), Some(&value[..]), "{what}: read at {offset} ({i})");
+            assert_eq!(
+                rec.and_then(|r| r.value).as_deref(),
+                Some(&value[..]),
+                "{what}: read at {offset} ({i})"
+            );
         }
         for t in (1_000..1_130).step_by(7) {
-            let expected = self.timestamps.iter().find(|(o, ts)| *o < expected_end && *ts >= t).copied();
+            let expected = self
+                .timestamps
+                .iter()
+                .find(|(o, ts)| *o < expected_end && *ts >= t)
+                .copied();
             assert_eq!(log.offset_for_timestamp(t).unwrap(), expected, "{what}: timestamp {t}");
         }
         let info = log.append(&mut batch(999, 2, 10, 5_000)).unwrap();
@@ -121,11 +141,18 @@ impl Fixture {
         self.batches
             .iter()
             .filter(|b| b.1 < seg || (b.1 == seg && b.2 + b.3 <= pos))
-            .map(|b| b.0 + self.records.iter().filter(|r| r.0 >= b.0).take_while(|r| {
-                // records of this batch: up to the next batch's base
-                let next = self.batches.iter().find(|n| n.0 > b.0).map_or(u64::MAX, |n| n.0);
-                r.0 < next
-            }).count() as u64)
+            .map(|b| {
+                b.0 + self
+                    .records
+                    .iter()
+                    .filter(|r| r.0 >= b.0)
+                    .take_while(|r| {
+                        // records of this batch: up to the next batch's base
+                        let next = self.batches.iter().find(|n| n.0 > b.0).map_or(u64::MAX, |n| n.0);
+                        r.0 < next
+                    })
+                    .count() as u64
+            })
             .max()
             .unwrap_or(0)
     }
@@ -141,7 +168,14 @@ fn segment_files_cut_anywhere_keep_the_longest_valid_prefix() {
         for cut in (0..len).step_by(step) {
             let expected = f.end_if_cut(seg, cut).max(if seg == 0 { 0 } else { seg });
             f.check(
-                |d| std::fs::OpenOptions::new().write(true).open(seg_file(d, seg, "log")).unwrap().set_len(cut).unwrap(),
+                |d| {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(seg_file(d, seg, "log"))
+                        .unwrap()
+                        .set_len(cut)
+                        .unwrap()
+                },
                 expected,
                 &format!("segment {seg} cut at {cut}"),
             );
@@ -159,7 +193,14 @@ fn index_files_cut_anywhere_lose_nothing() {
             let len = std::fs::metadata(&path).unwrap().len();
             for cut in (0..len.min(600)).step_by(5).chain([len.saturating_sub(1)]) {
                 f.check(
-                    |d| std::fs::OpenOptions::new().write(true).open(seg_file(d, seg, suffix)).unwrap().set_len(cut).unwrap(),
+                    |d| {
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(seg_file(d, seg, suffix))
+                            .unwrap()
+                            .set_len(cut)
+                            .unwrap()
+                    },
                     end,
                     &format!("{suffix} of {seg} cut at {cut}"),
                 );
@@ -176,11 +217,19 @@ fn bit_flips_in_the_tail_cut_the_log_before_the_damaged_batch() {
     for pos in 0..len {
         let bit = 1u8 << (pos % 8);
         // The damaged batch and everything after it go.
-        let damaged = f.batches.iter().find(|b| b.1 == tail && b.2 <= pos && pos < b.2 + b.3).unwrap();
+        let damaged = f
+            .batches
+            .iter()
+            .find(|b| b.1 == tail && b.2 <= pos && pos < b.2 + b.3)
+            .unwrap();
         let expected = damaged.0;
         f.check(
             |d| {
-                let file = std::fs::OpenOptions::new().read(true).write(true).open(seg_file(d, tail, "log")).unwrap();
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(seg_file(d, tail, "log"))
+                    .unwrap();
                 let mut byte = [0u8];
                 file.read_exact_at(&mut byte, pos).unwrap();
                 byte[0] ^= bit;
@@ -202,7 +251,11 @@ fn bit_flips_in_index_files_never_serve_wrong_data() {
             for pos in (0..len.min(400)).step_by(3) {
                 f.check(
                     |d| {
-                        let file = std::fs::OpenOptions::new().read(true).write(true).open(seg_file(d, seg, suffix)).unwrap();
+                        let file = std::fs::OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(seg_file(d, seg, suffix))
+                            .unwrap();
                         let mut byte = [0u8];
                         file.read_exact_at(&mut byte, pos).unwrap();
                         byte[0] ^= 1 << (pos % 8);

@@ -72,7 +72,13 @@ fn acknowledged_appends_survive_sigkill() {
     let mut rng = rand::rng();
     for round in 0..3 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_writer",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_DIR_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -100,7 +106,10 @@ fn acknowledged_appends_survive_sigkill() {
 
         let log = PartitionLog::open(dir.path(), config(), Flusher::start(1), false).unwrap();
         for &(base, last, tag) in &acked {
-            assert!(log.end_offset() > last, "round {round}: acknowledged offset {last} lost");
+            assert!(
+                log.end_offset() > last,
+                "round {round}: acknowledged offset {last} lost"
+            );
             let region = log.read(base, 1).unwrap().region.unwrap();
             let batch = RecordBatch::new(region.read_to_vec().unwrap().into())
                 .unwrap_or_else(|e| panic!("round {round}: batch at {base} is corrupt: {e}"));
@@ -109,9 +118,17 @@ fn acknowledged_appends_survive_sigkill() {
             let records = batch.records().unwrap();
             for (i, r) in records.iter().enumerate() {
                 let want = format!("{tag}:{i}:");
-                assert!(r.value.as_ref().unwrap().starts_with(want.as_bytes()), "round {round}: wrong record at {}", r.offset);
+                assert!(
+                    r.value.as_ref().unwrap().starts_with(want.as_bytes()),
+                    "round {round}: wrong record at {}",
+                    r.offset
+                );
             }
         }
-        eprintln!("round {round}: {} acknowledged batches intact, log end {}", acked.len(), log.end_offset());
+        eprintln!(
+            "round {round}: {} acknowledged batches intact, log end {}",
+            acked.len(),
+            log.end_offset()
+        );
     }
 }

@@ -21,7 +21,12 @@ fn append_assigns_offsets_and_reads_back() {
         }
     }
     assert_eq!(log.end_offset(), 150);
-    assert!(log.segment_base_offsets().len() >= 3, "small segments roll: {:?} {}", log.segment_base_offsets(), log.size_bytes());
+    assert!(
+        log.segment_base_offsets().len() >= 3,
+        "small segments roll: {:?} {}",
+        log.segment_base_offsets(),
+        log.size_bytes()
+    );
     for max_bytes in [1, 300, 5_000, u64::MAX] {
         let got = read_all(&log, 0, max_bytes);
         assert_eq!(got.len(), expected.len());
@@ -41,7 +46,14 @@ fn append_assigns_offsets_and_reads_back() {
 #[test]
 fn regions_hold_whole_batches_within_max_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), LogConfig { index_interval_bytes: 0, ..LogConfig::default() }, false);
+    let log = open(
+        dir.path(),
+        LogConfig {
+            index_interval_bytes: 0,
+            ..LogConfig::default()
+        },
+        false,
+    );
     let one = batch(0, 1, 100, 0).len() as u64;
     for tag in 0..20 {
         log.append(&mut batch(tag, 1, 100, 0)).unwrap();
@@ -49,13 +61,24 @@ fn regions_hold_whole_batches_within_max_bytes() {
     let r = log.read(0, one * 5 + one / 2).unwrap().region.unwrap();
     assert_eq!(r.len, one * 5);
     let r = log.read(3, 1).unwrap().region.unwrap();
-    assert_eq!((r.position, r.len), (one * 3, one), "one batch even when it exceeds max_bytes");
+    assert_eq!(
+        (r.position, r.len),
+        (one * 3, one),
+        "one batch even when it exceeds max_bytes"
+    );
 }
 
 #[test]
 fn rejects_bad_batches_without_touching_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), LogConfig { max_message_bytes: 500, ..LogConfig::default() }, false);
+    let log = open(
+        dir.path(),
+        LogConfig {
+            max_message_bytes: 500,
+            ..LogConfig::default()
+        },
+        false,
+    );
     let mut good = batch(0, 1, 10, 0);
     log.append(&mut good).unwrap();
     let mut bad_crc = batch(1, 1, 10, 0);
@@ -68,7 +91,10 @@ fn rejects_bad_batches_without_touching_the_log() {
     let mut torn = batch(1, 1, 10, 0);
     let mut torn = torn.split_to(30);
     assert!(log.append(&mut torn).is_err());
-    assert!(matches!(log.append(&mut batch(1, 1, 600, 0)), Err(Error::RecordTooLarge { .. })));
+    assert!(matches!(
+        log.append(&mut batch(1, 1, 600, 0)),
+        Err(Error::RecordTooLarge { .. })
+    ));
     // Two good batches and one bad: nothing is written.
     let mut mixed = batch(2, 1, 10, 0);
     mixed.extend_from_slice(&bad_crc);
@@ -96,9 +122,15 @@ fn offset_for_timestamp_finds_first_record_at_or_after() {
 #[test]
 fn log_append_time_stamps_broker_time() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig { message_timestamp_type: TimestampType::LogAppendTime, ..LogConfig::default() };
+    let cfg = LogConfig {
+        message_timestamp_type: TimestampType::LogAppendTime,
+        ..LogConfig::default()
+    };
     let log = open(dir.path(), cfg, false);
-    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let info = log.append(&mut batch(0, 2, 10, 5)).unwrap();
     let t = info.log_append_time_ms.unwrap();
     assert!(t >= before);
@@ -110,7 +142,14 @@ fn log_append_time_stamps_broker_time() {
 #[test]
 fn roll_by_age_uses_batch_timestamps() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), LogConfig { segment_ms: 1_000, ..LogConfig::default() }, false);
+    let log = open(
+        dir.path(),
+        LogConfig {
+            segment_ms: 1_000,
+            ..LogConfig::default()
+        },
+        false,
+    );
     log.append(&mut batch(0, 1, 10, 10_000)).unwrap();
     log.append(&mut batch(1, 1, 10, 10_900)).unwrap();
     assert_eq!(log.segment_base_offsets(), vec![0]);
@@ -126,7 +165,11 @@ fn truncate_cuts_at_batch_boundary_and_appends_continue() {
         log.append(&mut batch(tag, 2, 50, 0)).unwrap();
     }
     let segs = log.segment_base_offsets().len();
-    assert_eq!(log.truncate_to(31).unwrap(), 30, "mid-batch offset cuts its whole batch");
+    assert_eq!(
+        log.truncate_to(31).unwrap(),
+        30,
+        "mid-batch offset cuts its whole batch"
+    );
     assert!(log.segment_base_offsets().len() < segs);
     assert_eq!(log.end_offset(), 30);
     log.append(&mut batch(100, 2, 50, 0)).unwrap();
@@ -153,7 +196,11 @@ fn retention_by_size_and_time_deletes_whole_old_segments() {
     log.set_config(cfg);
     let deleted = log.apply_retention(0).unwrap();
     assert!(!deleted.is_empty());
-    assert!(log.size_bytes() >= 3 * 4096 && log.size_bytes() < 5 * 4096, "{}", log.size_bytes());
+    assert!(
+        log.size_bytes() >= 3 * 4096 && log.size_bytes() < 5 * 4096,
+        "{}",
+        log.size_bytes()
+    );
     let start = log.start_offset();
     assert_eq!(start, log.segment_base_offsets()[0]);
     assert!(matches!(log.read(start - 1, 100), Err(Error::OffsetOutOfRange { .. })));
@@ -174,7 +221,14 @@ fn retention_by_size_and_time_deletes_whole_old_segments() {
 #[test]
 fn always_policy_acknowledges_after_sync() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), LogConfig { flush_policy: FlushPolicy::Always, ..small_config() }, false);
+    let log = open(
+        dir.path(),
+        LogConfig {
+            flush_policy: FlushPolicy::Always,
+            ..small_config()
+        },
+        false,
+    );
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let log = log.clone();

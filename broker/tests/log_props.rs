@@ -61,13 +61,19 @@ fn check_read(log: &PartitionLog, model: &Model, offset: u64, max_bytes: u64) {
     };
     let batches = RecordBatch::split_all(region.read_to_vec().unwrap().into()).expect("whole batches, valid CRCs");
     let first = batches[0].header();
-    assert!(first.base_offset as u64 <= offset && offset <= first.last_offset() as u64, "first batch holds the offset");
+    assert!(
+        first.base_offset as u64 <= offset && offset <= first.last_offset() as u64,
+        "first batch holds the offset"
+    );
     if batches.len() > 1 {
         assert!(region.len <= max_bytes, "more than one batch only within max_bytes");
     }
     for b in &batches {
         for rec in b.records().unwrap() {
-            let i = model.records.binary_search_by_key(&(rec.offset as u64), |r| r.0).expect("offset in model");
+            let i = model
+                .records
+                .binary_search_by_key(&(rec.offset as u64), |r| r.0)
+                .expect("offset in model");
             assert_eq!(rec.value.as_deref().unwrap(), &model.records[i].1[..]);
         }
     }
@@ -79,10 +85,18 @@ fn run(ops: Vec<Op>, policy: FlushPolicy) {
     // the next opens: a crashed process runs no sync passes after it dies.
     let open = |clean| {
         let flusher = Flusher::start(1);
-        (PartitionLog::open(dir.path(), config(policy), flusher.clone(), clean).unwrap(), flusher)
+        (
+            PartitionLog::open(dir.path(), config(policy), flusher.clone(), clean).unwrap(),
+            flusher,
+        )
     };
     let (mut log, mut flusher): (Arc<PartitionLog>, Arc<Flusher>) = open(false);
-    let mut model = Model { records: Vec::new(), batch_starts: Vec::new(), start: 0, end: 0 };
+    let mut model = Model {
+        records: Vec::new(),
+        batch_starts: Vec::new(),
+        start: 0,
+        end: 0,
+    };
     let mut tag = 0u64;
     for op in ops {
         match op {
@@ -115,7 +129,10 @@ fn run(ops: Vec<Op>, policy: FlushPolicy) {
                 log.set_config(config(policy));
                 let start = log.start_offset();
                 assert!(start >= model.start);
-                assert!(start == model.end || model.batch_starts.contains(&start), "start {start} on a batch boundary");
+                assert!(
+                    start == model.end || model.batch_starts.contains(&start),
+                    "start {start} on a batch boundary"
+                );
                 model.start = start;
                 model.records.retain(|r| r.0 >= start);
                 model.batch_starts.retain(|&s| s >= start);
@@ -126,7 +143,12 @@ fn run(ops: Vec<Op>, policy: FlushPolicy) {
                 let expected = if target >= model.end {
                     model.end
                 } else {
-                    *model.batch_starts.iter().filter(|&&s| s <= target).max().unwrap_or(&model.start)
+                    *model
+                        .batch_starts
+                        .iter()
+                        .filter(|&&s| s <= target)
+                        .max()
+                        .unwrap_or(&model.start)
                 };
                 assert_eq!(new_end, expected);
                 model.end = new_end;

@@ -23,20 +23,32 @@ fn topics_survive_clean_and_unclean_restarts() {
     let dir = tempfile::tempdir().unwrap();
     {
         let m = LogManager::open(cfg(dir.path())).unwrap();
-        m.create_topic("orders", 3, &configs(&[("flush.policy", "os"), ("segment.bytes", "2048")])).unwrap();
+        m.create_topic(
+            "orders",
+            3,
+            &configs(&[("flush.policy", "os"), ("segment.bytes", "2048")]),
+        )
+        .unwrap();
         m.create_topic("gone", 1, &BTreeMap::new()).unwrap();
         m.delete_topic("gone").unwrap();
         let p1 = m.partition("orders", 1).unwrap();
         for tag in 0..40 {
             p1.append(&mut batch(tag, 2, 50, 0)).unwrap();
         }
-        m.alter_topic_config("orders", &configs(&[("flush.policy", "interval"), ("segment.bytes", "2048")])).unwrap();
+        m.alter_topic_config(
+            "orders",
+            &configs(&[("flush.policy", "interval"), ("segment.bytes", "2048")]),
+        )
+        .unwrap();
         m.shutdown().unwrap();
         assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
     }
     for clean in [true, false] {
         let m = LogManager::open(cfg(dir.path())).unwrap();
-        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists(), "marker is consumed at open");
+        assert!(
+            !dir.path().join(CLEAN_SHUTDOWN_FILE).exists(),
+            "marker is consumed at open"
+        );
         let names: Vec<_> = m.topics().iter().map(|t| t.name.clone()).collect();
         assert_eq!(names, vec!["orders".to_string()]);
         let t = m.topic("orders").unwrap();
@@ -59,17 +71,33 @@ fn validation_errors_are_clear() {
     let m = LogManager::open(cfg(dir.path())).unwrap();
     let e = m.create_topic("bad name", 1, &BTreeMap::new()).unwrap_err();
     assert!(matches!(e, Error::InvalidTopicName { .. }), "{e}");
-    assert!(matches!(m.create_topic("t", 0, &BTreeMap::new()), Err(Error::InvalidPartitions { .. })));
-    assert!(matches!(m.create_topic("t", 1_000_000, &BTreeMap::new()), Err(Error::InvalidPartitions { .. })));
-    let e = m.create_topic("t", 1, &configs(&[("retention.ms", "soon")])).unwrap_err();
+    assert!(matches!(
+        m.create_topic("t", 0, &BTreeMap::new()),
+        Err(Error::InvalidPartitions { .. })
+    ));
+    assert!(matches!(
+        m.create_topic("t", 1_000_000, &BTreeMap::new()),
+        Err(Error::InvalidPartitions { .. })
+    ));
+    let e = m
+        .create_topic("t", 1, &configs(&[("retention.ms", "soon")]))
+        .unwrap_err();
     assert_eq!(e.to_string(), "invalid config retention.ms=soon: not an integer");
     m.create_topic("t", 1, &BTreeMap::new()).unwrap();
-    assert!(matches!(m.create_topic("t", 1, &BTreeMap::new()), Err(Error::TopicExists(_))));
+    assert!(matches!(
+        m.create_topic("t", 1, &BTreeMap::new()),
+        Err(Error::TopicExists(_))
+    ));
     assert!(matches!(m.delete_topic("nope"), Err(Error::UnknownTopic(_))));
     assert!(matches!(m.partition("t", 1), Err(Error::UnknownPartition { .. })));
-    assert!(m.alter_topic_config("t", &configs(&[("flush.policy", "never")])).is_err());
+    assert!(m
+        .alter_topic_config("t", &configs(&[("flush.policy", "never")]))
+        .is_err());
     // Nothing half-made by the failures.
-    let dirs: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let dirs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(dirs.iter().all(|d| !d.to_string_lossy().starts_with("bad")));
 }
 
@@ -133,7 +161,11 @@ fn recreated_topic_does_not_adopt_a_stale_directory() {
         m.shutdown().unwrap();
     }
     // Someone copies a directory of another incarnation in place of t-0.
-    std::fs::write(dir.path().join("t-0/partition.metadata"), "version: 0\ntopic_id: other\n").unwrap();
+    std::fs::write(
+        dir.path().join("t-0/partition.metadata"),
+        "version: 0\ntopic_id: other\n",
+    )
+    .unwrap();
     let m = LogManager::open(cfg(dir.path())).unwrap();
     let t = m.topic("t").unwrap();
     assert_eq!(t.partitions[0].end_offset(), 0, "the stranger's data is not served");
@@ -147,7 +179,11 @@ fn retention_runs_in_the_background() {
     c.maintenance_interval_ms = 5;
     let m = LogManager::open(c).unwrap();
     let t = m
-        .create_topic("t", 1, &configs(&[("segment.bytes", "1024"), ("retention.bytes", "2048")]))
+        .create_topic(
+            "t",
+            1,
+            &configs(&[("segment.bytes", "1024"), ("retention.bytes", "2048")]),
+        )
         .unwrap();
     for tag in 0..100 {
         t.partitions[0].append(&mut batch(tag, 1, 100, 0)).unwrap();
@@ -166,7 +202,9 @@ fn interval_policy_syncs_in_the_background() {
     let mut c = cfg(dir.path());
     c.maintenance_interval_ms = 5;
     let m = LogManager::open(c).unwrap();
-    let t = m.create_topic("t", 1, &configs(&[("flush.policy", "interval"), ("flush.ms", "20")])).unwrap();
+    let t = m
+        .create_topic("t", 1, &configs(&[("flush.policy", "interval"), ("flush.ms", "20")]))
+        .unwrap();
     let p = &t.partitions[0];
     let (info, wait) = p.append_durable(&mut batch(0, 1, 100, 0)).unwrap();
     wait.wait_blocking().unwrap(); // interval: acknowledged without waiting for a sync

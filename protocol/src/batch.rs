@@ -217,8 +217,7 @@ pub fn set_base_offset(buf: &mut [u8], base_offset: i64) {
 /// Rewrites `partitionLeaderEpoch` in place (outside the CRC too).
 #[inline]
 pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
-    buf[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4]
-        .copy_from_slice(&epoch.to_be_bytes());
+    buf[PARTITION_LEADER_EPOCH_OFFSET..PARTITION_LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Marks the batch as LogAppendTime with `max_timestamp = now_ms`, as Kafka does for topics

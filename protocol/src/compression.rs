@@ -163,9 +163,7 @@ fn snappy_decompress(input: &[u8], out: &mut Vec<u8>) -> Result<(), BatchError> 
     let mut block = |compressed: &[u8], out: &mut Vec<u8>| -> Result<(), BatchError> {
         let n = snap::raw::decompress_len(compressed).map_err(|e| err(e.to_string()))?;
         if out.len() + n > MAX_DECOMPRESSED_BYTES {
-            return Err(err(format!(
-                "records expand past {MAX_DECOMPRESSED_BYTES} bytes"
-            )));
+            return Err(err(format!("records expand past {MAX_DECOMPRESSED_BYTES} bytes")));
         }
         let start = out.len();
         out.resize(start + n, 0);

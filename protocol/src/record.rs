@@ -134,13 +134,7 @@ impl BatchBuilder {
         )
     }
 
-    pub fn push_parts(
-        &mut self,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[Header],
-    ) {
+    pub fn push_parts(&mut self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) {
         if self.count == 0 {
             self.base_timestamp = timestamp;
         }
@@ -255,12 +249,7 @@ impl RecordBatch {
     }
 }
 
-fn decode_record(
-    section: &Bytes,
-    mut at: usize,
-    end: usize,
-    h: &batch::BatchHeader,
-) -> Result<Record, BatchError> {
+fn decode_record(section: &Bytes, mut at: usize, end: usize, h: &batch::BatchHeader) -> Result<Record, BatchError> {
     let buf = &section[..end];
     if at >= end {
         return Err(BatchError::InvalidRecord("empty record"));
@@ -293,10 +282,8 @@ fn decode_record(
     }
     let mut headers = Vec::with_capacity((header_count as usize).min(end - at));
     for _ in 0..header_count {
-        let key = opt_bytes(&mut at)?
-            .ok_or(BatchError::InvalidRecord("null header key"))?;
-        let key = String::from_utf8(key.to_vec())
-            .map_err(|_| BatchError::InvalidRecord("header key is not UTF-8"))?;
+        let key = opt_bytes(&mut at)?.ok_or(BatchError::InvalidRecord("null header key"))?;
+        let key = String::from_utf8(key.to_vec()).map_err(|_| BatchError::InvalidRecord("header key is not UTF-8"))?;
         let value = opt_bytes(&mut at)?;
         headers.push(Header { key, value });
     }
@@ -323,8 +310,7 @@ mod tests {
 
     pub(crate) fn arb_record() -> impl Strategy<Value = Record> {
         let bytes = proptest::collection::vec(any::<u8>(), 0..64).prop_map(Bytes::from);
-        let header = ("[a-z]{0,8}", proptest::option::of(bytes.clone()))
-            .prop_map(|(key, value)| Header { key, value });
+        let header = ("[a-z]{0,8}", proptest::option::of(bytes.clone())).prop_map(|(key, value)| Header { key, value });
         (
             -1i64..2_000_000_000_000,
             proptest::option::of(bytes.clone()),

@@ -24,8 +24,8 @@ type Rec = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)
 
 fn arb_records() -> impl Strategy<Value = Vec<Rec>> {
     let bytes = || proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200));
-    let headers = proptest::collection::btree_map("[a-z]{1,6}", bytes(), 0..3)
-        .prop_map(|m| m.into_iter().collect::<Vec<_>>());
+    let headers =
+        proptest::collection::btree_map("[a-z]{1,6}", bytes(), 0..3).prop_map(|m| m.into_iter().collect::<Vec<_>>());
     proptest::collection::vec(
         (1_600_000_000_000i64..1_700_000_000_000, bytes(), bytes(), headers),
         1..30,

@@ -109,12 +109,8 @@ impl LogConfig {
         match key {
             "segment.bytes" => self.segment_bytes = int_in(key, value, 14, I32_MAX)? as u64,
             "segment.ms" => self.segment_ms = int_in(key, value, 1, i64::MAX)?,
-            "segment.index.bytes" => {
-                self.segment_index_bytes = int_in(key, value, 8, I32_MAX)? as u64
-            }
-            "index.interval.bytes" => {
-                self.index_interval_bytes = int_in(key, value, 0, I32_MAX)? as u64
-            }
+            "segment.index.bytes" => self.segment_index_bytes = int_in(key, value, 8, I32_MAX)? as u64,
+            "index.interval.bytes" => self.index_interval_bytes = int_in(key, value, 0, I32_MAX)? as u64,
             "retention.ms" => self.retention_ms = int_in(key, value, -1, i64::MAX)?,
             "retention.bytes" => self.retention_bytes = int_in(key, value, -1, i64::MAX)?,
             "max.message.bytes" => self.max_message_bytes = int_in(key, value, 0, I32_MAX)? as u64,
@@ -210,8 +206,16 @@ mod tests {
         assert!(c.set("flush.policy", "sometimes").is_err());
         assert!(c.set("retention.ms", "-2").is_err());
         assert!(c.set("retention.ms", "abc").is_err());
-        assert!(c.set("cleanup.policy", "compact").unwrap_err().to_string().contains("not supported"));
-        assert!(c.set("no.such.key", "1").unwrap_err().to_string().contains("unknown topic config"));
+        assert!(c
+            .set("cleanup.policy", "compact")
+            .unwrap_err()
+            .to_string()
+            .contains("not supported"));
+        assert!(c
+            .set("no.such.key", "1")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown topic config"));
         c.set("flush.policy", "os").unwrap();
         assert_eq!(c.flush_policy, FlushPolicy::Os);
     }

@@ -100,11 +100,7 @@ impl IndexFile {
         // SAFETY: `i < capacity_entries`, so the range lies inside the mapping; entry `i`
         // lies inside the file because the count is only published after the file covers it.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.mmap.as_ptr().add(i * self.entry_bytes),
-                out.as_mut_ptr(),
-                N,
-            );
+            std::ptr::copy_nonoverlapping(self.mmap.as_ptr().add(i * self.entry_bytes), out.as_mut_ptr(), N);
         }
         out
     }
@@ -113,7 +109,11 @@ impl IndexFile {
     pub fn push(&self, entry: &[u8]) {
         let n = self.entries.load(Ordering::Relaxed);
         assert_eq!(entry.len(), self.entry_bytes);
-        assert!(n < self.capacity_entries, "append to a full index {}", self.path.display());
+        assert!(
+            n < self.capacity_entries,
+            "append to a full index {}",
+            self.path.display()
+        );
         assert!(
             n < self.file_entries.load(Ordering::Relaxed),
             "append to an index that is not extended: {}",
@@ -158,11 +158,7 @@ impl IndexFile {
 
     /// Makes the entries durable.
     pub fn sync(&self) -> Result<()> {
-        self.mmap
-            .flush()
-            .map_err(Error::io("msync index", &self.path))?;
-        self.file
-            .sync_data()
-            .map_err(Error::io("fsync index", &self.path))
+        self.mmap.flush().map_err(Error::io("msync index", &self.path))?;
+        self.file.sync_data().map_err(Error::io("fsync index", &self.path))
     }
 }

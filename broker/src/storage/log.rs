@@ -244,7 +244,8 @@ impl PartitionLog {
         let mut at = 0;
         while at < batches.len() {
             let h = BatchHeader::parse(&batches[at..]).expect("validated");
-            w.cursor.on_batch(&active, cfg.index_interval_bytes, &h, position + at as u64);
+            w.cursor
+                .on_batch(&active, cfg.index_interval_bytes, &h, position + at as u64);
             at += h.total_bytes();
         }
         let seg_max_ts = active.max_timestamp().max(max_timestamp);
@@ -369,8 +370,7 @@ impl PartitionLog {
                     self.durable_offset.fetch_max(target, Ordering::AcqRel);
                     self.last_sync_ms.store(now_ms(), Ordering::Relaxed);
                     let durable = self.durable_offset();
-                    let (done, waiting): (Vec<_>, Vec<_>) =
-                        s.waiters.drain(..).partition(|w| w.end_offset <= durable);
+                    let (done, waiting): (Vec<_>, Vec<_>) = s.waiters.drain(..).partition(|w| w.end_offset <= durable);
                     s.waiters = waiting;
                     for w in done {
                         let _ = w.tx.send(Ok(()));
@@ -483,7 +483,9 @@ impl PartitionLog {
         if offset < start || offset > end {
             return Err(Error::OffsetOutOfRange { offset, start, end });
         }
-        let first = segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1);
+        let first = segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
         for seg in &segments[first..] {
             let size = seg.size();
             if offset >= seg.next_offset() {
@@ -670,7 +672,11 @@ fn validate_all(batches: &mut [u8], cfg: &LogConfig, log_append_time: Option<i64
             Some(n) => n,
             None => {
                 return Err(batch_error(runnel_protocol::BatchError::Truncated {
-                    needed: if rest.len() < batch::LOG_OVERHEAD { batch::LOG_OVERHEAD } else { batch::LOG_OVERHEAD + i32::from_be_bytes(rest[8..12].try_into().expect("4")) as usize },
+                    needed: if rest.len() < batch::LOG_OVERHEAD {
+                        batch::LOG_OVERHEAD
+                    } else {
+                        batch::LOG_OVERHEAD + i32::from_be_bytes(rest[8..12].try_into().expect("4")) as usize
+                    },
                     available: rest.len(),
                 }))
             }

@@ -210,10 +210,13 @@ impl LogManager {
 
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
         let t = self.topic(topic).ok_or_else(|| Error::UnknownTopic(topic.to_owned()))?;
-        t.partitions.get(partition as usize).cloned().ok_or(Error::UnknownPartition {
-            topic: topic.to_owned(),
-            partition,
-        })
+        t.partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or(Error::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            })
     }
 
     #[doc(hidden)]
@@ -240,7 +243,12 @@ impl LogManager {
     }
 
     /// Creates a topic. Blocking.
-    pub fn create_topic(&self, name: &str, partitions: i64, overrides: &BTreeMap<String, String>) -> Result<Arc<Topic>> {
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i64,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>> {
         validate_topic_name(name)?;
         let max = self.cfg.max_partitions_per_topic;
         if partitions < 1 || partitions > max as i64 {
@@ -253,7 +261,9 @@ impl LogManager {
             return Err(Error::TopicExists(name.to_owned()));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let dirs: Vec<PathBuf> = (0..partitions).map(|p| self.cfg.data_dir.join(format!("{name}-{p}"))).collect();
+        let dirs: Vec<PathBuf> = (0..partitions)
+            .map(|p| self.cfg.data_dir.join(format!("{name}-{p}")))
+            .collect();
         let created = (|| -> Result<Vec<Arc<PartitionLog>>> {
             let mut logs = Vec::with_capacity(dirs.len());
             for d in &dirs {
@@ -291,7 +301,10 @@ impl LogManager {
             config,
             partitions: logs,
         });
-        self.topics.write().expect("topics").insert(name.to_owned(), topic.clone());
+        self.topics
+            .write()
+            .expect("topics")
+            .insert(name.to_owned(), topic.clone());
         info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
@@ -320,7 +333,10 @@ impl LogManager {
             config,
             partitions: old.partitions.clone(),
         });
-        self.topics.write().expect("topics").insert(name.to_owned(), topic.clone());
+        self.topics
+            .write()
+            .expect("topics")
+            .insert(name.to_owned(), topic.clone());
         Ok(topic)
     }
 
@@ -419,7 +435,11 @@ impl Drop for LogManager {
     }
 }
 
-fn spawn_maintenance(manager: Weak<LogManager>, stop: Arc<(Mutex<bool>, Condvar)>, cfg: &StorageConfig) -> JoinHandle<()> {
+fn spawn_maintenance(
+    manager: Weak<LogManager>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    cfg: &StorageConfig,
+) -> JoinHandle<()> {
     let tick = Duration::from_millis(cfg.maintenance_interval_ms.max(1));
     let retention_every_ms = cfg.retention_check_interval_ms as i64;
     std::thread::Builder::new()
@@ -465,7 +485,10 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     if name == "." || name == ".." {
         return bad("must not be '.' or '..'");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return bad("may contain only ASCII letters, digits, '.', '_' and '-'");
     }
     if name.starts_with("__") {
@@ -514,7 +537,8 @@ fn remove_unclaimed(data_dir: &Path, live: &BTreeMap<String, metadata::TopicMeta
             let meta = live.get(topic)?;
             (p < meta.partitions && read_topic_id(&path).as_deref() == Some(meta.id.as_str())).then_some(())
         });
-        let looks_ours = name.ends_with("-delete") || name.rsplit_once('-').is_some_and(|(_, p)| p.parse::<u32>().is_ok());
+        let looks_ours =
+            name.ends_with("-delete") || name.rsplit_once('-').is_some_and(|(_, p)| p.parse::<u32>().is_ok());
         if claimed.is_none() {
             if looks_ours {
                 warn!(dir = %path.display(), "removing partition directory that no live topic claims");

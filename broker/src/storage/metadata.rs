@@ -72,9 +72,8 @@ pub(crate) fn replay(log: &PartitionLog) -> Result<BTreeMap<String, TopicMeta>> 
         for batch in RecordBatch::split_all(bytes.into())? {
             for rec in batch.records()? {
                 let value = rec.value.unwrap_or_default();
-                let record: MetadataRecord = serde_json::from_slice(&value).map_err(|e| {
-                    Error::CorruptMetadata(format!("record at offset {}: {e}", rec.offset))
-                })?;
+                let record: MetadataRecord = serde_json::from_slice(&value)
+                    .map_err(|e| Error::CorruptMetadata(format!("record at offset {}: {e}", rec.offset)))?;
                 apply(&mut topics, record);
             }
             next = batch.header().next_offset() as u64;
@@ -85,8 +84,20 @@ pub(crate) fn replay(log: &PartitionLog) -> Result<BTreeMap<String, TopicMeta>> 
 
 fn apply(topics: &mut BTreeMap<String, TopicMeta>, record: MetadataRecord) {
     match record {
-        MetadataRecord::Topic { name, id, partitions, configs } => {
-            topics.insert(name, TopicMeta { id, partitions, configs });
+        MetadataRecord::Topic {
+            name,
+            id,
+            partitions,
+            configs,
+        } => {
+            topics.insert(
+                name,
+                TopicMeta {
+                    id,
+                    partitions,
+                    configs,
+                },
+            );
         }
         MetadataRecord::TopicConfig { name, id, configs } => {
             if let Some(t) = topics.get_mut(&name).filter(|t| t.id == id) {
@@ -107,7 +118,10 @@ mod tests {
 
     #[test]
     fn records_are_tagged_json() {
-        let r = MetadataRecord::RemoveTopic { name: "a".into(), id: "x".into() };
+        let r = MetadataRecord::RemoveTopic {
+            name: "a".into(),
+            id: "x".into(),
+        };
         let s = serde_json::to_string(&r).unwrap();
         assert_eq!(s, r#"{"type":"remove_topic","name":"a","id":"x"}"#);
         assert_eq!(serde_json::from_str::<MetadataRecord>(&s).unwrap(), r);
@@ -123,9 +137,21 @@ mod tests {
             configs: BTreeMap::new(),
         };
         apply(&mut t, topic("1"));
-        apply(&mut t, MetadataRecord::RemoveTopic { name: "t".into(), id: "1".into() });
+        apply(
+            &mut t,
+            MetadataRecord::RemoveTopic {
+                name: "t".into(),
+                id: "1".into(),
+            },
+        );
         apply(&mut t, topic("2"));
-        apply(&mut t, MetadataRecord::RemoveTopic { name: "t".into(), id: "1".into() });
+        apply(
+            &mut t,
+            MetadataRecord::RemoveTopic {
+                name: "t".into(),
+                id: "1".into(),
+            },
+        );
         assert_eq!(t["t"].id, "2");
     }
 }

@@ -70,14 +70,10 @@ impl OffsetIndex {
         self.file.push(&e);
     }
 
-    /// The last entry with `offset <= target` and `position < position_limit`, or the
-    /// segment start. `position_limit` keeps readers inside the bytes they know are written.
-    pub fn lookup(&self, target: u64, position_limit: u64) -> OffsetEntry {
-        self.lookup_with_next(target, position_limit).0
-    }
-
-    /// As [`lookup`](Self::lookup), plus the position of the entry after it (if published
-    /// and below the limit): the batch holding `target` starts before that position.
+    /// The last entry with `offset <= target` and `position < position_limit` (or the
+    /// segment start), and the position of the entry after it if published and below the
+    /// limit: the batch holding `target` starts before that position. `position_limit`
+    /// keeps readers inside the bytes they know are written.
     pub fn lookup_with_next(&self, target: u64, position_limit: u64) -> (OffsetEntry, Option<u64>) {
         let n = self.search_index(|e| e.offset <= target && (e.position as u64) < position_limit);
         let entry = match n.checked_sub(1) {
@@ -164,14 +160,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let idx = OffsetIndex::open(&dir.path().join("0.index"), 100, 1024).unwrap();
         idx.file().extend().unwrap();
-        assert_eq!(idx.lookup(150, u64::MAX), OffsetEntry { offset: 100, position: 0 });
+        assert_eq!(
+            idx.lookup_with_next(150, u64::MAX).0,
+            OffsetEntry {
+                offset: 100,
+                position: 0
+            }
+        );
         for i in 1..=10u64 {
             idx.push(100 + i * 10, (i * 1000) as u32);
         }
-        assert_eq!(idx.lookup(100, u64::MAX).position, 0);
-        assert_eq!(idx.lookup(125, u64::MAX), OffsetEntry { offset: 120, position: 2000 });
-        assert_eq!(idx.lookup(10_000, u64::MAX).offset, 200);
-        assert_eq!(idx.lookup(10_000, 5000).offset, 140);
+        assert_eq!(idx.lookup_with_next(100, u64::MAX).0.position, 0);
+        assert_eq!(
+            idx.lookup_with_next(125, u64::MAX).0,
+            OffsetEntry {
+                offset: 120,
+                position: 2000
+            }
+        );
+        assert_eq!(idx.lookup_with_next(10_000, u64::MAX).0.offset, 200);
+        assert_eq!(idx.lookup_with_next(10_000, 5000).0.offset, 140);
         assert_eq!(idx.lookup_position(3500).position, 3000);
         assert!(idx.is_consistent(10_001, Some(201)));
         assert!(!idx.is_consistent(9_000, None));
@@ -193,7 +201,13 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
         let idx = OffsetIndex::open(&path, 0, 4096).unwrap();
         assert_eq!(idx.len(), 2);
-        assert_eq!(idx.last(), Some(OffsetEntry { offset: 9, position: 200 }));
+        assert_eq!(
+            idx.last(),
+            Some(OffsetEntry {
+                offset: 9,
+                position: 200
+            })
+        );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16, "opening does not extend");
         idx.file().extend().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);

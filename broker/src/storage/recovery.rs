@@ -139,7 +139,12 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
         };
         cursor = c;
         let file_len = seg.size();
-        seg.reset_state(outcome.valid_bytes, outcome.next_offset, outcome.max_timestamp, outcome.first_batch_timestamp);
+        seg.reset_state(
+            outcome.valid_bytes,
+            outcome.next_offset,
+            outcome.max_timestamp,
+            outcome.first_batch_timestamp,
+        );
         let cut = outcome.stopped.is_some();
         if let Some(why) = &outcome.stopped {
             warn!(
@@ -200,7 +205,9 @@ fn load_from_indexes(seg: &Segment) -> Result<Option<(ScanOutcome, IndexCursor)>
     if !oi.file().opened_whole() || !ti.file().opened_whole() || !oi.is_consistent(size, None) {
         return Ok(None);
     }
-    let (pos, offset) = oi.last().map_or((0, seg.base_offset()), |e| (e.position as u64, e.offset));
+    let (pos, offset) = oi
+        .last()
+        .map_or((0, seg.base_offset()), |e| (e.position as u64, e.offset));
     let mut outcome = seg.scan(pos, offset, None)?;
     if outcome.stopped.is_some() || !ti.is_consistent(Some(outcome.next_offset)) {
         return Ok(None);

@@ -170,7 +170,11 @@ impl Segment {
         Ok(Segment {
             base_offset,
             offset_index: OffsetIndex::open(&dir.join(file_name(base_offset, INDEX_SUFFIX)), base_offset, idx_bytes)?,
-            time_index: TimeIndex::open(&dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)), base_offset, tidx_bytes)?,
+            time_index: TimeIndex::open(
+                &dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)),
+                base_offset,
+                tidx_bytes,
+            )?,
             log_path,
             file: Arc::new(file),
             size: AtomicU64::new(size),
@@ -232,7 +236,8 @@ impl Segment {
 
     /// Sets the published state after a scan or truncation. Writer (or opener) only.
     pub fn reset_state(&self, size: u64, next_offset: u64, max_timestamp: i64, first_batch_timestamp: i64) {
-        self.first_batch_timestamp.store(first_batch_timestamp, Ordering::Release);
+        self.first_batch_timestamp
+            .store(first_batch_timestamp, Ordering::Release);
         self.max_timestamp.store(max_timestamp, Ordering::Release);
         self.next_offset.store(next_offset, Ordering::Release);
         self.size.store(size, Ordering::Release);
@@ -256,7 +261,7 @@ impl Segment {
     /// instead of one each.
     fn walk_headers(
         &self,
-        mut pos: u64,
+        pos: u64,
         limit: u64,
         first_window: usize,
         mut more: impl FnMut(u64, &BatchHeader) -> bool,
@@ -286,7 +291,11 @@ impl Segment {
                 return Ok(None);
             }
             if pos < win_pos || pos + HEADER_BYTES as u64 > win_pos + win_len as u64 {
-                let want = if win_len == 0 { first_window } else { HEADER_WINDOW_BYTES };
+                let want = if win_len == 0 {
+                    first_window
+                } else {
+                    HEADER_WINDOW_BYTES
+                };
                 win_len = (limit - pos).min(want as u64) as usize;
                 self.file
                     .read_exact_at(&mut window[..win_len], pos)
@@ -310,7 +319,11 @@ impl Segment {
         // is small, read all of it at once (one `pread` for every header to walk); if it
         // is large, the batches are large, and the first header or two are enough.
         let stretch = next.unwrap_or(size_limit).saturating_sub(from) as usize + HEADER_BYTES;
-        let first_window = if stretch <= HEADER_WINDOW_BYTES { stretch } else { FIRST_HEADER_WINDOW_BYTES };
+        let first_window = if stretch <= HEADER_WINDOW_BYTES {
+            stretch
+        } else {
+            FIRST_HEADER_WINDOW_BYTES
+        };
         // The entry is checked against the batch it points at (the first header we read
         // anyway): an index damaged on disk costs a scan from the segment start, never
         // wrong data.
@@ -328,7 +341,9 @@ impl Segment {
             Ok(r) if !bad_entry => Ok(r),
             Err(_) | Ok(_) if from > 0 => {
                 tracing::warn!(segment = %self.log_path.display(), position = from, "offset index entry does not match the log; scanning");
-                self.walk_headers(0, size_limit, HEADER_WINDOW_BYTES, |_, h| (h.last_offset() as u64) < offset)
+                self.walk_headers(0, size_limit, HEADER_WINDOW_BYTES, |_, h| {
+                    (h.last_offset() as u64) < offset
+                })
             }
             other => other,
         }
@@ -355,7 +370,9 @@ impl Segment {
         {
             return Ok(entry.position as u64);
         }
-        let end = match self.walk_headers(start, size_limit, HEADER_WINDOW_BYTES, |pos, h| pos + h.total_bytes() as u64 <= limit)? {
+        let end = match self.walk_headers(start, size_limit, HEADER_WINDOW_BYTES, |pos, h| {
+            pos + h.total_bytes() as u64 <= limit
+        })? {
             Some((pos, _)) => pos,
             None => size_limit,
         };
@@ -366,7 +383,12 @@ impl Segment {
     /// framing, CRC and offset continuity of each; stops at the first bad or torn batch.
     /// With `cursor`, adds index entries as appends would (the indexes must already be
     /// truncated to `start`).
-    pub fn scan(&self, start: u64, start_offset: u64, mut cursor: Option<(&mut IndexCursor, u64)>) -> Result<ScanOutcome> {
+    pub fn scan(
+        &self,
+        start: u64,
+        start_offset: u64,
+        mut cursor: Option<(&mut IndexCursor, u64)>,
+    ) -> Result<ScanOutcome> {
         let file_len = self
             .file
             .metadata()
@@ -485,9 +507,7 @@ impl Segment {
 
     /// Makes the log file durable (data, and its size).
     pub fn sync_log(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(Error::io("fdatasync", &self.log_path))
+        self.file.sync_data().map_err(Error::io("fdatasync", &self.log_path))
     }
 
     /// Makes log and indexes durable: used when a segment is sealed by a roll.

@@ -62,7 +62,11 @@ impl TimeIndex {
     /// Adds `(timestamp, offset)` if the timestamp grew; the writer calls it at every
     /// offset-index point.
     pub fn maybe_push(&self, timestamp: i64, offset: u64) {
-        if timestamp < 0 || self.last().is_some_and(|l| l.timestamp >= timestamp || l.offset >= offset) {
+        if timestamp < 0
+            || self
+                .last()
+                .is_some_and(|l| l.timestamp >= timestamp || l.offset >= offset)
+        {
             return;
         }
         let rel = u32::try_from(offset - self.base_offset).expect("relative offset fits u32");
@@ -85,8 +89,7 @@ impl TimeIndex {
                 hi = mid;
             }
         }
-        lo.checked_sub(1)
-            .map_or(self.base_offset, |i| self.entry(i).offset)
+        lo.checked_sub(1).map_or(self.base_offset, |i| self.entry(i).offset)
     }
 
     /// Drops entries for batches at or past `offset` (log truncation).

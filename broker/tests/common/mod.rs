@@ -15,7 +15,11 @@ pub fn batch(tag: u64, n: usize, value_bytes: usize, timestamp: i64) -> BytesMut
     for i in 0..n {
         let mut v = format!("{tag}:{i}:").into_bytes();
         v.resize(value_bytes.max(v.len()), b'x');
-        b.push(&Record::new(timestamp + i as i64, Some(format!("k{i}").as_bytes()), Some(&v)));
+        b.push(&Record::new(
+            timestamp + i as i64,
+            Some(format!("k{i}").as_bytes()),
+            Some(&v),
+        ));
     }
     b.finish().unwrap()
 }
