@@ -33,7 +33,14 @@ pub(crate) struct IndexFile {
     file_entries: AtomicUsize,
     /// The file length was a whole number of entries when opened.
     opened_whole: bool,
+    /// Entries whose disk blocks are reserved (`fallocate`). Writer only. The file is
+    /// extended sparsely; a store into a hole on a full disk would fault (SIGBUS), so
+    /// blocks are reserved ahead of the writer, where ENOSPC is an ordinary error.
+    allocated_entries: AtomicUsize,
 }
+
+/// Blocks reserved at a time ahead of the index writer.
+const ALLOCATE_CHUNK_BYTES: usize = 64 * 1024;
 
 impl IndexFile {
     /// Opens or creates `path`. Entries already in the file are counted from its length
@@ -67,6 +74,7 @@ impl IndexFile {
             entries: AtomicUsize::new(entries),
             file_entries: AtomicUsize::new(entries),
             opened_whole: len % entry_bytes as u64 == 0,
+            allocated_entries: AtomicUsize::new(0),
         };
         Ok(index)
     }
@@ -105,8 +113,10 @@ impl IndexFile {
         out
     }
 
-    /// Appends one entry and publishes it. Writer only.
-    pub fn push(&self, entry: &[u8]) {
+    /// Appends one entry and publishes it. Writer only. Returns false, adding nothing, if
+    /// disk blocks for it cannot be reserved (disk full): the index is sparse, so a missing
+    /// entry only makes lookups scan a little further.
+    pub fn push(&self, entry: &[u8]) -> bool {
         let n = self.entries.load(Ordering::Relaxed);
         assert_eq!(entry.len(), self.entry_bytes);
         assert!(
@@ -119,8 +129,11 @@ impl IndexFile {
             "append to an index that is not extended: {}",
             self.path.display()
         );
-        // SAFETY: slot `n` is inside the mapping and the (extended) file; readers never read
-        // slot `n` until the release store below publishes it.
+        if n >= self.allocated_entries.load(Ordering::Relaxed) && !self.reserve(n) {
+            return false;
+        }
+        // SAFETY: slot `n` is inside the mapping and the (extended, allocated) file; readers
+        // never read slot `n` until the release store below publishes it.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 entry.as_ptr(),
@@ -129,6 +142,29 @@ impl IndexFile {
             );
         }
         self.entries.store(n + 1, Ordering::Release);
+        true
+    }
+
+    /// Reserves blocks for entries from `n` on, a chunk at a time.
+    fn reserve(&self, n: usize) -> bool {
+        let start = n * self.entry_bytes;
+        let end = (start + ALLOCATE_CHUNK_BYTES).min(self.capacity_entries * self.entry_bytes);
+        let mode = nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE;
+        match nix::fcntl::fallocate(&self.file, mode, start as i64, (end - start) as i64) {
+            Ok(()) => {
+                self.allocated_entries.store(end / self.entry_bytes, Ordering::Relaxed);
+                true
+            }
+            Err(nix::errno::Errno::EOPNOTSUPP) => {
+                // A filesystem without fallocate: nothing to reserve with; write as before.
+                self.allocated_entries.store(self.capacity_entries, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(index = %self.path.display(), error = %e, "cannot reserve index blocks; skipping an index entry");
+                false
+            }
+        }
     }
 
     /// Forgets entries from `n` on. Writer only.
@@ -140,10 +176,12 @@ impl IndexFile {
     /// Cuts the file to its entries (segment rolled or log closed).
     pub fn trim(&self) -> Result<()> {
         let n = self.len();
-        self.file_entries.store(n, Ordering::Relaxed);
         self.file
             .set_len((n * self.entry_bytes) as u64)
-            .map_err(Error::io("trim index", &self.path))
+            .map_err(Error::io("trim index", &self.path))?;
+        self.file_entries.store(n, Ordering::Relaxed);
+        self.allocated_entries.store(n, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Grows the file back to capacity so the writer can append (segment active again).

@@ -332,10 +332,12 @@ impl PartitionLog {
     /// Seals the active segment and starts a new one at `next_offset`. Writer only.
     fn roll(self: &Arc<Self>, w: &mut Writer, cfg: &LogConfig, next_offset: u64) -> Result<Arc<Segment>> {
         let old = self.active();
-        old.trim_indexes()?;
+        // New segment first: if it cannot be made (disk full), the old one stays active
+        // with its indexes intact and the append fails cleanly.
         let new = Arc::new(Segment::create(&self.dir, next_offset, cfg)?);
         new.offset_index.file().extend()?;
         new.time_index.file().extend()?;
+        old.trim_indexes()?;
         let mut s = lock(&self.sync);
         let mut list = Vec::clone(&self.segments.load());
         list.push(new.clone());

@@ -61,13 +61,14 @@ impl OffsetIndex {
         self.len().checked_sub(1).map(|i| self.entry(i))
     }
 
-    pub fn push(&self, offset: u64, position: u32) {
+    /// Adds an entry; false if the disk had no room for it (see [`IndexFile::push`]).
+    pub fn push(&self, offset: u64, position: u32) -> bool {
         debug_assert!(self.last().is_none_or(|l| l.offset < offset && l.position < position));
         let rel = u32::try_from(offset - self.base_offset).expect("relative offset fits u32");
         let mut e = [0u8; ENTRY_BYTES];
         e[..4].copy_from_slice(&rel.to_be_bytes());
         e[4..].copy_from_slice(&position.to_be_bytes());
-        self.file.push(&e);
+        self.file.push(&e)
     }
 
     /// The last entry with `offset <= target` and `position < position_limit` (or the

@@ -111,9 +111,16 @@ impl IndexCursor {
             && !seg.offset_index.file().is_full()
             && !seg.time_index.file().is_full()
         {
-            seg.offset_index.push(h.base_offset as u64, position as u32);
-            seg.time_index.maybe_push(self.max_timestamp, h.base_offset as u64);
-            self.bytes_since_entry = 0;
+            // On a full disk the index point is skipped (both entries or neither, so the
+            // time index keeps its meaning) and tried again at the next batch.
+            if seg.offset_index.push(h.base_offset as u64, position as u32) {
+                if seg.time_index.maybe_push(self.max_timestamp, h.base_offset as u64) {
+                    self.bytes_since_entry = 0;
+                } else {
+                    let n = seg.offset_index.len();
+                    seg.offset_index.file().truncate_entries(n - 1);
+                }
+            }
         }
         self.bytes_since_entry += h.total_bytes() as u64;
         self.max_timestamp = self.max_timestamp.max(h.max_timestamp);

@@ -60,20 +60,20 @@ impl TimeIndex {
     }
 
     /// Adds `(timestamp, offset)` if the timestamp grew; the writer calls it at every
-    /// offset-index point.
-    pub fn maybe_push(&self, timestamp: i64, offset: u64) {
+    /// offset-index point. False only if an entry was due and the disk had no room.
+    pub fn maybe_push(&self, timestamp: i64, offset: u64) -> bool {
         if timestamp < 0
             || self
                 .last()
                 .is_some_and(|l| l.timestamp >= timestamp || l.offset >= offset)
         {
-            return;
+            return true;
         }
         let rel = u32::try_from(offset - self.base_offset).expect("relative offset fits u32");
         let mut e = [0u8; ENTRY_BYTES];
         e[..8].copy_from_slice(&timestamp.to_be_bytes());
         e[8..].copy_from_slice(&rel.to_be_bytes());
-        self.file.push(&e);
+        self.file.push(&e)
     }
 
     /// The offset to start scanning from for the first record with timestamp `>= target`,
