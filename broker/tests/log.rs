@@ -266,3 +266,30 @@ fn clean_close_and_reopen_keeps_everything() {
     log.append(&mut batch(99, 1, 10, 0)).unwrap();
     assert_eq!(read_all(&log, 0, 1 << 20).len(), 61);
 }
+
+#[test]
+fn durable_appends_complete_on_a_single_threaded_runtime() {
+    // The syncs run on the flusher's threads: tasks on a one-thread runtime await them
+    // without that thread ever calling fdatasync (if it did, or had to, this would hang).
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig { flush_policy: FlushPolicy::Always, ..small_config() }, false);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..32u64)
+            .map(|t| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for i in 0..10 {
+                        let (info, wait) = log.append_durable(&mut batch(t * 100 + i, 1, 50, 0)).unwrap();
+                        wait.wait().await.unwrap();
+                        assert!(log.durable_offset() > info.last_offset);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            tokio::time::timeout(std::time::Duration::from_secs(30), t).await.unwrap().unwrap();
+        }
+    });
+    assert_eq!(log.end_offset(), 320);
+}
