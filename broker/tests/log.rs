@@ -272,8 +272,18 @@ fn durable_appends_complete_on_a_single_threaded_runtime() {
     // The syncs run on the flusher's threads: tasks on a one-thread runtime await them
     // without that thread ever calling fdatasync (if it did, or had to, this would hang).
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), LogConfig { flush_policy: FlushPolicy::Always, ..small_config() }, false);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig {
+            flush_policy: FlushPolicy::Always,
+            ..small_config()
+        },
+        false,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let tasks: Vec<_> = (0..32u64)
             .map(|t| {
@@ -288,7 +298,10 @@ fn durable_appends_complete_on_a_single_threaded_runtime() {
             })
             .collect();
         for t in tasks {
-            tokio::time::timeout(std::time::Duration::from_secs(30), t).await.unwrap().unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(30), t)
+                .await
+                .unwrap()
+                .unwrap();
         }
     });
     assert_eq!(log.end_offset(), 320);

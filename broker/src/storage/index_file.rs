@@ -79,10 +79,6 @@ impl IndexFile {
         Ok(index)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Whether the file length was a whole number of entries when opened is the caller's
     /// business; this is just the published count.
     #[inline]

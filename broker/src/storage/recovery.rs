@@ -65,11 +65,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         let entry = entry.map_err(Error::io("list", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(CHECKPOINT_FILE) && name.ends_with(".tmp") {
-            let p = dir.join(&name);
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("remove", p)(e)),
-                _ => {}
-            }
+            segment::remove_if_exists(&dir.join(&name))?;
             continue;
         }
         let Some((stem, suffix)) = name.split_once('.') else {
@@ -166,13 +162,7 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
     if let Some(from) = stop_at {
         for &base in &bases[from..] {
             warn!(dir = %dir.display(), segment = base, "deleting segment after the end of the valid log");
-            for suffix in [segment::LOG_SUFFIX, segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX] {
-                let p = dir.join(segment::file_name(base, suffix));
-                match std::fs::remove_file(&p) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("remove", p)(e)),
-                    _ => {}
-                }
-            }
+            segment::delete_segment_files(dir, base)?;
         }
     }
     let last = segments.len() - 1;

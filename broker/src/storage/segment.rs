@@ -42,6 +42,23 @@ pub(crate) fn file_name(base_offset: u64, suffix: &str) -> String {
     format!("{base_offset:020}.{suffix}")
 }
 
+/// Removes `path`; a file already gone is not an error.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes a segment's files: `.log` first, so a crash midway leaves only index files
+/// without a log, which the opener discards.
+pub(crate) fn delete_segment_files(dir: &Path, base_offset: u64) -> Result<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        remove_if_exists(&dir.join(file_name(base_offset, suffix)))?;
+    }
+    Ok(())
+}
+
 /// A byte range of a segment file holding whole batches: what a fetch hands to `sendfile`.
 #[derive(Debug, Clone)]
 pub struct FileRegion {
@@ -139,13 +156,7 @@ impl Segment {
             .open(&log_path)
             .map_err(Error::io("create segment", &log_path))?;
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let p = dir.join(file_name(base_offset, suffix));
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("remove stale index", p)(e))
-                }
-                _ => {}
-            }
+            remove_if_exists(&dir.join(file_name(base_offset, suffix)))?;
         }
         let seg = Segment::with_file(dir, base_offset, cfg, log_path, file)?;
         seg.mark_index_built_here();
@@ -524,20 +535,9 @@ impl Segment {
         self.time_index.file().sync()
     }
 
-    /// Removes the segment's files: `.log` first, so a crash midway leaves only index
-    /// files without a log, which the opener discards.
+    /// Removes the segment's files (see [`delete_segment_files`]).
     pub fn delete_files(&self) -> Result<()> {
-        let paths = [
-            self.log_path.clone(),
-            self.offset_index.file().path().to_owned(),
-            self.time_index.file().path().to_owned(),
-        ];
-        for p in paths {
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io("delete", p)(e)),
-                _ => {}
-            }
-        }
-        Ok(())
+        let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        delete_segment_files(dir, self.base_offset)
     }
 }
