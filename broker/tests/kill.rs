@@ -85,6 +85,7 @@ fn acknowledged_appends_survive_sigkill() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (first_acks, started) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
@@ -92,12 +93,16 @@ fn acknowledged_appends_survive_sigkill() {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 if f.len() == 4 && f[0] == "ACK" {
                     lines.push((f[1].parse().unwrap(), f[2].parse().unwrap(), f[3].parse().unwrap()));
+                    if lines.len() == 20 {
+                        let _ = first_acks.send(());
+                    }
                 }
             }
             lines
         });
-        // Kill at a random moment once the writer is well under way.
-        std::thread::sleep(Duration::from_millis(rng.random_range(200..900)));
+        // Kill at a random moment once the writer is under way (however slow its start).
+        started.recv_timeout(Duration::from_secs(CHILD_MAX_SECS)).expect("the child acknowledges appends");
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..500)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let round_acks: Vec<(u64, u64, u64)> = reader.join().unwrap();
