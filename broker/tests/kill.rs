@@ -101,7 +101,9 @@ fn acknowledged_appends_survive_sigkill() {
             lines
         });
         // Kill at a random moment once the writer is under way (however slow its start).
-        started.recv_timeout(Duration::from_secs(CHILD_MAX_SECS)).expect("the child acknowledges appends");
+        started
+            .recv_timeout(Duration::from_secs(CHILD_MAX_SECS))
+            .expect("the child acknowledges appends");
         std::thread::sleep(Duration::from_millis(rng.random_range(0..500)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();

@@ -644,6 +644,16 @@ impl PartitionLog {
     }
 }
 
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir())
+            .field("start_offset", &self.start_offset())
+            .field("end_offset", &self.end_offset())
+            .finish()
+    }
+}
+
 fn file_mtime_ms(file: &File) -> i64 {
     file.metadata()
         .and_then(|m| m.modified())

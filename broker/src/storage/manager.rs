@@ -84,16 +84,6 @@ pub struct Topic {
     pub partitions: Vec<Arc<PartitionLog>>,
 }
 
-impl std::fmt::Debug for PartitionLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PartitionLog")
-            .field("dir", &self.dir())
-            .field("start_offset", &self.start_offset())
-            .field("end_offset", &self.end_offset())
-            .finish()
-    }
-}
-
 /// Where an injected crash stops a topic change (for crash-safety tests only).
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
