@@ -474,9 +474,12 @@ impl PartitionLog {
     /// (at least one batch, however large), as one file region for `sendfile`.
     /// `offset == end_offset` returns no region; outside `[start, end]` is an error.
     pub fn read(&self, offset: u64, max_bytes: u64) -> Result<ReadResult> {
+        // The end offset first: everything below it is published (segment sizes are
+        // published before it), and nothing at or past it is served, so a reader never
+        // gets data beyond the end offset this read reports.
+        let end = self.end_offset();
         let segments = self.segments.load();
         let start = self.start_offset();
-        let end = self.end_offset();
         let mut out = ReadResult {
             region: None,
             start_offset: start,
@@ -485,13 +488,22 @@ impl PartitionLog {
         if offset < start || offset > end {
             return Err(Error::OffsetOutOfRange { offset, start, end });
         }
+        if offset == end {
+            return Ok(out);
+        }
         let first = segments
             .partition_point(|s| s.base_offset() <= offset)
             .saturating_sub(1);
         for seg in &segments[first..] {
-            let size = seg.size();
+            let mut size = seg.size();
             if offset >= seg.next_offset() {
                 continue;
+            }
+            if seg.next_offset() > end {
+                // An append landed after `end` was read: stop at the batch starting there.
+                if let Some((pos, _)) = seg.find_batch(end, size)? {
+                    size = pos;
+                }
             }
             if let Some((pos, h)) = seg.find_batch(offset, size)? {
                 let end_pos = seg.batch_end_within(pos, h.total_bytes() as u64, max_bytes, size)?;
