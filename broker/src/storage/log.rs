@@ -118,9 +118,6 @@ pub struct PartitionLog {
     offline: OnceLock<String>,
     /// Set under the writer lock by `close` or `shut_for_delete`; no append or sync after.
     closed: AtomicBool,
-    /// Serialises writes of the recovery checkpoint (sync passes raise it, truncation
-    /// lowers it).
-    checkpoint: Mutex<()>,
     flusher: Arc<Flusher>,
 }
 
@@ -151,7 +148,6 @@ impl PartitionLog {
             sync: Mutex::new(SyncState::default()),
             offline: OnceLock::new(),
             closed: AtomicBool::new(false),
-            checkpoint: Mutex::new(()),
             flusher,
         }))
     }
@@ -412,12 +408,9 @@ impl PartitionLog {
             sync_dir(&self.dir)?;
         }
         if !sealed.is_empty() {
-            // Every segment before the active one is now synced, unless a truncation
-            // removed that segment meanwhile (then it lowered the checkpoint itself).
-            let _c = lock(&self.checkpoint);
-            if self.segments.load().iter().any(|s| std::ptr::eq(&**s, active)) {
-                recovery::write_checkpoint(&self.dir, active.base_offset())?;
-            }
+            // Every segment before the active one is now synced. (Truncation, which can
+            // lower the checkpoint, holds sync passes off while it runs.)
+            recovery::write_checkpoint(&self.dir, active.base_offset())?;
         }
         Ok(())
     }
@@ -565,6 +558,40 @@ impl PartitionLog {
         if offset < start {
             return Err(Error::OffsetOutOfRange { offset, start, end });
         }
+        // No sync pass runs while the log is cut: one that read the old end offset would
+        // otherwise mark re-appended offsets durable when it finishes.
+        self.quiesce_sync();
+        let result = self.truncate_quiesced(&mut w, offset);
+        let new_end = self.end_offset();
+        {
+            let mut s = lock(&self.sync);
+            s.queued = false;
+            self.durable_offset.fetch_min(new_end, Ordering::AcqRel);
+            // Appends waiting for offsets that are gone will not become durable.
+            let (gone, kept): (Vec<_>, Vec<_>) = s.waiters.drain(..).partition(|w| w.end_offset > new_end);
+            s.waiters = kept;
+            for w in gone {
+                let _ = w.tx.send(Err(Error::OffsetOutOfRange {
+                    offset: w.end_offset - 1,
+                    start,
+                    end: new_end,
+                }));
+            }
+            if !s.waiters.is_empty() || !s.sealed.is_empty() || s.dir_dirty {
+                self.schedule_sync(&mut s);
+            }
+        }
+        drop(w);
+        let removed = result?;
+        for r in &removed {
+            r.delete_files()?;
+        }
+        info!(log = %self.dir.display(), from = end, to = new_end, "truncated log");
+        Ok(new_end)
+    }
+
+    /// The cut itself, with sync passes held off. Returns the segments to delete.
+    fn truncate_quiesced(&self, w: &mut Writer, offset: u64) -> Result<Vec<Arc<Segment>>> {
         let segments = self.segments.load_full();
         let i = segments.partition_point(|s| s.base_offset() <= offset) - 1;
         let seg = segments[i].clone();
@@ -587,22 +614,11 @@ impl PartitionLog {
             s.sealed.retain(|x| !removed.iter().any(|r| Arc::ptr_eq(x, r)));
             s.dir_dirty = true;
         }
-        {
-            // After the list no longer holds the removed segments, so a sync pass that
-            // started before cannot raise the checkpoint past them again.
-            let _c = lock(&self.checkpoint);
-            if recovery::read_checkpoint(&self.dir) > seg.base_offset() {
-                recovery::write_checkpoint(&self.dir, seg.base_offset())?;
-            }
+        if recovery::read_checkpoint(&self.dir) > seg.base_offset() {
+            recovery::write_checkpoint(&self.dir, seg.base_offset())?;
         }
         self.end_offset.store(new_end, Ordering::Release);
-        self.durable_offset.fetch_min(new_end, Ordering::AcqRel);
-        drop(w);
-        for r in &removed {
-            r.delete_files()?;
-        }
-        info!(log = %self.dir.display(), from = end, to = new_end, "truncated log");
-        Ok(new_end)
+        Ok(removed)
     }
 
     /// Deletes whole segments from the front that are past `retention.ms` (by their
@@ -748,7 +764,8 @@ impl PartitionLog {
     }
 
     /// Waits out a sync pass in progress and keeps new ones from starting: after this the
-    /// flusher never touches the log's files again. Called once `closed` is set.
+    /// flusher does not touch the log's files (for good once `closed` is set; until
+    /// `truncate_to` clears `queued` again otherwise).
     fn quiesce_sync(&self) {
         loop {
             {
