@@ -129,8 +129,10 @@ impl LogManager {
             // Gone before anything is written, so a crash from here on is seen as unclean.
             std::fs::remove_file(&marker).map_err(Error::io("remove", &marker))?;
             sync_dir(&dir)?;
-        } else {
+        } else if dir.join(METADATA_DIR).exists() {
             info!(data_dir = %dir.display(), "no clean-shutdown marker: recovering logs past their checkpoints");
+        } else {
+            info!(data_dir = %dir.display(), "new data directory");
         }
 
         let flusher = Flusher::start(cfg.flush_threads);
