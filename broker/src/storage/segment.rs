@@ -337,10 +337,12 @@ impl Segment {
         // is small, read all of it at once (one `pread` for every header to walk); if it
         // is large, the batches are large, and the first header or two are enough.
         let stretch = next.unwrap_or(size_limit).saturating_sub(from) as usize + HEADER_BYTES;
-        let first_window = if stretch <= HEADER_WINDOW_BYTES {
-            stretch
-        } else {
+        // A target at the entry itself (a sequential consumer: regions end on entries)
+        // needs only that header.
+        let first_window = if entry.offset == offset || stretch > HEADER_WINDOW_BYTES {
             FIRST_HEADER_WINDOW_BYTES
+        } else {
+            stretch
         };
         // The entry is checked against the batch it points at (the first header we read
         // anyway): an index damaged on disk costs a scan from the segment start, never
