@@ -5,8 +5,6 @@
 pub enum BatchError {
     #[error("batch length {0} is below the minimum batch size")]
     LengthTooSmall(i32),
-    #[error("batch of {size} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
     #[error("unsupported record batch magic {0} (only magic 2 is supported)")]
     UnsupportedMagic(i8),
     #[error("batch CRC mismatch: header says {stored:#010x}, bytes give {computed:#010x}")]

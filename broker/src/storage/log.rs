@@ -331,8 +331,6 @@ impl PartitionLog {
         // New segment first: if it cannot be made (disk full), the old one stays active
         // with its indexes intact and the append fails cleanly.
         let new = Arc::new(Segment::create(&self.dir, next_offset, cfg)?);
-        new.offset_index.file().extend()?;
-        new.time_index.file().extend()?;
         old.trim_indexes()?;
         let mut s = lock(&self.sync);
         let mut list = Vec::clone(&self.segments.load());
@@ -604,8 +602,7 @@ impl PartitionLog {
         // could bring truncated batches back as a valid tail.
         seg.sync_log()?;
         let cursor = recovery::load_tail(&seg, &self.config.load())?;
-        seg.offset_index.file().extend()?;
-        seg.time_index.file().extend()?;
+        seg.make_active()?;
         w.cursor = cursor;
         let removed: Vec<Arc<Segment>> = segments[i + 1..].to_vec();
         {

@@ -96,8 +96,6 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
     let bases = list_segments(dir)?;
     if bases.is_empty() {
         let seg = Segment::create(dir, 0, cfg)?;
-        seg.offset_index.file().extend()?;
-        seg.time_index.file().extend()?;
         return Ok(Opened {
             segments: vec![Arc::new(seg)],
             cursor: IndexCursor::fresh(),
@@ -168,8 +166,7 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
     let last = segments.len() - 1;
     for (i, seg) in segments.iter().enumerate() {
         if i == last {
-            seg.offset_index.file().extend()?;
-            seg.time_index.file().extend()?;
+            seg.make_active()?;
         } else {
             seg.trim_indexes()?;
         }
@@ -223,8 +220,7 @@ fn load_from_indexes(seg: &Segment) -> Result<Option<(ScanOutcome, IndexCursor)>
 fn rebuild(seg: &Segment, cfg: &LogConfig) -> Result<(ScanOutcome, IndexCursor)> {
     seg.offset_index.file().truncate_entries(0);
     seg.time_index.file().truncate_entries(0);
-    seg.offset_index.file().extend()?;
-    seg.time_index.file().extend()?;
+    seg.make_active()?;
     let mut cursor = IndexCursor::fresh();
     let outcome = seg.scan(0, seg.base_offset(), Some((&mut cursor, cfg.index_interval_bytes)))?;
     seg.mark_index_built_here();

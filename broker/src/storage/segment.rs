@@ -145,7 +145,7 @@ impl IndexCursor {
 }
 
 impl Segment {
-    /// Creates a new, empty segment (replacing any leftover files of the same name).
+    /// Creates a new, empty, active segment (replacing any leftover files of the same name).
     pub fn create(dir: &Path, base_offset: u64, cfg: &LogConfig) -> Result<Segment> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
         let file = OpenOptions::new()
@@ -160,6 +160,7 @@ impl Segment {
         }
         let seg = Segment::with_file(dir, base_offset, cfg, log_path, file)?;
         seg.mark_index_built_here();
+        seg.make_active()?;
         Ok(seg)
     }
 
@@ -517,6 +518,13 @@ impl Segment {
             .set_len(position)
             .map_err(Error::io("truncate segment", &self.log_path))?;
         Ok(())
+    }
+
+    /// Grows both indexes back to capacity: the segment is (again) the one appended to,
+    /// or recovery rebuilds its indexes. The counterpart of [`trim_indexes`](Self::trim_indexes).
+    pub fn make_active(&self) -> Result<()> {
+        self.offset_index.file().extend()?;
+        self.time_index.file().extend()
     }
 
     /// Trims both indexes to their entries: the segment is no longer written.
