@@ -3,17 +3,32 @@
 //! This crate does no I/O. Codecs are pure functions over byte buffers; "need more
 //! bytes" is an ordinary outcome ([`batch::check_batch`] returns `Ok(None)`), not an error.
 //!
+//! The native protocol: [`frame`] (length-prefixed frames), [`messages`] (protobuf bodies
+//! from `proto/runnel.proto`, compiled at build time without a system `protoc`), [`api`]
+//! (API keys and their request/response types) and [`ErrorCode`].
+//!
 //! The one batch format, on disk and on the wire, is Kafka's RecordBatch v2 (magic 2).
 //! See [`batch`] for the byte layout.
 
+pub mod api;
 pub mod batch;
 pub mod compression;
 pub mod crc;
 pub mod error;
+pub mod error_code;
+pub mod frame;
 pub mod record;
 pub mod varint;
 
+/// The native protocol's messages, generated from `proto/runnel.proto` by prost.
+#[allow(clippy::all, missing_docs)]
+pub mod messages {
+    include!(concat!(env!("OUT_DIR"), "/runnel.v1.rs"));
+}
+
 pub use batch::{check_batch, BatchHeader, RecordBatch, TimestampType};
+pub use api::{ApiKey, Request, Response};
 pub use compression::Compression;
+pub use error_code::ErrorCode;
 pub use error::BatchError;
 pub use record::{BatchBuilder, BatchOptions, Header, Record};

@@ -1,0 +1,126 @@
+//! API keys, and which request and response messages each one carries.
+
+use crate::messages::*;
+
+/// The native protocol's API keys (Kafka's numbers for the same APIs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i16)]
+pub enum ApiKey {
+    Produce = 0,
+    Fetch = 1,
+    ListOffsets = 2,
+    Metadata = 3,
+    ApiVersions = 18,
+    CreateTopics = 19,
+    DeleteTopics = 20,
+    DescribeConfigs = 32,
+    AlterConfigs = 44,
+}
+
+impl ApiKey {
+    pub const ALL: &'static [ApiKey] = &[
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::ListOffsets,
+        ApiKey::Metadata,
+        ApiKey::ApiVersions,
+        ApiKey::CreateTopics,
+        ApiKey::DeleteTopics,
+        ApiKey::DescribeConfigs,
+        ApiKey::AlterConfigs,
+    ];
+
+    pub fn from_i16(key: i16) -> Option<ApiKey> {
+        ApiKey::ALL.iter().copied().find(|k| *k as i16 == key)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiKey::Produce => "Produce",
+            ApiKey::Fetch => "Fetch",
+            ApiKey::ListOffsets => "ListOffsets",
+            ApiKey::Metadata => "Metadata",
+            ApiKey::ApiVersions => "ApiVersions",
+            ApiKey::CreateTopics => "CreateTopics",
+            ApiKey::DeleteTopics => "DeleteTopics",
+            ApiKey::DescribeConfigs => "DescribeConfigs",
+            ApiKey::AlterConfigs => "AlterConfigs",
+        }
+    }
+}
+
+/// A request body type: its API key, the version this crate speaks, its response type.
+pub trait Request: prost::Message + Default {
+    const KEY: ApiKey;
+    const VERSION: i16 = 0;
+    type Response: Response;
+}
+
+/// A response body type. Every response reserves fields 1 and 2 for a request-level
+/// error, so an [`ErrorResponse`] decodes as any of them.
+pub trait Response: prost::Message + Default {
+    fn error_code(&self) -> i32;
+    fn error_message(&self) -> &str;
+    fn with_error(code: crate::ErrorCode, message: String) -> Self;
+}
+
+macro_rules! api {
+    ($($key:ident: $req:ident => $resp:ident;)*) => {$(
+        impl Request for $req {
+            const KEY: ApiKey = ApiKey::$key;
+            type Response = $resp;
+        }
+        impl Response for $resp {
+            fn error_code(&self) -> i32 {
+                self.error_code
+            }
+            fn error_message(&self) -> &str {
+                &self.error_message
+            }
+            fn with_error(code: crate::ErrorCode, message: String) -> Self {
+                $resp { error_code: code.code(), error_message: message, ..Default::default() }
+            }
+        }
+    )*};
+}
+
+api! {
+    Produce: ProduceRequest => ProduceResponse;
+    Fetch: FetchRequest => FetchResponse;
+    ListOffsets: ListOffsetsRequest => ListOffsetsResponse;
+    Metadata: MetadataRequest => MetadataResponse;
+    ApiVersions: ApiVersionsRequest => ApiVersionsResponse;
+    CreateTopics: CreateTopicsRequest => CreateTopicsResponse;
+    DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse;
+    DescribeConfigs: DescribeConfigsRequest => DescribeConfigsResponse;
+    AlterConfigs: AlterConfigsRequest => AlterConfigsResponse;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn an_error_response_decodes_as_every_response() {
+        let e = ErrorResponse {
+            error_code: crate::ErrorCode::UnknownApi.code(),
+            error_message: "no such api".into(),
+        }
+        .encode_to_vec();
+        fn check<R: Response>(bytes: &[u8]) {
+            let r = R::decode(bytes).unwrap();
+            assert_eq!(r.error_code(), crate::ErrorCode::UnknownApi.code());
+            assert_eq!(r.error_message(), "no such api");
+        }
+        check::<ProduceResponse>(&e);
+        check::<FetchResponse>(&e);
+        check::<ListOffsetsResponse>(&e);
+        check::<MetadataResponse>(&e);
+        check::<ApiVersionsResponse>(&e);
+        check::<CreateTopicsResponse>(&e);
+        check::<DeleteTopicsResponse>(&e);
+        check::<DescribeConfigsResponse>(&e);
+        check::<AlterConfigsResponse>(&e);
+    }
+}

@@ -1,0 +1,120 @@
+//! The one set of error codes the broker sends and the client interprets. The numbers
+//! follow Kafka's where Kafka has the same error, so operators recognise them.
+
+/// A wire error code (`int32 error_code` in every response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum ErrorCode {
+    None = 0,
+    UnknownServerError = -1,
+    OffsetOutOfRange = 1,
+    /// A record batch failed validation: framing, magic, CRC-32C.
+    CorruptMessage = 2,
+    UnknownTopicOrPartition = 3,
+    MessageTooLarge = 10,
+    RequestTimedOut = 7,
+    /// The broker's storage for this partition failed (I/O error, log offline).
+    StorageError = 56,
+    UnsupportedVersion = 35,
+    TopicAlreadyExists = 36,
+    InvalidPartitions = 37,
+    InvalidRequiredAcks = 21,
+    InvalidTopic = 17,
+    InvalidRequest = 42,
+    InvalidConfig = 40,
+    /// The request's api key is not one this broker knows.
+    UnknownApi = 1000,
+    /// The broker is stopping; retry against it (or another) later.
+    BrokerShuttingDown = 1001,
+}
+
+impl ErrorCode {
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::None,
+        ErrorCode::UnknownServerError,
+        ErrorCode::OffsetOutOfRange,
+        ErrorCode::CorruptMessage,
+        ErrorCode::UnknownTopicOrPartition,
+        ErrorCode::MessageTooLarge,
+        ErrorCode::RequestTimedOut,
+        ErrorCode::StorageError,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::TopicAlreadyExists,
+        ErrorCode::InvalidPartitions,
+        ErrorCode::InvalidRequiredAcks,
+        ErrorCode::InvalidTopic,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidConfig,
+        ErrorCode::UnknownApi,
+        ErrorCode::BrokerShuttingDown,
+    ];
+
+    /// The code for a wire value; unknown values (from a newer broker) are
+    /// `UnknownServerError`.
+    pub fn from_i32(code: i32) -> ErrorCode {
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|c| *c as i32 == code)
+            .unwrap_or(ErrorCode::UnknownServerError)
+    }
+
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    pub fn is_ok(self) -> bool {
+        self == ErrorCode::None
+    }
+
+    /// Whether the same request may succeed if sent again later.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RequestTimedOut | ErrorCode::BrokerShuttingDown | ErrorCode::StorageError
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::None => "NONE",
+            ErrorCode::UnknownServerError => "UNKNOWN_SERVER_ERROR",
+            ErrorCode::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
+            ErrorCode::CorruptMessage => "CORRUPT_MESSAGE",
+            ErrorCode::UnknownTopicOrPartition => "UNKNOWN_TOPIC_OR_PARTITION",
+            ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
+            ErrorCode::StorageError => "STORAGE_ERROR",
+            ErrorCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            ErrorCode::TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
+            ErrorCode::InvalidPartitions => "INVALID_PARTITIONS",
+            ErrorCode::InvalidRequiredAcks => "INVALID_REQUIRED_ACKS",
+            ErrorCode::InvalidTopic => "INVALID_TOPIC",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::UnknownApi => "UNKNOWN_API",
+            ErrorCode::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_round_trip() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.code()), "{c} reuses {}", c.code());
+            assert_eq!(ErrorCode::from_i32(c.code()), *c);
+        }
+        assert_eq!(ErrorCode::from_i32(123_456), ErrorCode::UnknownServerError);
+    }
+}
