@@ -48,3 +48,23 @@ impl Error {
         move |source| Error::Io { op, path, source }
     }
 }
+
+impl Error {
+    /// The wire error code this error is reported as.
+    pub fn code(&self) -> runnel_protocol::ErrorCode {
+        use runnel_protocol::ErrorCode as C;
+        match self {
+            Error::Io { .. } | Error::LogOffline { .. } => C::StorageError,
+            Error::InvalidBatch(_) => C::CorruptMessage,
+            Error::RecordTooLarge { .. } => C::MessageTooLarge,
+            Error::OffsetOutOfRange { .. } => C::OffsetOutOfRange,
+            Error::InvalidConfig { .. } => C::InvalidConfig,
+            Error::InvalidTopicName { .. } => C::InvalidTopic,
+            Error::InvalidPartitions { .. } => C::InvalidPartitions,
+            Error::TopicExists(_) => C::TopicAlreadyExists,
+            Error::UnknownTopic(_) | Error::UnknownPartition { .. } => C::UnknownTopicOrPartition,
+            Error::CorruptMetadata(_) => C::UnknownServerError,
+            Error::ShuttingDown => C::BrokerShuttingDown,
+        }
+    }
+}

@@ -1,7 +1,8 @@
-//! `runnel-broker`: the storage engine (this crate's [`storage`] module) and, later, the
-//! network server and group coordinator built on it.
+//! `runnel-broker`: the storage engine ([`storage`]) and the network server that puts it
+//! behind the native protocol ([`server`]); the group coordinator comes next.
 
 pub mod error;
+pub mod server;
 pub mod storage;
 
 pub use error::{Error, Result};

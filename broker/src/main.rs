@@ -1,72 +1,231 @@
 //! `runnel-broker`: the broker daemon.
 //!
-//! Today it runs the storage engine: it opens (and, after a crash, recovers) the data
-//! directory, runs retention and interval flushes in the background, and on SIGINT or
-//! SIGTERM shuts down cleanly, leaving the marker that lets the next start skip recovery.
-//! The network listener arrives with the broker/protocol issue.
+//! Opens (and after a crash, recovers) the data directory, serves the native protocol,
+//! and on SIGINT or SIGTERM stops accepting, answers the requests already read, syncs
+//! every log and writes the clean-shutdown marker, then exits 0.
+//!
+//! Every setting comes from, in order of precedence: the command line, a `RUNNEL_*`
+//! environment variable, the TOML file given by `--config`, the built-in default.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
-use runnel_broker::storage::{LogManager, StorageConfig};
+use runnel_broker::server::{Server, ServerConfig};
+use runnel_broker::storage::{LogConfig, LogManager, StorageConfig};
+use serde::Deserialize;
 use tracing::{error, info};
 
+/// Runnel broker daemon. With no arguments: data in ./runnel-data, native protocol on
+/// 127.0.0.1:7117.
 #[derive(Debug, Parser)]
-#[command(name = "runnel-broker", version, about = "Runnel broker daemon")]
+#[command(name = "runnel-broker", version)]
 struct Args {
-    /// Directory holding topics, partition logs and the metadata log.
-    #[arg(long, env = "RUNNEL_DATA_DIR", default_value = "./runnel-data")]
-    data_dir: PathBuf,
+    /// TOML file with any of the settings below (same names, with underscores), plus a
+    /// `[topic_defaults]` table of topic config keys.
+    #[arg(long, env = "RUNNEL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 
-    /// Threads that run fdatasync for group commit.
-    #[arg(long, env = "RUNNEL_FLUSH_THREADS", default_value_t = 2)]
-    flush_threads: usize,
+    /// Directory holding topics, partition logs and the metadata log [default: ./runnel-data]
+    #[arg(long, env = "RUNNEL_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 
-    /// How often retention deletes old segments, in milliseconds.
-    #[arg(long, env = "RUNNEL_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000)]
-    retention_check_interval_ms: u64,
+    /// Address of the native-protocol listener; port 0 picks a free port [default: 127.0.0.1:7117]
+    #[arg(long, env = "RUNNEL_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
 
-    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runnel_broker=debug`.
-    #[arg(long, env = "RUNNEL_LOG", default_value = "info")]
+    /// Host name given to clients in Metadata [default: the listen address's IP]
+    #[arg(long, env = "RUNNEL_ADVERTISED_HOST", value_name = "HOST")]
+    advertised_host: Option<String>,
+
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runnel_broker=debug` [default: info]
+    #[arg(long, env = "RUNNEL_LOG", value_name = "FILTER")]
+    log: Option<String>,
+
+    /// Threads that run fdatasync for group commit [default: 2]
+    #[arg(long, env = "RUNNEL_FLUSH_THREADS", value_name = "N")]
+    flush_threads: Option<usize>,
+
+    /// How often retention deletes old segments, in milliseconds [default: 300000]
+    #[arg(long, env = "RUNNEL_RETENTION_CHECK_INTERVAL_MS", value_name = "MS")]
+    retention_check_interval_ms: Option<u64>,
+
+    /// Largest request frame accepted, in bytes [default: 104857600]
+    #[arg(long, env = "RUNNEL_MAX_REQUEST_FRAME_BYTES", value_name = "BYTES")]
+    max_request_frame_bytes: Option<u32>,
+
+    /// Most client connections served at once; more wait to be accepted [default: 4096]
+    #[arg(long, env = "RUNNEL_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// A request unanswered after this gets REQUEST_TIMED_OUT, in milliseconds [default: 30000]
+    #[arg(long, env = "RUNNEL_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    request_timeout_ms: Option<u64>,
+
+    /// Close a connection idle (no request in flight, nothing received) this long, in milliseconds [default: 600000]
+    #[arg(long, env = "RUNNEL_IDLE_TIMEOUT_MS", value_name = "MS")]
+    idle_timeout_ms: Option<u64>,
+
+    /// Requests read but not yet answered, per connection [default: 128]
+    #[arg(long, env = "RUNNEL_MAX_IN_FLIGHT_REQUESTS", value_name = "N")]
+    max_in_flight_requests: Option<usize>,
+
+    /// Request bytes one connection may hold in memory [default: 209715200]
+    #[arg(long, env = "RUNNEL_MAX_CONNECTION_BUFFER_BYTES", value_name = "BYTES")]
+    max_connection_buffer_bytes: Option<usize>,
+
+    /// Upper bound on one fetch response's record bytes [default: 57671680]
+    #[arg(long, env = "RUNNEL_FETCH_MAX_BYTES", value_name = "BYTES")]
+    fetch_max_bytes: Option<u32>,
+
+    /// A default for every topic, as a topic config KEY=VALUE (e.g. flush.policy=interval);
+    /// repeatable; the environment variable takes a comma-separated list
+    #[arg(long = "topic-default", env = "RUNNEL_TOPIC_DEFAULTS", value_name = "KEY=VALUE", value_delimiter = ',')]
+    topic_defaults: Vec<String>,
+}
+
+/// The `--config` file: the same settings, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    advertised_host: Option<String>,
+    log: Option<String>,
+    flush_threads: Option<usize>,
+    retention_check_interval_ms: Option<u64>,
+    max_request_frame_bytes: Option<u32>,
+    max_connections: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_in_flight_requests: Option<usize>,
+    max_connection_buffer_bytes: Option<usize>,
+    fetch_max_bytes: Option<u32>,
+    #[serde(default)]
+    topic_defaults: BTreeMap<String, String>,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("runnel-broker: {msg}");
+    std::process::exit(1);
+}
+
+fn read_file_config(path: &Path) -> FileConfig {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| fail(format!("cannot read {}: {e}", path.display())));
+    toml::from_str(&text).unwrap_or_else(|e| {
+        let msg = e.to_string().replace('\n', " ");
+        fail(format!("bad config file {}: {}", path.display(), msg.trim()))
+    })
+}
+
+struct Settings {
     log: String,
+    storage: StorageConfig,
+    server: ServerConfig,
+}
+
+fn settings(args: Args) -> Settings {
+    let file = args.config.as_deref().map(read_file_config).unwrap_or_default();
+    let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| "./runnel-data".into());
+    let mut storage = StorageConfig::new(data_dir);
+    if let Some(n) = args.flush_threads.or(file.flush_threads) {
+        storage.flush_threads = n.max(1);
+    }
+    if let Some(ms) = args.retention_check_interval_ms.or(file.retention_check_interval_ms) {
+        storage.retention_check_interval_ms = ms.max(1);
+    }
+    let mut topic_defaults = file.topic_defaults;
+    for kv in &args.topic_defaults {
+        let Some((k, v)) = kv.split_once('=') else {
+            fail(format!("--topic-default {kv:?}: expected KEY=VALUE"));
+        };
+        topic_defaults.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    storage.log_defaults = LogConfig::with_overrides(&LogConfig::default(), &topic_defaults)
+        .unwrap_or_else(|e| fail(format!("topic default: {e}")));
+
+    let mut server = ServerConfig::default();
+    macro_rules! take {
+        ($($field:ident),*) => {$(
+            if let Some(v) = args.$field.or(file.$field) {
+                server.$field = v;
+            }
+        )*};
+    }
+    take!(
+        listen,
+        max_request_frame_bytes,
+        max_connections,
+        request_timeout_ms,
+        idle_timeout_ms,
+        max_in_flight_requests,
+        max_connection_buffer_bytes,
+        fetch_max_bytes
+    );
+    server.advertised_host = args.advertised_host.or(file.advertised_host);
+    if let Err(e) = server.validate() {
+        fail(e);
+    }
+    Settings {
+        log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+        storage,
+        server,
+    }
 }
 
 fn main() {
-    let args = Args::parse();
+    let s = settings(Args::parse());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&s.log))
         .with_writer(std::io::stderr)
         .init();
     // Block the stop signals before any thread starts, so every thread inherits the mask
-    // and the main thread alone receives them through `wait`.
+    // and one thread alone receives them through `wait`.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
     if let Err(e) = signals.thread_block() {
-        eprintln!("runnel-broker: cannot block signals: {e}");
-        std::process::exit(1);
+        fail(format!("cannot block signals: {e}"));
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("runnel-io")
+        .build()
+        .unwrap_or_else(|e| fail(format!("cannot start the runtime: {e}")));
 
-    let mut cfg = StorageConfig::new(&args.data_dir);
-    cfg.flush_threads = args.flush_threads.max(1);
-    cfg.retention_check_interval_ms = args.retention_check_interval_ms.max(1);
-    let storage = match LogManager::open(cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("runnel-broker: cannot open {}: {e}", args.data_dir.display());
-            std::process::exit(1);
+    let data_dir = s.storage.data_dir.clone();
+    let storage = LogManager::open(s.storage).unwrap_or_else(|e| fail(format!("cannot open {}: {e}", data_dir.display())));
+    let code = runtime.block_on(async move {
+        let server = match Server::bind(storage.clone(), s.server).await {
+            Ok(server) => server,
+            Err(e) => {
+                // Close storage cleanly: nothing was served, nothing to recover next time.
+                let _ = tokio::task::spawn_blocking(move || storage.shutdown()).await;
+                fail(e);
+            }
+        };
+        info!(
+            data_dir = %data_dir.display(),
+            listen = %server.local_addr(),
+            topics = storage.topics().len(),
+            "runnel-broker started"
+        );
+        let signal = tokio::task::spawn_blocking(move || signals.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map_or("unknown".to_owned(), |s| s.to_string());
+        info!(%signal, "stopping");
+        match server.shutdown().await {
+            Ok(()) => 0,
+            Err(e) => {
+                error!(error = %e, "unclean shutdown; the next start will recover");
+                1
+            }
         }
-    };
-    info!(data_dir = %args.data_dir.display(), topics = storage.topics().len(), "runnel-broker started; storage only, no network listener yet");
-
-    let signal = signals.wait().map_or("unknown".to_owned(), |s| s.to_string());
-    info!(%signal, "stopping");
-    match storage.shutdown() {
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            error!(error = %e, "unclean shutdown; the next start will recover");
-            std::process::exit(1);
-        }
-    }
+    });
+    drop(runtime);
+    std::process::exit(code);
 }

@@ -27,6 +27,9 @@ pub mod messages {
 }
 
 pub use batch::{check_batch, BatchHeader, RecordBatch, TimestampType};
+/// The native listener's default address: loopback, so a fresh broker is not exposed.
+pub const DEFAULT_BROKER_ADDR: &str = "127.0.0.1:7117";
+
 pub use api::{ApiKey, Request, Response};
 pub use compression::Compression;
 pub use error_code::ErrorCode;

@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use runnel_protocol::batch::{self, BatchHeader};
 use runnel_protocol::RecordBatch;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tracing::{error, info};
 
 use super::config::{FlushPolicy, LogConfig, TimestampType};
@@ -119,6 +119,9 @@ pub struct PartitionLog {
     /// Set under the writer lock by `close` or `shut_for_delete`; no append or sync after.
     closed: AtomicBool,
     flusher: Arc<Flusher>,
+    /// Woken after every append (and truncation, and close): long-poll fetches wait here
+    /// instead of polling.
+    appended: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,6 +152,7 @@ impl PartitionLog {
             offline: OnceLock::new(),
             closed: AtomicBool::new(false),
             flusher,
+            appended: Notify::new(),
         }))
     }
 
@@ -170,6 +174,13 @@ impl PartitionLog {
         self.end_offset.load(Ordering::Acquire)
     }
     /// Offsets below this are known to be on disk.
+    /// Notified after every append, truncation and close. Create the `notified()` future
+    /// *before* checking the end offset, so an append between the check and the wait is
+    /// not missed (`notify_waiters` wakes every future created before it).
+    pub fn appended(&self) -> &Notify {
+        &self.appended
+    }
+
     pub fn durable_offset(&self) -> u64 {
         self.durable_offset.load(Ordering::Acquire)
     }
@@ -248,6 +259,7 @@ impl PartitionLog {
         active.publish(position + batches.len() as u64, offset, seg_max_ts);
         self.end_offset.store(offset, Ordering::Release);
         drop(w);
+        self.appended.notify_waiters();
         Ok(AppendInfo {
             base_offset: base,
             last_offset: offset - 1,
@@ -439,6 +451,7 @@ impl PartitionLog {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.appended.notify_waiters();
         self.check_online()?;
         self.quiesce_sync();
         let sealed = std::mem::take(&mut lock(&self.sync).sealed);
@@ -580,6 +593,7 @@ impl PartitionLog {
             }
         }
         drop(w);
+        self.appended.notify_waiters();
         let removed = result?;
         for r in &removed {
             r.delete_files()?;

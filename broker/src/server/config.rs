@@ -1,0 +1,84 @@
+//! The server's limits, in one place. Every limit is bounded and named with its unit.
+
+use std::net::SocketAddr;
+
+use runnel_protocol::frame::DEFAULT_MAX_REQUEST_FRAME_BYTES;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the native listener binds. Port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// The host clients are told to connect to (Metadata); defaults to the bound address.
+    pub advertised_host: Option<String>,
+    /// Largest request frame accepted; a longer announced length closes the connection
+    /// (the stream cannot be resynchronised without reading it).
+    pub max_request_frame_bytes: u32,
+    /// Connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A request not answered within this gets REQUEST_TIMED_OUT (its work may still
+    /// have happened, as with Kafka). Long-poll waits are capped below it.
+    pub request_timeout_ms: u64,
+    /// A connection with no request in flight and no bytes received for this long is
+    /// closed (Kafka's `connections.max.idle.ms`).
+    pub idle_timeout_ms: u64,
+    /// Requests read but not yet answered, per connection; beyond it the connection is
+    /// not read (TCP backpressure on the client).
+    pub max_in_flight_requests: usize,
+    /// Request bytes held per connection (read buffer plus requests in flight); at least
+    /// `max_request_frame_bytes`.
+    pub max_connection_buffer_bytes: usize,
+    /// Upper bound on a fetch's total `max_bytes`, whatever the client asks.
+    pub fetch_max_bytes: u32,
+    /// `max_bytes` of a fetched partition when the request leaves it 0.
+    pub fetch_partition_default_bytes: u32,
+}
+
+pub const DEFAULT_PORT_ADDR: &str = runnel_protocol::DEFAULT_BROKER_ADDR;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_PORT_ADDR.parse().expect("valid default address"),
+            advertised_host: None,
+            max_request_frame_bytes: DEFAULT_MAX_REQUEST_FRAME_BYTES,
+            max_connections: 4096,
+            request_timeout_ms: 30_000,
+            idle_timeout_ms: 600_000,
+            max_in_flight_requests: 128,
+            max_connection_buffer_bytes: 2 * DEFAULT_MAX_REQUEST_FRAME_BYTES as usize,
+            fetch_max_bytes: 55 * 1024 * 1024,
+            fetch_partition_default_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the limits against each other; a one-line reason when they do not fit.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_request_frame_bytes < 1024 {
+            return Err("max_request_frame_bytes must be at least 1024".into());
+        }
+        if self.max_connection_buffer_bytes < self.max_request_frame_bytes as usize {
+            return Err(format!(
+                "max_connection_buffer_bytes ({}) must be at least max_request_frame_bytes ({})",
+                self.max_connection_buffer_bytes, self.max_request_frame_bytes
+            ));
+        }
+        if self.max_connections == 0 || self.max_in_flight_requests == 0 {
+            return Err("max_connections and max_in_flight_requests must be at least 1".into());
+        }
+        if self.request_timeout_ms < 10 || self.idle_timeout_ms == 0 {
+            return Err("request_timeout_ms must be at least 10 and idle_timeout_ms at least 1".into());
+        }
+        if self.fetch_max_bytes == 0 || self.fetch_partition_default_bytes == 0 {
+            return Err("fetch_max_bytes and fetch_partition_default_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The longest a long-poll fetch waits: leaves the response time to travel within
+    /// the request timeout.
+    pub fn fetch_max_wait_ms(&self) -> u64 {
+        self.request_timeout_ms * 9 / 10
+    }
+}

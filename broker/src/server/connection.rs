@@ -1,0 +1,223 @@
+//! One client connection: a reader task that splits the byte stream into request frames
+//! and starts each request as its own task, and a writer task that sends the responses
+//! in request order.
+//!
+//! ```text
+//!  socket ──► read loop ──spawn──► request task ─┐
+//!                 │                              │ JoinHandle, in request order
+//!                 └── bounded queue (in flight) ─┴──► write loop ──► socket
+//! ```
+//!
+//! Requests run concurrently (a long-poll fetch does not hold up the produce behind it
+//! from being appended), but their responses leave in order, as the protocol promises.
+//!
+//! Bounds: the queue holds at most `max_in_flight_requests`; the request bytes held by
+//! this connection (frames read and not yet answered, plus the one being read) are
+//! bounded by a semaphore of `max_connection_buffer_bytes` permits, taken as soon as a
+//! frame's length is known and before its body is buffered. When either is exhausted the
+//! reader stops reading and TCP pushes back on the client.
+//!
+//! Failures: a frame that cannot be delimited (length over the limit or under the
+//! header) is answered with an INVALID_REQUEST error when its header is readable, then
+//! the connection is closed and the reason logged. Everything else (garbage body,
+//! unknown API or version, bad batches) is an error *response*, and the connection
+//! carries on. Only this connection is affected in every case.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use runnel_protocol::frame::{self, FrameError, REQUEST_HEADER_BYTES};
+use runnel_protocol::ErrorCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+
+use super::dispatch;
+use super::reply::{write_reply, Reply};
+use super::stats::ServerStats;
+use super::Broker;
+
+/// Bytes the reader asks the socket for when no frame length says otherwise.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A request read and started, awaiting its turn to be answered.
+struct InFlight {
+    correlation_id: i32,
+    task: JoinHandle<Option<Reply>>,
+}
+
+#[derive(Debug)]
+enum Close {
+    /// The client closed (or reset) the connection.
+    Peer,
+    Idle,
+    Shutdown,
+    Protocol(FrameError),
+    Io(std::io::Error),
+    /// The writer stopped (the socket failed while writing).
+    WriterGone,
+}
+
+pub(crate) async fn run(broker: Arc<Broker>, sock: TcpStream, peer: SocketAddr) {
+    let (rd, wr) = sock.into_split();
+    let (tx, rx) = mpsc::channel(broker.config.max_in_flight_requests);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let writer = tokio::spawn(write_loop(broker.clone(), wr, rx, in_flight.clone(), peer));
+    let close = read_loop(&broker, rd, tx, &in_flight).await;
+    match &close {
+        Close::Peer | Close::Shutdown | Close::WriterGone => debug!(%peer, ?close, "connection closing"),
+        Close::Idle => info!(%peer, idle_timeout_ms = broker.config.idle_timeout_ms, "closing idle connection"),
+        Close::Protocol(e) => {
+            ServerStats::add(&broker.stats.connections_rejected, 1);
+            warn!(%peer, error = %e, "closing connection: malformed frame");
+        }
+        Close::Io(e) => debug!(%peer, error = %e, "connection read failed"),
+    }
+    // The queue's sender is gone: the writer answers what was read, then ends.
+    let _ = writer.await;
+}
+
+async fn read_loop(
+    broker: &Arc<Broker>,
+    mut rd: OwnedReadHalf,
+    tx: mpsc::Sender<InFlight>,
+    in_flight: &AtomicUsize,
+) -> Close {
+    let cfg = &broker.config;
+    let budget = Arc::new(Semaphore::new(cfg.max_connection_buffer_bytes));
+    let idle = Duration::from_millis(cfg.idle_timeout_ms);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // Permits for the frame being read, taken once its length is known.
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    loop {
+        // Start every whole frame in the buffer.
+        loop {
+            let total = match frame::check_frame(&buf, REQUEST_HEADER_BYTES, cfg.max_request_frame_bytes) {
+                Ok(Some(total)) => total,
+                Ok(None) => {
+                    if let (None, Some(len)) = (&permit, frame::announced_len(&buf)) {
+                        let total = 4 + len as usize;
+                        match take_budget(&budget, total, broker).await {
+                            Some(p) => permit = Some(p),
+                            None => return Close::Shutdown,
+                        }
+                        buf.reserve(total.saturating_sub(buf.len()));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    if buf.len() >= REQUEST_HEADER_BYTES - 4 {
+                        let h = frame::request_header(&pad_header(&buf));
+                        let reply = dispatch::error_reply(h.correlation_id, ErrorCode::InvalidRequest, e.to_string());
+                        let task = tokio::spawn(async move { Some(reply) });
+                        in_flight.fetch_add(1, Ordering::AcqRel);
+                        let _ = tx
+                            .send(InFlight {
+                                correlation_id: h.correlation_id,
+                                task,
+                            })
+                            .await;
+                    }
+                    return Close::Protocol(e);
+                }
+            };
+            let permit = match permit.take() {
+                Some(p) => p,
+                None => match take_budget(&budget, total, broker).await {
+                    Some(p) => p,
+                    None => return Close::Shutdown,
+                },
+            };
+            let frame = buf.split_to(total);
+            ServerStats::add(&broker.stats.bytes_read, total as u64);
+            ServerStats::add(&broker.stats.requests, 1);
+            let correlation_id = frame::request_header(&frame).correlation_id;
+            let task = tokio::spawn(dispatch::run(broker.clone(), frame, permit));
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            if tx.send(InFlight { correlation_id, task }).await.is_err() {
+                return Close::WriterGone;
+            }
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(READ_CHUNK_BYTES);
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, rd.read_buf(&mut buf)) => r,
+            _ = broker.shutting_down() => return Close::Shutdown,
+        };
+        match read {
+            Ok(Ok(0)) => {
+                if !buf.is_empty() {
+                    debug!(buffered = buf.len(), "peer closed inside a frame");
+                }
+                return Close::Peer;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Close::Io(e),
+            Err(_) => {
+                // Idle only if nothing is in flight: a client waiting on a long poll or a
+                // durable ack is not idle.
+                if in_flight.load(Ordering::Acquire) == 0 {
+                    return Close::Idle;
+                }
+            }
+        }
+    }
+}
+
+/// Takes `bytes` permits of the connection's buffer budget, waiting for requests in
+/// flight to release theirs. `None` on shutdown.
+async fn take_budget(budget: &Arc<Semaphore>, bytes: usize, broker: &Broker) -> Option<OwnedSemaphorePermit> {
+    // `check_frame` bounded `bytes` by the frame limit, which validation keeps within the
+    // budget, so this always completes once earlier requests finish.
+    tokio::select! {
+        p = budget.clone().acquire_many_owned(bytes as u32) => p.ok(),
+        _ = broker.shutting_down() => None,
+    }
+}
+
+/// The first 16 bytes of `buf`, zero-padded, so a header can be read from a frame that
+/// is shorter than one (only its correlation id is used).
+fn pad_header(buf: &[u8]) -> [u8; REQUEST_HEADER_BYTES] {
+    let mut h = [0u8; REQUEST_HEADER_BYTES];
+    let n = buf.len().min(REQUEST_HEADER_BYTES);
+    h[..n].copy_from_slice(&buf[..n]);
+    h
+}
+
+async fn write_loop(
+    broker: Arc<Broker>,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<InFlight>,
+    in_flight: Arc<AtomicUsize>,
+    peer: SocketAddr,
+) {
+    while let Some(InFlight { correlation_id, task }) = rx.recv().await {
+        let reply = match task.await {
+            Ok(reply) => reply,
+            Err(e) => {
+                // A handler panicked: a bug. Answer it; this connection and the others go on.
+                error!(%peer, correlation_id, error = %e, "request handler failed");
+                Some(dispatch::error_reply(
+                    correlation_id,
+                    ErrorCode::UnknownServerError,
+                    "internal error in the broker (logged)".into(),
+                ))
+            }
+        };
+        if let Some(reply) = reply {
+            if let Err(e) = write_reply(&mut wr, &reply, &broker.stats).await {
+                debug!(%peer, error = %e, "write failed; closing connection");
+                return;
+            }
+        }
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+    let _ = wr.shutdown().await;
+}

@@ -1,0 +1,130 @@
+//! From a request frame to a reply: check the API key and version, decode the body, run
+//! the handler under the request timeout, encode the response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use runnel_protocol::frame;
+use runnel_protocol::messages::ErrorResponse;
+use runnel_protocol::{ApiKey, ErrorCode, Request};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::debug;
+
+use super::handlers;
+use super::reply::Reply;
+use super::Broker;
+
+/// Runs one request. `permit` holds the frame's bytes against the connection's budget
+/// until the request is done. `None`: the request wants no response (acks none).
+pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, permit: OwnedSemaphorePermit) -> Option<Reply> {
+    let correlation_id = frame::request_header(&frame).correlation_id;
+    let timeout = Duration::from_millis(broker.config.request_timeout_ms);
+    let reply = match tokio::time::timeout(timeout, handle(&broker, frame)).await {
+        Ok(reply) => reply,
+        Err(_) => Some(error_reply(
+            correlation_id,
+            ErrorCode::RequestTimedOut,
+            format!("no answer within request_timeout_ms={}", broker.config.request_timeout_ms),
+        )),
+    };
+    drop(permit);
+    reply
+}
+
+async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Option<Reply> {
+    let f = match frame::parse_request(frame) {
+        Ok(f) => f,
+        Err((h, e)) => return Some(error_reply(h.correlation_id, ErrorCode::InvalidRequest, e.to_string())),
+    };
+    let h = f.header;
+    let correlation_id = h.correlation_id;
+    let Some(key) = ApiKey::from_i16(h.api_key) else {
+        return Some(error_reply(
+            correlation_id,
+            ErrorCode::UnknownApi,
+            format!("unknown api key {}", h.api_key),
+        ));
+    };
+    let versions = handlers::versions(key);
+    if !versions.contains(&h.api_version) {
+        return Some(error_reply(
+            correlation_id,
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "{} version {} is not supported (supported: {} to {})",
+                key.name(),
+                h.api_version,
+                versions.start(),
+                versions.end()
+            ),
+        ));
+    }
+    if key != ApiKey::Produce && !f.trailer.is_empty() {
+        return Some(error_reply(
+            correlation_id,
+            ErrorCode::InvalidRequest,
+            format!("{} takes no trailing bytes, got {}", key.name(), f.trailer.len()),
+        ));
+    }
+    let b = broker;
+    match key {
+        ApiKey::ApiVersions => reply(correlation_id, f.body, |r| async { handlers::api_versions::handle(b, r) }).await,
+        ApiKey::Metadata => reply(correlation_id, f.body, |r| async { handlers::metadata::handle(b, r) }).await,
+        ApiKey::CreateTopics => reply(correlation_id, f.body, |r| handlers::create_topics::handle(b, r)).await,
+        ApiKey::DeleteTopics => reply(correlation_id, f.body, |r| handlers::delete_topics::handle(b, r)).await,
+        ApiKey::DescribeConfigs => {
+            reply(correlation_id, f.body, |r| async { handlers::describe_configs::handle(b, r) }).await
+        }
+        ApiKey::AlterConfigs => reply(correlation_id, f.body, |r| handlers::alter_configs::handle(b, r)).await,
+        ApiKey::ListOffsets => reply(correlation_id, f.body, |r| handlers::list_offsets::handle(b, r)).await,
+        ApiKey::Produce => {
+            let req = match decode::<runnel_protocol::messages::ProduceRequest>(correlation_id, f.body) {
+                Ok(r) => r,
+                Err(e) => return Some(e),
+            };
+            let resp = handlers::produce::handle(b, req, f.trailer).await?;
+            Some(Reply::new(correlation_id, &resp, Vec::new()))
+        }
+        ApiKey::Fetch => {
+            let req = match decode::<runnel_protocol::messages::FetchRequest>(correlation_id, f.body) {
+                Ok(r) => r,
+                Err(e) => return Some(e),
+            };
+            let (resp, regions) = handlers::fetch::handle(b, req).await;
+            Some(Reply::new(correlation_id, &resp, regions))
+        }
+    }
+}
+
+async fn reply<R, F, Fut>(correlation_id: i32, body: BytesMut, handler: F) -> Option<Reply>
+where
+    R: Request,
+    F: FnOnce(R) -> Fut,
+    Fut: std::future::Future<Output = R::Response>,
+{
+    match decode::<R>(correlation_id, body) {
+        Ok(req) => Some(Reply::new(correlation_id, &handler(req).await, Vec::new())),
+        Err(e) => Some(e),
+    }
+}
+
+fn decode<R: Request>(correlation_id: i32, body: BytesMut) -> Result<R, Reply> {
+    R::decode(body).map_err(|e| {
+        debug!(api = R::KEY.name(), error = %e, "undecodable request body");
+        error_reply(
+            correlation_id,
+            ErrorCode::InvalidRequest,
+            format!("cannot decode {} request: {e}", R::KEY.name()),
+        )
+    })
+}
+
+/// A request-level error, which decodes as any response type (fields 1 and 2).
+pub(crate) fn error_reply(correlation_id: i32, code: ErrorCode, message: String) -> Reply {
+    let body = ErrorResponse {
+        error_code: code.code(),
+        error_message: message,
+    };
+    Reply::new(correlation_id, &body, Vec::new())
+}

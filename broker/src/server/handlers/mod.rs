@@ -1,0 +1,48 @@
+//! One file per API. Each declares the versions it supports (`VERSIONS`) and turns a
+//! decoded request into a response; per-topic and per-partition failures become error
+//! codes in the response, never a dropped connection.
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::ops::RangeInclusive;
+
+use runnel_protocol::ApiKey;
+
+use crate::error::Error;
+
+/// The versions of `key` this broker serves.
+pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
+    match key {
+        ApiKey::Produce => produce::VERSIONS,
+        ApiKey::Fetch => fetch::VERSIONS,
+        ApiKey::ListOffsets => list_offsets::VERSIONS,
+        ApiKey::Metadata => metadata::VERSIONS,
+        ApiKey::ApiVersions => api_versions::VERSIONS,
+        ApiKey::CreateTopics => create_topics::VERSIONS,
+        ApiKey::DeleteTopics => delete_topics::VERSIONS,
+        ApiKey::DescribeConfigs => describe_configs::VERSIONS,
+        ApiKey::AlterConfigs => alter_configs::VERSIONS,
+    }
+}
+
+/// An error as (code, message) for a response field.
+pub(crate) fn code_and_message(e: &Error) -> (i32, String) {
+    (e.code().code(), e.to_string())
+}
+
+/// Runs blocking storage work (topic changes sync the metadata log) off the runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> crate::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or(Err(Error::ShuttingDown))
+}

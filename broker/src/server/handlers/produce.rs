@@ -1,0 +1,128 @@
+//! Produce: append each partition's batches, acknowledge per `acks`.
+//!
+//! Hot path. The batches arrive in the frame's trailer; each partition's share is split
+//! off (no copy) and appended in place: the storage engine validates it, stamps offsets
+//! into these very bytes and writes them with one `write(2)`. The write goes to the page
+//! cache and runs on this task (microseconds; the single writer of a partition is a
+//! mutex held only for that write). `fdatasync` never runs here: acks `all` waits for the
+//! flusher threads' group commit.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use runnel_protocol::messages::{
+    Acks, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
+};
+use runnel_protocol::{ErrorCode, Response};
+
+use super::code_and_message;
+use crate::server::Broker;
+use crate::storage::DurableWait;
+
+pub const VERSIONS: RangeInclusive<i16> = 0..=0;
+
+/// `None` for acks `none`: Kafka's acks=0 sends no response at all.
+pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, mut trailer: BytesMut) -> Option<ProduceResponse> {
+    let Ok(acks) = Acks::try_from(req.acks) else {
+        return Some(ProduceResponse::with_error(
+            ErrorCode::InvalidRequiredAcks,
+            format!("unknown acks value {}", req.acks),
+        ));
+    };
+    let announced: u64 = req
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records_bytes as u64)
+        .sum();
+    if announced != trailer.len() as u64 {
+        return Some(ProduceResponse::with_error(
+            ErrorCode::InvalidRequest,
+            format!(
+                "partitions announce {announced} record bytes but the frame carries {}",
+                trailer.len()
+            ),
+        ));
+    }
+    if broker.is_shutting_down() {
+        return Some(ProduceResponse::with_error(
+            ErrorCode::BrokerShuttingDown,
+            "the broker is shutting down".into(),
+        ));
+    }
+
+    let mut topics = Vec::with_capacity(req.topics.len());
+    // (topic index, partition index, wait) for acks `all`.
+    let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let mut results = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let mut batches = trailer.split_to(p.records_bytes as usize);
+            let mut r = ProducePartitionResult {
+                partition: p.partition,
+                base_offset: -1,
+                log_append_time_ms: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            };
+            let appended = broker.storage.partition(&t.name, p.partition).and_then(|log| {
+                r.log_start_offset = log.start_offset() as i64;
+                if acks == Acks::All {
+                    log.append_durable(&mut batches).map(|(info, wait)| (info, Some(wait)))
+                } else {
+                    log.append(&mut batches).map(|info| (info, None))
+                }
+            });
+            match appended {
+                Ok((info, wait)) => {
+                    r.base_offset = info.base_offset as i64;
+                    r.log_append_time_ms = info.log_append_time_ms.unwrap_or(-1);
+                    if let Some(w) = wait {
+                        waits.push((ti, pi, w));
+                    }
+                }
+                Err(e) => (r.error_code, r.error_message) = code_and_message(&e),
+            }
+            results.push(r);
+        }
+        topics.push(ProduceTopicResult {
+            name: t.name.clone(),
+            partitions: results,
+        });
+    }
+    if acks == Acks::None {
+        return None;
+    }
+
+    // Durable acks: all partitions' syncs proceed together (group commit on the flusher
+    // threads); the response waits for the slowest, bounded by the request's timeout.
+    if !waits.is_empty() {
+        let timeout_ms = if req.timeout_ms == 0 {
+            broker.config.request_timeout_ms
+        } else {
+            (req.timeout_ms as u64).min(broker.config.request_timeout_ms)
+        };
+        let outcomes = futures::future::join_all(waits.into_iter().map(|(ti, pi, w)| async move {
+            let r = tokio::time::timeout(Duration::from_millis(timeout_ms), w.wait()).await;
+            (ti, pi, r)
+        }))
+        .await;
+        for (ti, pi, outcome) in outcomes {
+            let r = &mut topics[ti].partitions[pi];
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => (r.error_code, r.error_message) = code_and_message(&e),
+                Err(_) => {
+                    r.error_code = ErrorCode::RequestTimedOut.code();
+                    r.error_message = format!("not durable within timeout_ms={timeout_ms}");
+                }
+            }
+        }
+    }
+    Some(ProduceResponse {
+        topics,
+        ..Default::default()
+    })
+}

@@ -1,0 +1,49 @@
+//! The accept loop: one task per connection, at most `max_connections` at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tracing::{debug, error};
+
+use super::{connection, stats::ServerStats, Broker};
+
+/// Pause after an accept error (EMFILE and friends) so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
+
+pub(crate) async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, done: mpsc::Sender<()>) {
+    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+    loop {
+        // At the limit, stop accepting: new clients wait in the kernel's backlog.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = broker.shutting_down() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = broker.shutting_down() => return,
+        };
+        let (sock, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        ServerStats::add(&broker.stats.connections_accepted, 1);
+        debug!(%peer, "accepted connection");
+        let broker = broker.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            connection::run(broker, sock, peer).await;
+            drop(permit);
+            drop(done);
+        });
+    }
+}

@@ -1,0 +1,152 @@
+//! The network server: the native protocol over TCP, on tokio.
+//!
+//! - [`listener`] accepts connections (bounded by a semaphore) until shutdown.
+//! - [`connection`] reads frames, runs each request as its own task, and writes the
+//!   responses back in request order.
+//! - [`dispatch`] checks the API key and version and decodes the body for the handler.
+//! - [`handlers`] holds one file per API.
+//! - [`reply`] writes responses, sending fetched records with `sendfile`.
+//!
+//! # Lifecycle
+//!
+//! [`Server::bind`] binds and starts accepting on the current tokio runtime.
+//! [`Server::shutdown`] stops accepting, stops reading new requests, lets every request
+//! already read finish and be answered (long-poll fetches answer at once), then closes
+//! storage cleanly (sync, checkpoint, clean-shutdown marker).
+
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod handlers;
+pub mod listener;
+pub mod reply;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+pub use config::ServerConfig;
+pub use stats::ServerStats;
+
+use crate::error::{Error, Result};
+use crate::storage::LogManager;
+
+/// What every connection and handler shares. Owned by the [`Server`]; handlers hold an
+/// `Arc`. Immutable but for the atomics in `stats` and the shutdown signal.
+pub struct Broker {
+    pub storage: Arc<LogManager>,
+    pub config: ServerConfig,
+    pub stats: ServerStats,
+    /// The node id of this broker in Metadata (a single broker is node 0).
+    pub node_id: i32,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Broker {
+    /// Resolves once shutdown has begun.
+    pub async fn shutting_down(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// A running server. Dropping it without [`Server::shutdown`] stops accepting but leaves
+/// storage to be closed uncleanly (the next start recovers).
+pub struct Server {
+    broker: Arc<Broker>,
+    local_addr: SocketAddr,
+    /// Each connection task holds a clone; `recv` returns `None` once all have ended.
+    connections_done: mpsc::Receiver<()>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds `config.listen` and starts serving `storage` on the current tokio runtime.
+    pub async fn bind(storage: Arc<LogManager>, config: ServerConfig) -> Result<Server> {
+        config.validate().map_err(|reason| Error::InvalidConfig {
+            key: "server".into(),
+            value: String::new(),
+            reason,
+        })?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Io {
+                op: "listen on",
+                path: config.listen.to_string().into(),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Io {
+            op: "read address of",
+            path: config.listen.to_string().into(),
+            source,
+        })?;
+        let (shutdown, _) = watch::channel(false);
+        let broker = Arc::new(Broker {
+            storage,
+            advertised_host: config
+                .advertised_host
+                .clone()
+                .unwrap_or_else(|| local_addr.ip().to_string()),
+            advertised_port: local_addr.port(),
+            config,
+            stats: ServerStats::default(),
+            node_id: 0,
+            shutdown,
+        });
+        let (done_tx, connections_done) = mpsc::channel(1);
+        let accept_task = tokio::spawn(listener::accept_loop(broker.clone(), listener, done_tx));
+        info!(listen = %local_addr, "listening (native protocol)");
+        Ok(Server {
+            broker,
+            local_addr,
+            connections_done,
+            accept_task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    pub fn stats(&self) -> &ServerStats {
+        &self.broker.stats
+    }
+
+    /// Graceful stop: stop accepting, answer every request already read, then close
+    /// storage cleanly. Connections still busy after the request timeout are abandoned
+    /// (their requests' appends are in the log; they just go unanswered).
+    pub async fn shutdown(mut self) -> Result<()> {
+        info!("shutting down: no new connections or requests");
+        let _ = self.broker.shutdown.send(true);
+        let _ = (&mut self.accept_task).await;
+        let grace = Duration::from_millis(self.broker.config.request_timeout_ms);
+        if tokio::time::timeout(grace, self.connections_done.recv()).await.is_err() {
+            warn!("connections still busy after the request timeout; closing storage anyway");
+        }
+        let storage = self.broker.storage.clone();
+        tokio::task::spawn_blocking(move || storage.shutdown())
+            .await
+            .map_err(|_| Error::ShuttingDown)?
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.broker.shutdown.send(true);
+        self.accept_task.abort();
+    }
+}

@@ -1,0 +1,167 @@
+//! [`Client`]: one pipelined connection to a broker, reopened when it fails, plus a cache
+//! of topic partition counts. Producer, Consumer and Admin each own one, so a consumer's
+//! long-poll fetch never holds up a producer's acknowledgements (responses on one
+//! connection come back in request order).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use runnel_protocol::frame::DEFAULT_MAX_RESPONSE_FRAME_BYTES;
+use runnel_protocol::messages::{ApiVersionsRequest, MetadataRequest, MetadataResponse};
+use runnel_protocol::{ErrorCode, Request, Response};
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub connect_timeout: Duration,
+    /// How long to wait for any response (a fetch adds its `max_wait` to this).
+    pub request_timeout: Duration,
+    pub max_response_frame_bytes: u32,
+    /// Sent to the broker in ApiVersions, for its logs.
+    pub client_id: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_response_frame_bytes: DEFAULT_MAX_RESPONSE_FRAME_BYTES,
+            client_id: concat!("runnel-client ", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+}
+
+/// A cheap-to-clone handle; clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    addr: String,
+    config: ClientConfig,
+    conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    partitions: Mutex<HashMap<String, u32>>,
+}
+
+impl Client {
+    /// Connects to the broker at `addr` (`host:port`) and checks that it speaks this
+    /// protocol, so a wrong address fails here rather than at the first send.
+    pub async fn connect(addr: impl Into<String>, config: ClientConfig) -> Result<Client> {
+        let client = Client {
+            inner: Arc::new(Inner {
+                addr: addr.into(),
+                config,
+                conn: tokio::sync::Mutex::new(None),
+                partitions: Mutex::new(HashMap::new()),
+            }),
+        };
+        client
+            .call(&ApiVersionsRequest {
+                client_software: client.inner.config.client_id.clone(),
+            })
+            .await?;
+        Ok(client)
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    async fn connection(&self) -> Result<Arc<Connection>> {
+        let mut conn = self.inner.conn.lock().await;
+        if let Some(c) = conn.as_ref().filter(|c| !c.is_dead()) {
+            return Ok(c.clone());
+        }
+        let cfg = &self.inner.config;
+        let c = Arc::new(Connection::open(&self.inner.addr, cfg.connect_timeout, cfg.max_response_frame_bytes).await?);
+        *conn = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Sends a request and returns its response, or the request-level error it carries.
+    pub async fn call<R: Request>(&self, req: &R) -> Result<R::Response> {
+        let (resp, _) = self.call_with(req, Vec::new(), Duration::ZERO).await?;
+        Ok(resp)
+    }
+
+    /// Sends a request with a trailer; returns the response and its trailer. `extra` is
+    /// added to the request timeout (a long poll's wait).
+    pub(crate) async fn call_with<R: Request>(
+        &self,
+        req: &R,
+        trailer: Vec<Bytes>,
+        extra: Duration,
+    ) -> Result<(R::Response, Bytes)> {
+        let conn = self.connection().await?;
+        let timeout = self.inner.config.request_timeout + extra;
+        let frame = match tokio::time::timeout(timeout, conn.send(req, trailer, true)).await {
+            Ok(r) => r?.ok_or(Error::Closed)?,
+            Err(_) => return Err(Error::Timeout(timeout)),
+        };
+        let resp = <R::Response as prost::Message>::decode(frame.body)
+            .map_err(|e| Error::Protocol(format!("cannot decode {} response: {e}", R::KEY.name())))?;
+        Error::check(resp.error_code(), resp.error_message())?;
+        Ok((resp, frame.trailer))
+    }
+
+    /// Sends a request that gets no response (produce with acks none).
+    pub(crate) async fn send_only<R: Request>(&self, req: &R, trailer: Vec<Bytes>) -> Result<()> {
+        let conn = self.connection().await?;
+        conn.send(req, trailer, false).await.map(|_| ())
+    }
+
+    /// Metadata for `topics` (all topics if empty).
+    pub async fn metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
+        let resp = self.call(&MetadataRequest { topics }).await?;
+        let mut cache = self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        for t in &resp.topics {
+            if t.error_code == 0 {
+                cache.insert(t.name.clone(), t.partitions.len() as u32);
+            }
+        }
+        Ok(resp)
+    }
+
+    /// How many partitions `topic` has (cached after the first lookup).
+    pub async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(n) = self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner()).get(topic) {
+            return Ok(*n);
+        }
+        let resp = self.metadata(vec![topic.to_owned()]).await?;
+        let t = resp
+            .topics
+            .iter()
+            .find(|t| t.name == topic)
+            .ok_or_else(|| Error::Protocol(format!("metadata response lacks topic {topic:?}")))?;
+        Error::check(t.error_code, &t.error_message)?;
+        Ok(t.partitions.len() as u32)
+    }
+
+    /// Forgets a topic's cached partition count (after the broker says it is unknown).
+    pub(crate) fn forget_topic(&self, topic: &str) {
+        self.inner
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(topic);
+    }
+}
+
+/// `Ok` or the error of a per-topic/per-partition result.
+pub(crate) fn check(code: i32, message: &str) -> Result<()> {
+    Error::check(code, message)
+}
+
+pub(crate) fn is_unknown_topic(e: &Error) -> bool {
+    e.code() == Some(ErrorCode::UnknownTopicOrPartition)
+}

@@ -1,0 +1,45 @@
+//! `runnel-client`: talk to a Runnel broker from a tokio service.
+//!
+//! - [`Producer`]: batching per partition (size and linger), bounded memory with
+//!   backpressure, Kafka-compatible key partitioning, retries; `send` gives a future of
+//!   the record's partition and offset.
+//! - [`Consumer`]: assign partitions, seek (earliest, latest, offset, timestamp), read
+//!   records as a `Stream`, with fetches pipelined ahead of the application.
+//! - [`Admin`]: create, delete, list and describe topics; read and change their configs.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use runnel_client::{Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord};
+//!
+//! # async fn run() -> Result<(), runnel_client::Error> {
+//! let producer = Producer::connect("127.0.0.1:7117", ProducerConfig::default()).await?;
+//! let delivery = producer.send(ProducerRecord::new("orders", "hello").key("customer-42")).await?;
+//! let meta = delivery.await?;
+//! println!("stored at partition {} offset {}", meta.partition, meta.offset);
+//!
+//! let mut consumer = Consumer::connect("127.0.0.1:7117", ConsumerConfig::default()).await?;
+//! consumer.assign_topic("orders").await?;
+//! consumer.seek_all(Offset::Earliest).await?;
+//! let mut records = consumer.stream();
+//! while let Some(record) = records.next().await {
+//!     let record = record?;
+//!     println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod admin;
+mod client;
+mod connection;
+mod consumer;
+mod error;
+pub mod partitioner;
+mod producer;
+
+pub use admin::{Admin, ConfigEntry, PartitionInfo, TopicDescription, TopicListing};
+pub use client::{Client, ClientConfig};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};
+pub use error::{Error, Result};
+pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use runnel_protocol::{Compression, ErrorCode, Header, DEFAULT_BROKER_ADDR};

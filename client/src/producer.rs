@@ -1,0 +1,649 @@
+//! [`Producer`]: batches records per partition and sends them to the broker.
+//!
+//! ```text
+//! send() ──► accumulator (per partition: open batch, sealed batches) ──► sender task
+//!              │  memory semaphore (backpressure)                         │ one Produce
+//!              └──────────── freed when a batch is acknowledged ◄─────────┘ per round
+//! ```
+//!
+//! - `send` waits (up to `max_block`) for buffer memory, picks the partition (explicit,
+//!   murmur2 of the key, or sticky), encodes the record into the partition's open batch,
+//!   and returns a [`DeliveryFuture`] of its partition and offset.
+//! - A batch is sealed when it reaches `batch_size_bytes`; the sender sends it then, or
+//!   when its `linger` passes, or at once on [`Producer::flush`].
+//! - Ordering: a partition has at most one request in flight, so retries never reorder
+//!   its records. Different partitions' batches travel together and in parallel.
+//! - Retries: retriable errors (broker shutting down, timeouts, lost connection) resend
+//!   the batch after an exponential backoff, until `delivery_timeout` since the batch was
+//!   created. Without idempotent sequencing (not yet implemented) a retry after a lost
+//!   response can duplicate a batch, as with Kafka's non-idempotent producer.
+//!
+//! Concurrency: the accumulator is one std mutex, held only to move records and batches
+//! in and out (never across I/O or `.await`); compression runs on the sender's side,
+//! outside it.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use runnel_protocol::messages::{ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
+use runnel_protocol::{BatchBuilder, BatchOptions, Compression, Header};
+use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::time::Instant;
+use tracing::debug;
+
+pub use runnel_protocol::messages::Acks;
+
+use crate::client::{check, is_unknown_topic, Client, ClientConfig};
+use crate::error::{Error, Result};
+use crate::partitioner::{next_sticky, partition_for_key};
+
+/// Bytes a record costs beyond its key, value and headers (varints, attributes).
+const RECORD_OVERHEAD_BYTES: usize = 24;
+/// A batch's header (RecordBatch v2).
+const BATCH_HEADER_BYTES: usize = runnel_protocol::batch::HEADER_BYTES;
+
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// `All` (durable under the topic's flush policy), `Leader` or `None`.
+    pub acks: Acks,
+    /// A partition's batch is sent once it holds this many bytes.
+    pub batch_size_bytes: usize,
+    /// How long a batch waits for more records before it is sent anyway.
+    pub linger: Duration,
+    /// Memory for records not yet acknowledged; `send` waits when it is used up.
+    pub buffer_memory_bytes: usize,
+    /// How long `send` waits for buffer memory before failing with `BufferFull`.
+    pub max_block: Duration,
+    /// Largest request (and so largest record) sent; the broker's `max.message.bytes`
+    /// still applies per batch.
+    pub max_request_bytes: usize,
+    pub compression: Compression,
+    /// A record not acknowledged this long after its batch was created fails.
+    pub delivery_timeout: Duration,
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+    pub client: ClientConfig,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            batch_size_bytes: 64 * 1024,
+            linger: Duration::from_millis(5),
+            buffer_memory_bytes: 32 * 1024 * 1024,
+            max_block: Duration::from_secs(60),
+            max_request_bytes: 1024 * 1024,
+            compression: Compression::None,
+            delivery_timeout: Duration::from_secs(120),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
+            client: ClientConfig::default(),
+        }
+    }
+}
+
+/// A record to send. `partition: None` lets the partitioner choose.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRecord {
+    pub topic: String,
+    pub partition: Option<u32>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    /// Milliseconds since the epoch; `None` stamps the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> ProducerRecord {
+        ProducerRecord {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    pub fn partition(mut self, partition: u32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header {
+            key: key.into(),
+            value: Some(value.into()),
+        });
+        self
+    }
+
+    pub fn timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+
+    fn size_bytes(&self) -> usize {
+        RECORD_OVERHEAD_BYTES
+            + self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + self
+                .headers
+                .iter()
+                .map(|h| 8 + h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>()
+    }
+}
+
+/// Where an acknowledged record landed. `offset` is -1 with acks `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub partition: u32,
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// Resolves when the broker acknowledges the record (or it finally fails).
+pub struct DeliveryFuture {
+    rx: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+type TopicPartition = (Arc<str>, u32);
+type Delivery = (oneshot::Sender<Result<RecordMetadata>>, i64);
+
+/// A batch being filled, or sealed and waiting for the sender.
+struct OpenBatch {
+    builder: BatchBuilder,
+    deliveries: Vec<Delivery>,
+    reserved_bytes: usize,
+    created: Instant,
+}
+
+/// A batch encoded for the wire, possibly on its second or later attempt.
+struct Batch {
+    bytes: Bytes,
+    deliveries: Vec<Delivery>,
+    reserved_bytes: usize,
+    created: Instant,
+    attempts: u32,
+}
+
+enum Queued {
+    Fresh(OpenBatch),
+    Retry(Batch),
+}
+
+#[derive(Default)]
+struct PartitionQueue {
+    open: Option<OpenBatch>,
+    sealed: VecDeque<Queued>,
+    in_flight: bool,
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<TopicPartition, PartitionQueue>,
+    /// Per topic: the partition keyless records stick to, and the topic's partition count.
+    sticky: HashMap<Arc<str>, (u32, u32)>,
+    /// `flush` calls under way: lingering is off while any is.
+    flushing: usize,
+    /// Batches created and not yet completed (open, sealed or in flight).
+    outstanding: usize,
+}
+
+struct Inner {
+    client: Client,
+    config: ProducerConfig,
+    state: Mutex<State>,
+    memory: Arc<Semaphore>,
+    /// Wakes the sender: a batch sealed or opened, a request done, a flush, close.
+    wake: Notify,
+    /// Wakes `flush` callers when batches complete.
+    progress: Notify,
+    closed: AtomicBool,
+}
+
+pub struct Producer {
+    inner: Arc<Inner>,
+    sender: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Producer {
+    /// Connects to the broker and starts the sender task on the current runtime.
+    pub async fn connect(addr: impl Into<String>, config: ProducerConfig) -> Result<Producer> {
+        if config.batch_size_bytes == 0 || config.buffer_memory_bytes < config.max_request_bytes {
+            return Err(Error::InvalidArgument(
+                "batch_size_bytes must be positive and buffer_memory_bytes at least max_request_bytes".into(),
+            ));
+        }
+        let client = Client::connect(addr, config.client.clone()).await?;
+        let inner = Arc::new(Inner {
+            client,
+            memory: Arc::new(Semaphore::new(config.buffer_memory_bytes)),
+            config,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            progress: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        let sender = tokio::spawn(run_sender(inner.clone()));
+        Ok(Producer {
+            inner,
+            sender: Mutex::new(Some(sender)),
+        })
+    }
+
+    /// Queues a record. Waits only for buffer memory (backpressure); the returned future
+    /// resolves once the broker acknowledges the record.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let size = record.size_bytes();
+        let max = inner.config.max_request_bytes;
+        if size + BATCH_HEADER_BYTES > max {
+            return Err(Error::RecordTooLarge { size, max });
+        }
+        let count = inner.client.partition_count(&record.topic).await?;
+        if let Some(p) = record.partition.filter(|p| *p >= count) {
+            return Err(Error::InvalidPartition {
+                topic: record.topic,
+                partition: p,
+                count,
+            });
+        }
+        let wait = inner.memory.clone().acquire_many_owned(size as u32);
+        match tokio::time::timeout(inner.config.max_block, wait).await {
+            Ok(Ok(permit)) => permit.forget(), // given back in `complete`
+            Ok(Err(_)) => return Err(Error::Closed),
+            Err(_) => return Err(Error::BufferFull(inner.config.max_block)),
+        }
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let (tx, rx) = oneshot::channel();
+        let mut st = inner.lock();
+        let topic: Arc<str> = match st.sticky.get_key_value(record.topic.as_str()) {
+            Some((t, _)) => t.clone(),
+            None => Arc::from(record.topic.as_str()),
+        };
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, count),
+            (None, None) => {
+                st.sticky
+                    .entry(topic.clone())
+                    .or_insert_with(|| (next_sticky(None, count), count))
+                    .0
+            }
+        };
+        let tp = (topic, partition);
+        let cfg = &inner.config;
+        let mut opened = false;
+        let q = st.queues.entry(tp.clone()).or_default();
+        // A record that would push the open batch past the request limit starts a new one.
+        if q
+            .open
+            .as_ref()
+            .is_some_and(|b| b.builder.uncompressed_bytes() + size > cfg.max_request_bytes)
+        {
+            let full = q.open.take().expect("checked");
+            q.sealed.push_back(Queued::Fresh(full));
+        }
+        let batch = q.open.get_or_insert_with(|| {
+            opened = true;
+            OpenBatch {
+                builder: BatchBuilder::with_capacity(
+                    BatchOptions {
+                        compression: cfg.compression,
+                        ..Default::default()
+                    },
+                    cfg.batch_size_bytes.min(size * 4).max(size),
+                ),
+                deliveries: Vec::new(),
+                reserved_bytes: 0,
+                created: Instant::now(),
+            }
+        });
+        batch.builder.push_parts(
+            timestamp,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        batch.deliveries.push((tx, timestamp));
+        batch.reserved_bytes += size;
+        let full = batch.builder.uncompressed_bytes() >= cfg.batch_size_bytes;
+        if full {
+            let b = q.open.take().expect("just filled");
+            q.sealed.push_back(Queued::Fresh(b));
+        }
+        if opened {
+            st.outstanding += 1;
+        }
+        if full {
+            rotate_sticky(&mut st, &tp);
+        }
+        drop(st);
+        if opened || full {
+            inner.wake.notify_one();
+        }
+        Ok(DeliveryFuture { rx })
+    }
+
+    /// Sends every buffered record now and waits until all are acknowledged or failed.
+    pub async fn flush(&self) {
+        let inner = &self.inner;
+        inner.lock().flushing += 1;
+        inner.wake.notify_one();
+        loop {
+            let progressed = inner.progress.notified();
+            if inner.lock().outstanding == 0 {
+                break;
+            }
+            progressed.await;
+        }
+        inner.lock().flushing -= 1;
+    }
+
+    /// Flushes, then stops the sender. Later sends fail with `Closed`.
+    pub async fn close(&self) {
+        self.flush().await;
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = sender {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // The sender finishes what is buffered in the background, then ends.
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+    }
+}
+
+/// Once the sticky partition's batch is sealed or sent, keyless records move on.
+fn rotate_sticky(st: &mut State, tp: &TopicPartition) {
+    if let Some((p, count)) = st.sticky.get_mut(&tp.0) {
+        if *p == tp.1 {
+            *p = next_sticky(Some(*p), *count);
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the next batch of every partition that may send now: not in flight, not
+    /// backing off, and with a sealed batch, or an open one past its linger (or a flush
+    /// or close under way). Returns them and when to look again.
+    fn take_ready(&self) -> (Vec<(TopicPartition, Queued)>, Option<Instant>) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let hurry = st.flushing > 0 || self.closed.load(Ordering::Acquire);
+        let linger = self.config.linger;
+        let mut ready = Vec::new();
+        let mut next: Option<Instant> = None;
+        let mut soonest = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
+        let mut drained_sticky = Vec::new();
+        for (tp, q) in st.queues.iter_mut() {
+            if q.in_flight {
+                continue;
+            }
+            if let Some(at) = q.retry_at {
+                if at > now {
+                    soonest(at);
+                    continue;
+                }
+                q.retry_at = None;
+            }
+            let item = match q.sealed.pop_front() {
+                Some(item) => item,
+                None => match &q.open {
+                    Some(b) if hurry || b.created + linger <= now => {
+                        drained_sticky.push(tp.clone());
+                        Queued::Fresh(q.open.take().expect("matched"))
+                    }
+                    Some(b) => {
+                        soonest(b.created + linger);
+                        continue;
+                    }
+                    None => continue,
+                },
+            };
+            q.in_flight = true;
+            ready.push((tp.clone(), item));
+        }
+        for tp in drained_sticky {
+            rotate_sticky(&mut st, &tp);
+        }
+        (ready, next)
+    }
+
+    /// Completes a batch: hands out offsets or the error, frees its memory.
+    fn complete(&self, tp: &TopicPartition, batch: Batch, result: Result<(i64, i64)>) {
+        match result {
+            Ok((base_offset, log_append_time)) => {
+                for (i, (tx, ts)) in batch.deliveries.into_iter().enumerate() {
+                    let _ = tx.send(Ok(RecordMetadata {
+                        partition: tp.1,
+                        offset: if base_offset < 0 { -1 } else { base_offset + i as i64 },
+                        timestamp: if log_append_time >= 0 { log_append_time } else { ts },
+                    }));
+                }
+            }
+            Err(e) => {
+                for (tx, _) in batch.deliveries {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
+        self.memory.add_permits(batch.reserved_bytes);
+        let mut st = self.lock();
+        st.outstanding -= 1;
+        if let Some(q) = st.queues.get_mut(tp) {
+            q.in_flight = false;
+        }
+        drop(st);
+        self.progress.notify_waiters();
+        self.wake.notify_one();
+    }
+
+    /// Puts a batch back at the head of its partition's queue after a retriable error.
+    fn retry(&self, tp: &TopicPartition, mut batch: Batch, error: &Error) {
+        batch.attempts += 1;
+        let cfg = &self.config;
+        let backoff = cfg
+            .retry_backoff
+            .saturating_mul(1 << batch.attempts.min(16))
+            .min(cfg.retry_backoff_max);
+        debug!(topic = %tp.0, partition = tp.1, attempt = batch.attempts, ?backoff, error = %error, "retrying batch");
+        let mut st = self.lock();
+        let q = st.queues.entry(tp.clone()).or_default();
+        q.in_flight = false;
+        q.retry_at = Some(Instant::now() + backoff);
+        q.sealed.push_front(Queued::Retry(batch));
+        drop(st);
+        self.wake.notify_one();
+    }
+}
+
+async fn run_sender(inner: Arc<Inner>) {
+    loop {
+        let woken = inner.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let (ready, next) = inner.take_ready();
+        if !ready.is_empty() {
+            // Encoding (and compression) happens here, outside the accumulator's lock.
+            let mut batches = Vec::with_capacity(ready.len());
+            for (tp, item) in ready {
+                match item {
+                    Queued::Retry(b) => batches.push((tp, b)),
+                    Queued::Fresh(open) => match open.builder.finish() {
+                        Ok(bytes) => batches.push((
+                            tp,
+                            Batch {
+                                bytes: bytes.freeze(),
+                                deliveries: open.deliveries,
+                                reserved_bytes: open.reserved_bytes,
+                                created: open.created,
+                                attempts: 0,
+                            },
+                        )),
+                        Err(e) => {
+                            let failed = Batch {
+                                bytes: Bytes::new(),
+                                deliveries: open.deliveries,
+                                reserved_bytes: open.reserved_bytes,
+                                created: open.created,
+                                attempts: 0,
+                            };
+                            inner.complete(&tp, failed, Err(Error::Batch(e)));
+                        }
+                    },
+                }
+            }
+            for request in split_requests(batches, inner.config.max_request_bytes) {
+                tokio::spawn(send_request(inner.clone(), request));
+            }
+            continue;
+        }
+        if inner.closed.load(Ordering::Acquire) && inner.lock().outstanding == 0 {
+            return;
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => woken.await,
+        }
+    }
+}
+
+/// Groups batches into requests of at most `max_bytes` (a single larger batch alone).
+fn split_requests(batches: Vec<(TopicPartition, Batch)>, max_bytes: usize) -> Vec<Vec<(TopicPartition, Batch)>> {
+    let mut out: Vec<Vec<(TopicPartition, Batch)>> = Vec::new();
+    let mut bytes = 0;
+    for b in batches {
+        let len = b.1.bytes.len();
+        match out.last_mut() {
+            Some(last) if bytes + len <= max_bytes => {
+                bytes += len;
+                last.push(b);
+            }
+            _ => {
+                bytes = len;
+                out.push(vec![b]);
+            }
+        }
+    }
+    out
+}
+
+async fn send_request(inner: Arc<Inner>, batches: Vec<(TopicPartition, Batch)>) {
+    let acks = inner.config.acks;
+    let mut topics: Vec<ProduceTopic> = Vec::new();
+    let mut trailer = Vec::with_capacity(batches.len());
+    for (tp, b) in &batches {
+        let partition = ProducePartition {
+            partition: tp.1,
+            records_bytes: b.bytes.len() as u32,
+        };
+        match topics.iter_mut().find(|t| *t.name == *tp.0) {
+            Some(t) => t.partitions.push(partition),
+            None => topics.push(ProduceTopic {
+                name: tp.0.to_string(),
+                partitions: vec![partition],
+            }),
+        }
+    }
+    // The trailer must follow the body's order: topic by topic.
+    for t in &topics {
+        for p in &t.partitions {
+            let (_, b) = batches
+                .iter()
+                .find(|(tp, _)| *tp.0 == *t.name && tp.1 == p.partition)
+                .expect("listed above");
+            trailer.push(b.bytes.clone());
+        }
+    }
+    let req = ProduceRequest {
+        acks: acks as i32,
+        timeout_ms: inner.config.client.request_timeout.as_millis().min(u32::MAX as u128) as u32,
+        topics,
+    };
+    let outcome: Result<Option<ProduceResponse>> = if acks == Acks::None {
+        inner.client.send_only(&req, trailer).await.map(|()| None)
+    } else {
+        inner
+            .client
+            .call_with(&req, trailer, Duration::ZERO)
+            .await
+            .map(|(r, _)| Some(r))
+    };
+    for (tp, batch) in batches {
+        let result = match &outcome {
+            Err(e) => Err(e.clone()),
+            Ok(None) => Ok((-1, -1)),
+            Ok(Some(resp)) => partition_result(resp, &tp),
+        };
+        match result {
+            Err(e) if e.is_retriable() && batch.created.elapsed() < inner.config.delivery_timeout => {
+                inner.retry(&tp, batch, &e)
+            }
+            Err(e) => {
+                if is_unknown_topic(&e) {
+                    inner.client.forget_topic(&tp.0);
+                }
+                inner.complete(&tp, batch, Err(e))
+            }
+            Ok(r) => inner.complete(&tp, batch, Ok(r)),
+        }
+    }
+}
+
+fn partition_result(resp: &ProduceResponse, tp: &TopicPartition) -> Result<(i64, i64)> {
+    let p = resp
+        .topics
+        .iter()
+        .filter(|t| *t.name == *tp.0)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition == tp.1)
+        .ok_or_else(|| Error::Protocol(format!("produce response lacks {}-{}", tp.0, tp.1)))?;
+    check(p.error_code, &p.error_message)?;
+    Ok((p.base_offset, p.log_append_time_ms))
+}

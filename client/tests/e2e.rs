@@ -1,0 +1,226 @@
+//! End to end through an in-process broker: producers, consumers and admin at once.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use runnel_client::{
+    Acks, Admin, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, Offset, Producer, ProducerConfig,
+    ProducerRecord,
+};
+
+const PARTITIONS: u32 = 4;
+const PRODUCERS: usize = 3;
+const RECORDS_PER_PRODUCER: usize = 1500;
+
+fn value(producer: usize, seq: usize) -> String {
+    format!("{producer}:{seq}")
+}
+
+fn parse(r: &ConsumerRecord) -> (usize, usize) {
+    let v = std::str::from_utf8(r.value.as_deref().unwrap()).unwrap();
+    let (p, s) = v.split_once(':').unwrap();
+    (p.parse().unwrap(), s.parse().unwrap())
+}
+
+async fn read_n(mut consumer: Consumer, n: usize) -> Vec<ConsumerRecord> {
+    let mut out = Vec::with_capacity(n);
+    let mut stream = consumer.stream();
+    while out.len() < n {
+        let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
+        let record = next.expect("records keep coming").expect("stream open").expect("record");
+        out.push(record);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_and_consumers_at_once_exactly_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_broker(dir.path()).await;
+    let addr = common::addr(&server);
+    Admin::connect(&addr)
+        .await
+        .unwrap()
+        .create_topic("events", PARTITIONS, BTreeMap::new())
+        .await
+        .unwrap();
+
+    // Consumers start first, from the beginning, and read while producers write.
+    let total = PRODUCERS * RECORDS_PER_PRODUCER;
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let mut c = Consumer::connect(&addr, ConsumerConfig::default()).await.unwrap();
+        c.assign_topic("events").await.unwrap();
+        c.seek_all(Offset::Earliest).await.unwrap();
+        readers.push(tokio::spawn(read_n(c, total)));
+    }
+
+    let mut writers = Vec::new();
+    for producer in 0..PRODUCERS {
+        let addr = addr.clone();
+        writers.push(tokio::spawn(async move {
+            let config = ProducerConfig {
+                acks: [Acks::All, Acks::Leader, Acks::All][producer],
+                batch_size_bytes: 2048,
+                ..ProducerConfig::default()
+            };
+            let p = Producer::connect(&addr, config).await.unwrap();
+            let mut deliveries = Vec::new();
+            for seq in 0..RECORDS_PER_PRODUCER {
+                let mut r = ProducerRecord::new("events", value(producer, seq));
+                // Producer 0 keys its records, 1 leaves them keyless (sticky), 2 picks.
+                match producer {
+                    0 => r = r.key(format!("k{}", seq % 17)),
+                    2 => r = r.partition((seq % PARTITIONS as usize) as u32),
+                    _ => {}
+                }
+                deliveries.push(p.send(r).await.unwrap());
+            }
+            p.flush().await;
+            let mut acked = Vec::new();
+            for d in deliveries {
+                let m = d.await.unwrap();
+                acked.push((m.partition, m.offset));
+            }
+            acked
+        }));
+    }
+    let mut acked = HashSet::new();
+    for w in writers {
+        for a in w.await.unwrap() {
+            assert!(acked.insert(a), "offset {a:?} acknowledged twice");
+        }
+    }
+    assert_eq!(acked.len(), total);
+
+    for reader in readers {
+        let records = reader.await.unwrap();
+        let mut seen = HashSet::new();
+        let mut last_offset: HashMap<u32, i64> = HashMap::new();
+        let mut last_seq: HashMap<(u32, usize), usize> = HashMap::new();
+        for r in &records {
+            let (producer, seq) = parse(r);
+            assert!(seen.insert((producer, seq)), "record {producer}:{seq} read twice");
+            assert!(acked.contains(&(r.partition, r.offset)));
+            if producer == 0 {
+                // Keyed records land where Kafka's default partitioner puts them.
+                let key = r.key.as_deref().unwrap();
+                assert_eq!(r.partition, runnel_client::partitioner::partition_for_key(key, PARTITIONS));
+            }
+            // Within a partition: dense offsets, each producer's records in send order.
+            let prev = last_offset.insert(r.partition, r.offset);
+            assert_eq!(r.offset, prev.map_or(0, |o| o + 1), "partition {}", r.partition);
+            if let Some(prev) = last_seq.insert((r.partition, producer), seq) {
+                assert!(seq > prev, "producer {producer} out of order in partition {}", r.partition);
+            }
+        }
+        assert_eq!(seen.len(), total);
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_broker(dir.path()).await;
+    let addr = common::addr(&server);
+    Admin::connect(&addr)
+        .await
+        .unwrap()
+        .create_topic("durable", 2, BTreeMap::new())
+        .await
+        .unwrap();
+    let p = Producer::connect(&addr, ProducerConfig::default()).await.unwrap();
+    let mut acked = Vec::new();
+    for i in 0..500 {
+        let d = p
+            .send(ProducerRecord::new("durable", format!("v{i}")).key(format!("{i}")))
+            .await
+            .unwrap();
+        acked.push((format!("v{i}"), d));
+    }
+    let mut want = BTreeMap::new();
+    for (v, d) in acked {
+        let m = d.await.unwrap();
+        want.insert((m.partition, m.offset), v);
+    }
+    drop(p);
+    server.shutdown().await.unwrap();
+
+    let server = common::start_broker(dir.path()).await;
+    let addr = common::addr(&server);
+    let mut c = Consumer::connect(&addr, ConsumerConfig::default()).await.unwrap();
+    c.assign_topic("durable").await.unwrap();
+    c.seek_all(Offset::Earliest).await.unwrap();
+    let mut got = BTreeMap::new();
+    while got.len() < want.len() {
+        let r = tokio::time::timeout(Duration::from_secs(30), c.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.insert(
+            (r.partition, r.offset),
+            String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+        );
+    }
+    assert_eq!(got, want);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_by_timestamp_latest_and_admin_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_broker(dir.path()).await;
+    let addr = common::addr(&server);
+    let admin = Admin::connect(&addr).await.unwrap();
+    admin
+        .create_topic("ts", 1, BTreeMap::from([("flush.policy".into(), "os".into())]))
+        .await
+        .unwrap();
+    let err = admin.create_topic("ts", 1, BTreeMap::new()).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::TopicAlreadyExists), "{err}");
+    let err = admin.describe_topic("nope").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownTopicOrPartition), "{err}");
+
+    let p = Producer::connect(&addr, ProducerConfig::default()).await.unwrap();
+    for i in 0..10i64 {
+        p.send(ProducerRecord::new("ts", format!("{i}")).timestamp(1_000 + i * 100))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut c = Consumer::connect(&addr, ConsumerConfig::default()).await.unwrap();
+    c.assign([("ts".to_owned(), 0)]).await.unwrap();
+    c.seek("ts", 0, Offset::Timestamp(1_450)).await.unwrap();
+    let r = c.next().await.unwrap().unwrap();
+    assert_eq!((r.offset, r.timestamp), (5, 1_500));
+    c.seek("ts", 0, Offset::Latest).await.unwrap();
+    assert_eq!(c.position("ts", 0), Some(10));
+    // A record produced after seeking to the end arrives through the long poll.
+    let next = tokio::spawn(async move { c.next().await.unwrap().unwrap() });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    p.send(ProducerRecord::new("ts", "late")).await.unwrap().await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), next).await.unwrap().unwrap();
+    assert_eq!((r.offset, r.value.as_deref()), (10, Some(&b"late"[..])));
+
+    let d = admin.describe_topic("ts").await.unwrap();
+    assert_eq!(d.partitions[0].end_offset, 11);
+    let flush = d.configs.iter().find(|c| c.key == "flush.policy").unwrap();
+    assert_eq!((flush.value.as_str(), flush.is_default), ("os", false));
+    admin
+        .alter_configs("ts", BTreeMap::from([("retention.ms".into(), "1000".into())]), vec!["flush.policy".into()])
+        .await
+        .unwrap();
+    let configs = admin.describe_configs("ts").await.unwrap();
+    let get = |k: &str| configs.iter().find(|c| c.key == k).unwrap().clone();
+    assert_eq!((get("retention.ms").value.as_str(), get("retention.ms").is_default), ("1000", false));
+    assert!(get("flush.policy").is_default);
+    admin.delete_topic("ts").await.unwrap();
+    assert!(admin.list_topics().await.unwrap().is_empty());
+    server.shutdown().await.unwrap();
+}
