@@ -8,6 +8,7 @@
 //! environment variable, the TOML file given by `--config`, the built-in default.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -180,6 +181,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&s.log))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // Block the stop signals before any thread starts, so every thread inherits the mask
     // and one thread alone receives them through `wait`.

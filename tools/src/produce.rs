@@ -1,0 +1,166 @@
+//! `runnel produce TOPIC`: one record per input line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use runnel_client::{Acks, Compression, Producer, ProducerConfig, ProducerRecord};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AcksArg {
+    /// No acknowledgement: fire and forget
+    None,
+    /// Acknowledged once in the broker's log (page cache)
+    Leader,
+    /// Acknowledged once durable under the topic's flush policy
+    All,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    topic: String,
+    /// Split each line at the first SEP into key and value (lines without SEP have no key)
+    #[arg(long, short = 'K', value_name = "SEP")]
+    key_separator: Option<String>,
+    /// Send every record to this partition (default: by key hash, or sticky when keyless)
+    #[arg(long, short = 'p')]
+    partition: Option<u32>,
+    #[arg(long, value_enum, default_value = "all")]
+    acks: AcksArg,
+    /// A header KEY=VALUE added to every record; repeatable
+    #[arg(long = "header", short = 'H', value_name = "KEY=VALUE", value_parser = crate::key_value)]
+    headers: Vec<(String, String)>,
+    /// Read records from this file instead of stdin
+    #[arg(long, short = 'f', value_name = "PATH")]
+    file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "none")]
+    compression: CompressionArg,
+    /// Batch linger in milliseconds
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+}
+
+/// Outstanding deliveries checked in order by a second task; a bound keeps memory flat.
+const DELIVERY_QUEUE: usize = 65_536;
+
+pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), String> {
+    let config = ProducerConfig {
+        acks: match args.acks {
+            AcksArg::None => Acks::None,
+            AcksArg::Leader => Acks::Leader,
+            AcksArg::All => Acks::All,
+        },
+        compression: match args.compression {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Snappy => Compression::Snappy,
+            CompressionArg::Lz4 => Compression::Lz4,
+            CompressionArg::Zstd => Compression::Zstd,
+        },
+        linger: Duration::from_millis(args.linger_ms),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(broker, config).await.map_err(|e| e.to_string())?;
+    let input: Box<dyn AsyncBufRead + Unpin + Send> = match &args.file {
+        Some(path) => {
+            let f = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            Box::new(BufReader::with_capacity(1 << 20, f))
+        }
+        None => Box::new(BufReader::with_capacity(1 << 20, tokio::io::stdin())),
+    };
+
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {human_pos} records ({per_sec}) {msg} in {elapsed}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+
+    let (tx, mut rx) = mpsc::channel::<runnel_client::DeliveryFuture>(DELIVERY_QUEUE);
+    let checker = tokio::spawn(async move {
+        while let Some(d) = rx.recv().await {
+            d.await.map_err(|e| format!("record not delivered: {e}"))?;
+        }
+        Ok::<(), String>(())
+    });
+
+    let headers: Vec<runnel_client::Header> = args
+        .headers
+        .iter()
+        .map(|(k, v)| runnel_client::Header {
+            key: k.clone(),
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+        })
+        .collect();
+    let sep = args.key_separator.as_deref().map(str::as_bytes);
+    let mut lines = input.split(b'\n');
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let sent = async {
+        while let Some(mut line) = lines
+            .next_segment()
+            .await
+            .map_err(|e| format!("cannot read input: {e}"))?
+        {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            bytes += line.len() as u64;
+            let line = Bytes::from(line);
+            let (key, value) = match sep.and_then(|s| find(&line, s).map(|at| (at, s.len()))) {
+                Some((at, n)) => (Some(line.slice(..at)), line.slice(at + n..)),
+                None => (None, line),
+            };
+            let mut r = ProducerRecord::new(args.topic.clone(), value);
+            r.key = key;
+            r.partition = args.partition;
+            r.headers = headers.clone();
+            let d = producer.send(r).await.map_err(|e| e.to_string())?;
+            if tx.send(d).await.is_err() {
+                break; // the checker stopped on an error; it reports it
+            }
+            records += 1;
+            if let Some(bar) = &progress {
+                bar.inc(1);
+                if records % 1024 == 0 {
+                    bar.set_message(format!("{:.1} MB", bytes as f64 / 1e6));
+                }
+            }
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    producer.close().await;
+    drop(tx);
+    let checked = checker.await.map_err(|e| e.to_string())?;
+    if let Some(bar) = progress {
+        bar.finish_with_message(format!("{:.1} MB", bytes as f64 / 1e6));
+    }
+    sent?;
+    checked
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

@@ -1,0 +1,70 @@
+//! `runnel topic ...`
+
+use std::collections::BTreeMap;
+
+use clap::Subcommand;
+use runnel_client::Admin;
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic
+    Create {
+        name: String,
+        /// Number of partitions
+        #[arg(long, short = 'p', default_value_t = 1)]
+        partitions: u32,
+        /// A topic config KEY=VALUE (e.g. retention.ms=86400000, flush.policy=interval); repeatable
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE", value_parser = crate::key_value)]
+        configs: Vec<(String, String)>,
+    },
+    /// Delete a topic and all its records
+    Delete { name: String },
+    /// List topics with their partition counts
+    List,
+    /// Show a topic's partitions (offsets, sizes) and configs
+    Describe { name: String },
+}
+
+pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), String> {
+    let admin = Admin::connect(broker).await.map_err(|e| e.to_string())?;
+    match cmd {
+        TopicCommand::Create {
+            name,
+            partitions,
+            configs,
+        } => {
+            let configs: BTreeMap<String, String> = configs.into_iter().collect();
+            admin
+                .create_topic(&name, partitions, configs)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("created topic {name} with {partitions} partition(s)");
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await.map_err(|e| e.to_string())?;
+            println!("deleted topic {name}");
+        }
+        TopicCommand::List => {
+            for t in admin.list_topics().await.map_err(|e| e.to_string())? {
+                println!("{}\t{} partition(s)", t.name, t.partitions);
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let d = admin.describe_topic(&name).await.map_err(|e| e.to_string())?;
+            println!("topic {}  id {}  partitions {}", d.name, d.id, d.partitions.len());
+            println!("{:>9} {:>6} {:>14} {:>14} {:>14}", "PARTITION", "LEADER", "START", "END", "SIZE_BYTES");
+            for p in &d.partitions {
+                println!(
+                    "{:>9} {:>6} {:>14} {:>14} {:>14}",
+                    p.partition, p.leader, p.start_offset, p.end_offset, p.size_bytes
+                );
+            }
+            println!("configs:");
+            for c in &d.configs {
+                let origin = if c.is_default { "default" } else { "set" };
+                println!("  {}={} ({origin})", c.key, c.value);
+            }
+        }
+    }
+    Ok(())
+}
