@@ -1,7 +1,9 @@
 //! The daemon binary: starts on a data directory, stops cleanly on SIGTERM, leaving the
 //! clean-shutdown marker; a second start finds its topics.
 
-use std::collections::BTreeMap;
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -59,4 +61,97 @@ fn a_bad_data_dir_is_one_clear_line_and_a_nonzero_exit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("runnel-broker: cannot open"), "{err}");
+}
+
+/// SIGTERM during a produce load: every acknowledged record is there after the restart,
+/// and the restart skips recovery (the clean-shutdown marker was written).
+#[test]
+fn sigterm_under_produce_load_loses_no_acknowledged_record() {
+    use prost::Message;
+    use runnel_protocol::messages::{Acks, ProduceResponse};
+    use runnel_protocol::ApiKey;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("runnel-broker started") {
+                let addr = line.split("listen=").nth(1).unwrap().split_whitespace().next().unwrap();
+                let _ = tx.send(addr.parse::<std::net::SocketAddr>().unwrap());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the daemon starts");
+    common::wire::Wire::connect(addr).create_topic("t", 3, &[]);
+
+    // Three producers with acks=all, each until the broker stops answering.
+    let producers: Vec<_> = (0..3u64)
+        .map(|id| {
+            std::thread::spawn(move || {
+                let mut c = common::wire::Wire::connect(addr);
+                let mut acked = Vec::new();
+                for seq in 0..100_000u64 {
+                    let tag = id * 1_000_000 + seq;
+                    let partition = (seq % 3) as u32;
+                    let b = common::batch(tag, 5, 200, 1_000);
+                    let req = common::wire::produce_request("t", partition, Acks::All, b.len());
+                    let (_, f) = c.frame(ApiKey::Produce as i16, 0, &req, &b);
+                    if std::io::Write::write_all(&mut c.sock, &f).is_err() {
+                        break;
+                    }
+                    let Some(r) = c.read_response() else { break };
+                    let r = ProduceResponse::decode(r.body).unwrap();
+                    if r.error_code != 0 {
+                        break; // BROKER_SHUTTING_DOWN: not acknowledged
+                    }
+                    let p = &r.topics[0].partitions[0];
+                    if p.error_code != 0 {
+                        break;
+                    }
+                    acked.push((partition, p.base_offset as u64, tag));
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let acked: Vec<_> = producers.into_iter().flat_map(|p| p.join().unwrap()).collect();
+    let log = log.join().unwrap();
+    assert!(status.success(), "exit status {status}: {log:?}");
+    assert!(acked.len() > 10, "only {} acks before SIGTERM", acked.len());
+    assert!(log.iter().any(|l| l.contains("clean shutdown")), "{log:?}");
+    assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+
+    let m = LogManager::open(StorageConfig::new(dir.path())).unwrap();
+    // Opening consumed the marker: the restart took the clean path (no recovery scan).
+    assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+    let stored: Vec<HashMap<u64, Vec<u8>>> = (0..3)
+        .map(|p| common::read_all(&m.partition("t", p).unwrap(), 0, 1 << 20).into_iter().collect())
+        .collect();
+    for (partition, base, tag) in &acked {
+        for i in 0..5u64 {
+            let offset = base + i;
+            let value = stored[*partition as usize].get(&offset).expect("acknowledged record is stored");
+            assert!(value.starts_with(format!("{tag}:{i}:").as_bytes()), "partition {partition} offset {offset}");
+        }
+    }
+    m.shutdown().unwrap();
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the storage integration tests.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::path::Path;
 use std::sync::Arc;
 
