@@ -43,3 +43,8 @@ pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset
 pub use error::{Error, Result};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use runnel_protocol::{Compression, ErrorCode, Header, DEFAULT_BROKER_ADDR};
+
+/// The README's Rust snippets compile as doc tests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}

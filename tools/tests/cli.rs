@@ -1,0 +1,226 @@
+//! The CLI against an in-process broker: the README tour runs as written, and user
+//! mistakes are one line on stderr with a non-zero exit.
+
+use std::path::Path;
+use std::process::Command;
+
+use runnel_broker::server::{Server, ServerConfig};
+use runnel_broker::storage::{LogManager, StorageConfig};
+
+struct Broker {
+    addr: String,
+    _server: Server,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn broker() -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
+    let cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    let server = runtime.block_on(Server::bind(storage, cfg)).unwrap();
+    Broker {
+        addr: server.local_addr().to_string(),
+        _server: server,
+        runtime,
+        _dir: dir,
+    }
+}
+
+/// `(command, expected output lines)` from the README's tour block.
+fn tour() -> Vec<(String, Vec<String>)> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let start = readme.find("<!-- tour:begin").expect("tour markers in README");
+    let end = readme.find("<!-- tour:end -->").unwrap();
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    for line in readme[start..end].lines().skip(1) {
+        if line.starts_with("```") {
+            continue;
+        }
+        match line.strip_prefix("$ ") {
+            Some(cmd) => steps.push((cmd.to_owned(), Vec::new())),
+            None => steps.last_mut().expect("output after a command").1.push(line.to_owned()),
+        }
+    }
+    assert!(steps.len() >= 5);
+    steps
+}
+
+/// A line `...` matches the rest; a line ending in `...` matches by prefix.
+fn matches(expected: &[String], actual: &str) -> bool {
+    let actual: Vec<&str> = actual.lines().collect();
+    for (i, e) in expected.iter().enumerate() {
+        if e == "..." {
+            return true;
+        }
+        let Some(a) = actual.get(i) else { return false };
+        let ok = match e.strip_suffix("...") {
+            Some(prefix) => a.starts_with(prefix.trim_end()),
+            None => a == e,
+        };
+        if !ok {
+            return false;
+        }
+    }
+    actual.len() == expected.len()
+}
+
+#[test]
+fn the_readme_tour_runs_as_written() {
+    let b = broker();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_runnel")).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    for (cmd, expected) in tour() {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .env("PATH", &path)
+            .env("RUNNEL_BROKER", &b.addr)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "`{cmd}` failed: {stderr}");
+        assert!(
+            matches(&expected, &stdout),
+            "`{cmd}` printed:\n{stdout}\nexpected:\n{}",
+            expected.join("\n")
+        );
+    }
+    drop(b.runtime);
+}
+
+fn runnel(b: &Broker) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("runnel").unwrap();
+    c.env("RUNNEL_BROKER", &b.addr);
+    c
+}
+
+/// Runs and returns (exit code, stderr), asserting stdout is empty and stderr one line.
+fn fails(mut cmd: assert_cmd::Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "succeeded: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
+    assert!(stderr.starts_with("runnel: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().unwrap(), stderr)
+}
+
+#[test]
+fn mistakes_are_one_line_and_a_nonzero_exit() {
+    let b = broker();
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["consume", "nope", "--exit-at-end"]);
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(e.contains("unknown topic \"nope\""), "{e}");
+
+    let (code, e) = fails({
+        let mut c = assert_cmd::Command::cargo_bin("runnel").unwrap();
+        c.args(["--broker", "127.0.0.1:1", "topic", "list"]);
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(e.contains("cannot connect to broker at 127.0.0.1:1"), "{e}");
+
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["consume", "x", "--bogus"]);
+        c
+    });
+    assert_eq!(code, 2);
+    assert!(e.contains("--bogus"), "{e}");
+
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["consume", "x", "--from", "yesterday"]);
+        c
+    });
+    assert_eq!(code, 2);
+    assert!(e.contains("yesterday"), "{e}");
+
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["topic", "create", "t", "--partitions", "2", "--config", "retention.ms=soon"]);
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(e.contains("retention.ms"), "{e}");
+
+    runnel(&b).args(["topic", "create", "t", "--partitions", "2"]).assert().success();
+    let (_, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["topic", "create", "t", "--partitions", "2"]);
+        c
+    });
+    assert!(e.contains("already exists"), "{e}");
+
+    let (_, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["produce", "t", "--partition", "7"]).write_stdin("x\n");
+        c
+    });
+    assert!(e.contains("partition 7"), "{e}");
+
+    let (_, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["produce", "t", "--file", "/nonexistent/records.txt"]);
+        c
+    });
+    assert!(e.contains("/nonexistent/records.txt"), "{e}");
+
+    let (_, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["topic", "create", "bad/name"]);
+        c
+    });
+    assert!(e.contains("invalid topic name"), "{e}");
+}
+
+#[test]
+fn produce_from_a_file_then_consume_counts_and_binary_as_json() {
+    let b = broker();
+    runnel(&b).args(["topic", "create", "f", "--partitions", "1"]).assert().success();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let lines: String = (0..500).map(|i| format!("k{i}\tv{i}\n")).collect();
+    std::fs::write(file.path(), lines).unwrap();
+    runnel(&b)
+        .args(["produce", "f", "--acks", "leader", "-K", "\t", "--file"])
+        .arg(file.path())
+        .assert()
+        .success();
+    let out = runnel(&b)
+        .args(["consume", "f", "--from", "beginning", "--count", "500", "--format", "%k=%s\\n"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 500);
+    assert_eq!(text.lines().nth(499), Some("k499=v499"));
+    // Binary values come out as base64 in JSON.
+    runnel(&b)
+        .args(["produce", "f", "--acks", "none"])
+        .write_stdin(vec![0xff, 0xfe, b'\n'])
+        .assert()
+        .success();
+    let out = runnel(&b)
+        .args(["consume", "f", "--from", "500", "--exit-at-end", "--json"])
+        .output()
+        .unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["value"]["base64"], "//4=");
+    assert_eq!(v["offset"], 500);
+    assert!(v["key"].is_null());
+}
