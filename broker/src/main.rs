@@ -83,7 +83,12 @@ struct Args {
 
     /// A default for every topic, as a topic config KEY=VALUE (e.g. flush.policy=interval);
     /// repeatable; the environment variable takes a comma-separated list
-    #[arg(long = "topic-default", env = "RUNNEL_TOPIC_DEFAULTS", value_name = "KEY=VALUE", value_delimiter = ',')]
+    #[arg(
+        long = "topic-default",
+        env = "RUNNEL_TOPIC_DEFAULTS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
     topic_defaults: Vec<String>,
 }
 
@@ -129,7 +134,10 @@ struct Settings {
 
 fn settings(args: Args) -> Settings {
     let file = args.config.as_deref().map(read_file_config).unwrap_or_default();
-    let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| "./runnel-data".into());
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| "./runnel-data".into());
     let mut storage = StorageConfig::new(data_dir);
     if let Some(n) = args.flush_threads.or(file.flush_threads) {
         storage.flush_threads = n.max(1);
@@ -198,7 +206,8 @@ fn main() {
         .unwrap_or_else(|e| fail(format!("cannot start the runtime: {e}")));
 
     let data_dir = s.storage.data_dir.clone();
-    let storage = LogManager::open(s.storage).unwrap_or_else(|e| fail(format!("cannot open {}: {e}", data_dir.display())));
+    let storage =
+        LogManager::open(s.storage).unwrap_or_else(|e| fail(format!("cannot open {}: {e}", data_dir.display())));
     let code = runtime.block_on(async move {
         let server = match Server::bind(storage.clone(), s.server).await {
             Ok(server) => server,

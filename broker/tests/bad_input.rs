@@ -60,14 +60,24 @@ fn bad_requests_get_error_responses_and_the_connection_goes_on() {
     c.ping();
     // Unknown API key, unknown version.
     expect_error(&mut c, &raw_frame(999, 0, 101, &[], &[]), 101, ErrorCode::UnknownApi);
-    let msg = expect_error(&mut c, &raw_frame(ApiKey::Metadata as i16, 9, 102, &[], &[]), 102, ErrorCode::UnsupportedVersion);
+    let msg = expect_error(
+        &mut c,
+        &raw_frame(ApiKey::Metadata as i16, 9, 102, &[], &[]),
+        102,
+        ErrorCode::UnsupportedVersion,
+    );
     assert!(msg.contains("version 9"), "{msg}");
     // A body length that overruns its frame: the frame boundary is intact.
     let mut f = raw_frame(ApiKey::Metadata as i16, 0, 103, &[], &[]);
     f[12..16].copy_from_slice(&50u32.to_be_bytes());
     expect_error(&mut c, &f, 103, ErrorCode::InvalidRequest);
     // Trailing bytes where none belong.
-    expect_error(&mut c, &raw_frame(ApiKey::Metadata as i16, 0, 104, &[], b"xx"), 104, ErrorCode::InvalidRequest);
+    expect_error(
+        &mut c,
+        &raw_frame(ApiKey::Metadata as i16, 0, 104, &[], b"xx"),
+        104,
+        ErrorCode::InvalidRequest,
+    );
     c.ping();
     good.ping();
 
@@ -80,10 +90,20 @@ fn bad_requests_get_error_responses_and_the_connection_goes_on() {
     for bad in [&bad_crc, &bad_magic] {
         let (r, _) = c.call(&produce_request("t", 0, Acks::All, bad.len()), bad);
         let p = &r.topics[0].partitions[0];
-        assert_eq!(ErrorCode::from_i32(p.error_code), ErrorCode::CorruptMessage, "{}", p.error_message);
+        assert_eq!(
+            ErrorCode::from_i32(p.error_code),
+            ErrorCode::CorruptMessage,
+            "{}",
+            p.error_message
+        );
     }
     // The frame is well formed, but the partition announces one byte more than it carries.
-    let (id, f) = c.frame(ApiKey::Produce as i16, 0, &produce_request("t", 0, Acks::All, batch.len() + 1), &batch);
+    let (id, f) = c.frame(
+        ApiKey::Produce as i16,
+        0,
+        &produce_request("t", 0, Acks::All, batch.len() + 1),
+        &batch,
+    );
     expect_error(&mut c, &f, id, ErrorCode::InvalidRequest);
     let mut req = produce_request("t", 0, Acks::All, batch.len());
     req.acks = 7;
@@ -96,7 +116,10 @@ fn bad_requests_get_error_responses_and_the_connection_goes_on() {
     assert_eq!((p.high_watermark, records.len()), (3, batch.len()));
     // Unknown topic and partition are per-partition errors.
     let (r, _) = c.call(&produce_request("nope", 0, Acks::All, batch.len()), &batch);
-    assert_eq!(r.topics[0].partitions[0].error_code, ErrorCode::UnknownTopicOrPartition.code());
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
     let (p, _) = c.fetch("t", 5, 0, 0);
     assert_eq!(p.error_code, ErrorCode::UnknownTopicOrPartition.code());
     let (p, _) = c.fetch("t", 0, 99, 0);
@@ -137,7 +160,12 @@ fn undelimitable_frames_close_only_their_connection() {
     // A truncated frame: the client gives up halfway; nothing is appended.
     let mut c = Wire::connect(s.addr);
     let batch = common::batch(2, 10, 100, 1_000).to_vec();
-    let (_, f) = c.frame(ApiKey::Produce as i16, 0, &produce_request("t", 0, Acks::All, batch.len()), &batch);
+    let (_, f) = c.frame(
+        ApiKey::Produce as i16,
+        0,
+        &produce_request("t", 0, Acks::All, batch.len()),
+        &batch,
+    );
     c.send_raw(&f[..f.len() / 2]);
     good.ping();
     c.sock.shutdown(Shutdown::Write).unwrap();
@@ -180,7 +208,11 @@ fn connection_limit_idle_reaping_and_long_poll_bound() {
     let started = Instant::now();
     let (p, records) = a.fetch("t", 0, 0, 60_000);
     assert_eq!((p.error_code, records.len()), (0, 0));
-    assert!(started.elapsed() < Duration::from_millis(1_000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "{:?}",
+        started.elapsed()
+    );
     // `b` was idle all along: reaped, which lets `c` in.
     assert!(b.is_closed());
     c.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -206,7 +238,12 @@ fn per_connection_memory_is_bounded_and_pipelined_responses_stay_in_order() {
     let mut frames = Vec::new();
     let mut ids = Vec::new();
     for _ in 0..50 {
-        let (id, f) = c.frame(ApiKey::Produce as i16, 0, &produce_request("t", 0, Acks::Leader, batch.len()), &batch);
+        let (id, f) = c.frame(
+            ApiKey::Produce as i16,
+            0,
+            &produce_request("t", 0, Acks::Leader, batch.len()),
+            &batch,
+        );
         ids.push(id);
         frames.extend_from_slice(&f);
     }

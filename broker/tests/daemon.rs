@@ -144,13 +144,22 @@ fn sigterm_under_produce_load_loses_no_acknowledged_record() {
     // Opening consumed the marker: the restart took the clean path (no recovery scan).
     assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
     let stored: Vec<HashMap<u64, Vec<u8>>> = (0..3)
-        .map(|p| common::read_all(&m.partition("t", p).unwrap(), 0, 1 << 20).into_iter().collect())
+        .map(|p| {
+            common::read_all(&m.partition("t", p).unwrap(), 0, 1 << 20)
+                .into_iter()
+                .collect()
+        })
         .collect();
     for (partition, base, tag) in &acked {
         for i in 0..5u64 {
             let offset = base + i;
-            let value = stored[*partition as usize].get(&offset).expect("acknowledged record is stored");
-            assert!(value.starts_with(format!("{tag}:{i}:").as_bytes()), "partition {partition} offset {offset}");
+            let value = stored[*partition as usize]
+                .get(&offset)
+                .expect("acknowledged record is stored");
+            assert!(
+                value.starts_with(format!("{tag}:{i}:").as_bytes()),
+                "partition {partition} offset {offset}"
+            );
         }
     }
     m.shutdown().unwrap();

@@ -17,8 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Stop at the end offsets as of now.
     let mut left = 0;
     for (t, p) in consumer.assignment() {
-        left += consumer.offset_for(&t, p, Offset::Latest).await?.unwrap_or(0)
-            - consumer.position(&t, p).unwrap_or(0);
+        left += consumer.offset_for(&t, p, Offset::Latest).await?.unwrap_or(0) - consumer.position(&t, p).unwrap_or(0);
     }
     let mut records = consumer.stream();
     while left > 0 {

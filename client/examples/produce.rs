@@ -14,7 +14,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = args.next().map_or(Ok(1000), |c| c.parse())?;
     let broker = args.next().unwrap_or_else(|| runnel_client::DEFAULT_BROKER_ADDR.into());
 
-    match Admin::connect(&broker).await?.create_topic(&topic, 3, BTreeMap::new()).await {
+    match Admin::connect(&broker)
+        .await?
+        .create_topic(&topic, 3, BTreeMap::new())
+        .await
+    {
         Err(e) if e.code() != Some(ErrorCode::TopicAlreadyExists) => return Err(e.into()),
         _ => {}
     }

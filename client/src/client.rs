@@ -134,7 +134,13 @@ impl Client {
 
     /// How many partitions `topic` has (cached after the first lookup).
     pub async fn partition_count(&self, topic: &str) -> Result<u32> {
-        if let Some(n) = self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner()).get(topic) {
+        if let Some(n) = self
+            .inner
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+        {
             return Ok(*n);
         }
         let resp = self.metadata(vec![topic.to_owned()]).await?;

@@ -49,7 +49,12 @@ struct Shared {
 impl Shared {
     fn fail_all(&self, reason: &str) {
         self.dead.store(true, Ordering::Release);
-        let waiters: Vec<Waiter> = self.pending.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        let waiters: Vec<Waiter> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
         for (_, tx) in waiters {
             let _ = tx.send(Err(Error::Disconnected {
                 addr: self.addr.clone(),
@@ -60,7 +65,11 @@ impl Shared {
 }
 
 impl Connection {
-    pub(crate) async fn open(addr: &str, connect_timeout: Duration, max_response_frame_bytes: u32) -> Result<Connection> {
+    pub(crate) async fn open(
+        addr: &str,
+        connect_timeout: Duration,
+        max_response_frame_bytes: u32,
+    ) -> Result<Connection> {
         let connect_err = |reason: String| Error::Connect {
             addr: addr.to_owned(),
             reason,

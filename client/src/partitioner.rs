@@ -44,7 +44,10 @@ mod tests {
         for (key, want) in cases {
             assert_eq!(murmur2::murmur2(key, murmur2::KAFKA_SEED) as i32, *want, "{key:?}");
         }
-        assert_eq!(partition_for_key(b"foobar", 10), ((-790332482i32 & 0x7fffffff) as u32) % 10);
+        assert_eq!(
+            partition_for_key(b"foobar", 10),
+            ((-790332482i32 & 0x7fffffff) as u32) % 10
+        );
     }
 
     #[test]

@@ -306,8 +306,7 @@ impl Producer {
         let mut opened = false;
         let q = st.queues.entry(tp.clone()).or_default();
         // A record that would push the open batch past the request limit starts a new one.
-        if q
-            .open
+        if q.open
             .as_ref()
             .is_some_and(|b| b.builder.uncompressed_bytes() + size > cfg.max_request_bytes)
         {

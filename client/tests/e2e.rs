@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use runnel_client::{
-    Acks, Admin, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, Offset, Producer, ProducerConfig,
-    ProducerRecord,
+    Acks, Admin, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, Offset, Producer, ProducerConfig, ProducerRecord,
 };
 
 const PARTITIONS: u32 = 4;
@@ -30,7 +29,10 @@ async fn read_n(mut consumer: Consumer, n: usize) -> Vec<ConsumerRecord> {
     let mut stream = consumer.stream();
     while out.len() < n {
         let next = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
-        let record = next.expect("records keep coming").expect("stream open").expect("record");
+        let record = next
+            .expect("records keep coming")
+            .expect("stream open")
+            .expect("record");
         out.push(record);
     }
     out
@@ -108,13 +110,20 @@ async fn producers_and_consumers_at_once_exactly_once_in_order() {
             if producer == 0 {
                 // Keyed records land where Kafka's default partitioner puts them.
                 let key = r.key.as_deref().unwrap();
-                assert_eq!(r.partition, runnel_client::partitioner::partition_for_key(key, PARTITIONS));
+                assert_eq!(
+                    r.partition,
+                    runnel_client::partitioner::partition_for_key(key, PARTITIONS)
+                );
             }
             // Within a partition: dense offsets, each producer's records in send order.
             let prev = last_offset.insert(r.partition, r.offset);
             assert_eq!(r.offset, prev.map_or(0, |o| o + 1), "partition {}", r.partition);
             if let Some(prev) = last_seq.insert((r.partition, producer), seq) {
-                assert!(seq > prev, "producer {producer} out of order in partition {}", r.partition);
+                assert!(
+                    seq > prev,
+                    "producer {producer} out of order in partition {}",
+                    r.partition
+                );
             }
         }
         assert_eq!(seen.len(), total);
@@ -205,7 +214,10 @@ async fn seek_by_timestamp_latest_and_admin_errors() {
     let next = tokio::spawn(async move { c.next().await.unwrap().unwrap() });
     tokio::time::sleep(Duration::from_millis(100)).await;
     p.send(ProducerRecord::new("ts", "late")).await.unwrap().await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(10), next).await.unwrap().unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), next)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((r.offset, r.value.as_deref()), (10, Some(&b"late"[..])));
 
     let d = admin.describe_topic("ts").await.unwrap();
@@ -213,12 +225,19 @@ async fn seek_by_timestamp_latest_and_admin_errors() {
     let flush = d.configs.iter().find(|c| c.key == "flush.policy").unwrap();
     assert_eq!((flush.value.as_str(), flush.is_default), ("os", false));
     admin
-        .alter_configs("ts", BTreeMap::from([("retention.ms".into(), "1000".into())]), vec!["flush.policy".into()])
+        .alter_configs(
+            "ts",
+            BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            vec!["flush.policy".into()],
+        )
         .await
         .unwrap();
     let configs = admin.describe_configs("ts").await.unwrap();
     let get = |k: &str| configs.iter().find(|c| c.key == k).unwrap().clone();
-    assert_eq!((get("retention.ms").value.as_str(), get("retention.ms").is_default), ("1000", false));
+    assert_eq!(
+        (get("retention.ms").value.as_str(), get("retention.ms").is_default),
+        ("1000", false)
+    );
     assert!(get("flush.policy").is_default);
     admin.delete_topic("ts").await.unwrap();
     assert!(admin.list_topics().await.unwrap().is_empty());

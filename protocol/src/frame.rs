@@ -197,7 +197,11 @@ mod tests {
         encode_request(&mut buf, header, &body, 5);
         buf.extend_from_slice(b"trail");
         for cut in 0..buf.len() {
-            assert_eq!(check_frame(&buf[..cut], REQUEST_HEADER_BYTES, 1 << 20), Ok(None), "cut {cut}");
+            assert_eq!(
+                check_frame(&buf[..cut], REQUEST_HEADER_BYTES, 1 << 20),
+                Ok(None),
+                "cut {cut}"
+            );
         }
         assert_eq!(check_frame(&buf, REQUEST_HEADER_BYTES, 1 << 20), Ok(Some(buf.len())));
         let f = parse_request(buf).unwrap();

@@ -32,6 +32,6 @@ pub const DEFAULT_BROKER_ADDR: &str = "127.0.0.1:7117";
 
 pub use api::{ApiKey, Request, Response};
 pub use compression::Compression;
-pub use error_code::ErrorCode;
 pub use error::BatchError;
+pub use error_code::ErrorCode;
 pub use record::{BatchBuilder, BatchOptions, Header, Record};

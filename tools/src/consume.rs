@@ -61,7 +61,9 @@ fn parse_from(s: &str) -> Result<Offset, String> {
 
 pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), String> {
     let err = |e: runnel_client::Error| e.to_string();
-    let mut consumer = Consumer::connect(broker, ConsumerConfig::default()).await.map_err(err)?;
+    let mut consumer = Consumer::connect(broker, ConsumerConfig::default())
+        .await
+        .map_err(err)?;
     match args.partition {
         Some(p) => consumer.assign([(args.topic.clone(), p)]).await.map_err(err)?,
         None => consumer.assign_topic(&args.topic).await.map_err(err)?,
@@ -72,7 +74,11 @@ pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), String> {
     let mut remaining: BTreeMap<u32, i64> = BTreeMap::new();
     if args.exit_at_end {
         for (t, p) in consumer.assignment() {
-            let end = consumer.offset_for(&t, p, Offset::Latest).await.map_err(err)?.unwrap_or(0);
+            let end = consumer
+                .offset_for(&t, p, Offset::Latest)
+                .await
+                .map_err(err)?
+                .unwrap_or(0);
             if consumer.position(&t, p).unwrap_or(0) < end {
                 remaining.insert(p, end);
             }
@@ -104,7 +110,7 @@ pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), String> {
         let caught_up = consumer
             .high_watermark(&r.topic, r.partition)
             .is_some_and(|hw| r.offset + 1 >= hw);
-        if caught_up || printed % 4096 == 0 {
+        if caught_up || printed.is_multiple_of(4096) {
             if let Err(e) = out.flush() {
                 return if e.kind() == std::io::ErrorKind::BrokenPipe {
                     Ok(())
@@ -273,7 +279,12 @@ mod tests {
             }],
         };
         let mut out = Vec::new();
-        write_template(&mut out, &parse_template("%t/%p@%o %T %k=%s [%h] %K %S 100%%\\t%q\\n"), &r).unwrap();
+        write_template(
+            &mut out,
+            &parse_template("%t/%p@%o %T %k=%s [%h] %K %S 100%%\\t%q\\n"),
+            &r,
+        )
+        .unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "t/2@7 99 k=v [h=x] 1 1 100%\t%q\n");
         let j = json(&ConsumerRecord {
             key: Some(bytes::Bytes::from_static(&[0xff, 0])),

@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "runnel", version, about = "Runnel command-line tool: topics, produce, consume")]
+#[command(
+    name = "runnel",
+    version,
+    about = "Runnel command-line tool: topics, produce, consume"
+)]
 struct Cli {
     /// Broker address (host:port)
     #[arg(long, global = true, env = "RUNNEL_BROKER", default_value = runnel_client::DEFAULT_BROKER_ADDR)]

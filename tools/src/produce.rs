@@ -140,7 +140,7 @@ pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), String> {
             records += 1;
             if let Some(bar) = &progress {
                 bar.inc(1);
-                if records % 1024 == 0 {
+                if records.is_multiple_of(1024) {
                     bar.set_message(format!("{:.1} MB", bytes as f64 / 1e6));
                 }
             }

@@ -52,7 +52,10 @@ pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), String> {
         TopicCommand::Describe { name } => {
             let d = admin.describe_topic(&name).await.map_err(|e| e.to_string())?;
             println!("topic {}  id {}  partitions {}", d.name, d.id, d.partitions.len());
-            println!("{:>9} {:>6} {:>14} {:>14} {:>14}", "PARTITION", "LEADER", "START", "END", "SIZE_BYTES");
+            println!(
+                "{:>9} {:>6} {:>14} {:>14} {:>14}",
+                "PARTITION", "LEADER", "START", "END", "SIZE_BYTES"
+            );
             for p in &d.partitions {
                 println!(
                     "{:>9} {:>6} {:>14} {:>14} {:>14}",

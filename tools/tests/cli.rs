@@ -47,7 +47,11 @@ fn tour() -> Vec<(String, Vec<String>)> {
         }
         match line.strip_prefix("$ ") {
             Some(cmd) => steps.push((cmd.to_owned(), Vec::new())),
-            None => steps.last_mut().expect("output after a command").1.push(line.to_owned()),
+            None => steps
+                .last_mut()
+                .expect("output after a command")
+                .1
+                .push(line.to_owned()),
         }
     }
     assert!(steps.len() >= 5);
@@ -152,13 +156,24 @@ fn mistakes_are_one_line_and_a_nonzero_exit() {
 
     let (code, e) = fails({
         let mut c = runnel(&b);
-        c.args(["topic", "create", "t", "--partitions", "2", "--config", "retention.ms=soon"]);
+        c.args([
+            "topic",
+            "create",
+            "t",
+            "--partitions",
+            "2",
+            "--config",
+            "retention.ms=soon",
+        ]);
         c
     });
     assert_eq!(code, 1);
     assert!(e.contains("retention.ms"), "{e}");
 
-    runnel(&b).args(["topic", "create", "t", "--partitions", "2"]).assert().success();
+    runnel(&b)
+        .args(["topic", "create", "t", "--partitions", "2"])
+        .assert()
+        .success();
     let (_, e) = fails({
         let mut c = runnel(&b);
         c.args(["topic", "create", "t", "--partitions", "2"]);
@@ -191,7 +206,10 @@ fn mistakes_are_one_line_and_a_nonzero_exit() {
 #[test]
 fn produce_from_a_file_then_consume_counts_and_binary_as_json() {
     let b = broker();
-    runnel(&b).args(["topic", "create", "f", "--partitions", "1"]).assert().success();
+    runnel(&b)
+        .args(["topic", "create", "f", "--partitions", "1"])
+        .assert()
+        .success();
     let file = tempfile::NamedTempFile::new().unwrap();
     let lines: String = (0..500).map(|i| format!("k{i}\tv{i}\n")).collect();
     std::fs::write(file.path(), lines).unwrap();
@@ -201,7 +219,16 @@ fn produce_from_a_file_then_consume_counts_and_binary_as_json() {
         .assert()
         .success();
     let out = runnel(&b)
-        .args(["consume", "f", "--from", "beginning", "--count", "500", "--format", "%k=%s\\n"])
+        .args([
+            "consume",
+            "f",
+            "--from",
+            "beginning",
+            "--count",
+            "500",
+            "--format",
+            "%k=%s\\n",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

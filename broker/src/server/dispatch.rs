@@ -25,7 +25,10 @@ pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, permit: OwnedSemap
         Err(_) => Some(error_reply(
             correlation_id,
             ErrorCode::RequestTimedOut,
-            format!("no answer within request_timeout_ms={}", broker.config.request_timeout_ms),
+            format!(
+                "no answer within request_timeout_ms={}",
+                broker.config.request_timeout_ms
+            ),
         )),
     };
     drop(permit);
@@ -69,12 +72,20 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Option<Reply> {
     }
     let b = broker;
     match key {
-        ApiKey::ApiVersions => reply(correlation_id, f.body, |r| async { handlers::api_versions::handle(b, r) }).await,
+        ApiKey::ApiVersions => {
+            reply(correlation_id, f.body, |r| async {
+                handlers::api_versions::handle(b, r)
+            })
+            .await
+        }
         ApiKey::Metadata => reply(correlation_id, f.body, |r| async { handlers::metadata::handle(b, r) }).await,
         ApiKey::CreateTopics => reply(correlation_id, f.body, |r| handlers::create_topics::handle(b, r)).await,
         ApiKey::DeleteTopics => reply(correlation_id, f.body, |r| handlers::delete_topics::handle(b, r)).await,
         ApiKey::DescribeConfigs => {
-            reply(correlation_id, f.body, |r| async { handlers::describe_configs::handle(b, r) }).await
+            reply(correlation_id, f.body, |r| async {
+                handlers::describe_configs::handle(b, r)
+            })
+            .await
         }
         ApiKey::AlterConfigs => reply(correlation_id, f.body, |r| handlers::alter_configs::handle(b, r)).await,
         ApiKey::ListOffsets => reply(correlation_id, f.body, |r| handlers::list_offsets::handle(b, r)).await,

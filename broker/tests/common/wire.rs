@@ -149,7 +149,13 @@ impl Wire {
         r.topics[0].partitions[0].clone()
     }
 
-    pub fn fetch(&mut self, topic: &str, partition: u32, offset: i64, max_wait_ms: u32) -> (FetchPartitionResult, Bytes) {
+    pub fn fetch(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_wait_ms: u32,
+    ) -> (FetchPartitionResult, Bytes) {
         let (r, trailer) = self.call(
             &FetchRequest {
                 max_wait_ms,

@@ -67,8 +67,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest) -> (FetchResponse, 
             .collect();
         let (results, regions, bytes, failed) = read_all(&wanted, total_max);
         let now = tokio::time::Instant::now();
-        if bytes >= req.min_bytes as u64 || failed || now >= deadline || woken.is_empty() || broker.is_shutting_down()
-        {
+        if bytes >= req.min_bytes as u64 || failed || now >= deadline || woken.is_empty() || broker.is_shutting_down() {
             return (assemble(&req, results), regions);
         }
         drop(regions);

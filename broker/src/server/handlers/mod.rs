@@ -42,7 +42,5 @@ pub(crate) fn code_and_message(e: &Error) -> (i32, String) {
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> crate::Result<T> + Send + 'static,
 ) -> crate::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or(Err(Error::ShuttingDown))
+    tokio::task::spawn_blocking(f).await.unwrap_or(Err(Error::ShuttingDown))
 }

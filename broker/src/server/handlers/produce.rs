@@ -12,9 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use runnel_protocol::messages::{
-    Acks, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
-};
+use runnel_protocol::messages::{Acks, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult};
 use runnel_protocol::{ErrorCode, Response};
 
 use super::code_and_message;
