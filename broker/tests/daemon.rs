@@ -4,11 +4,41 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use runnel_broker::storage::manager::CLEAN_SHUTDOWN_FILE;
 use runnel_broker::storage::{LogManager, StorageConfig};
+
+/// Starts the daemon on a free loopback port; returns it, its address (from its start-up
+/// log line) and a thread collecting its log lines.
+fn spawn_daemon(data_dir: &std::path::Path) -> (std::process::Child, SocketAddr, JoinHandle<Vec<String>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("runnel-broker started") {
+                let addr = line.split("listen=").nth(1).unwrap().split_whitespace().next().unwrap();
+                let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the daemon starts");
+    (child, addr, log)
+}
 
 #[test]
 fn sigterm_shuts_down_cleanly() {
@@ -18,25 +48,7 @@ fn sigterm_shuts_down_cleanly() {
         m.create_topic("t", 2, &BTreeMap::new()).unwrap();
         // Dropped without shutdown: the daemon must recover.
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the daemon to say it has opened (and recovered) storage.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("runnel-broker started") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20)).expect("the daemon starts");
+    let (mut child, _addr, _log) = spawn_daemon(dir.path());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -72,28 +84,7 @@ fn sigterm_under_produce_load_loses_no_acknowledged_record() {
     use runnel_protocol::ApiKey;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut lines = Vec::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("runnel-broker started") {
-                let addr = line.split("listen=").nth(1).unwrap().split_whitespace().next().unwrap();
-                let _ = tx.send(addr.parse::<std::net::SocketAddr>().unwrap());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the daemon starts");
+    let (mut child, addr, log) = spawn_daemon(dir.path());
     common::wire::Wire::connect(addr).create_topic("t", 3, &[]);
 
     // Three producers with acks=all, each until the broker stops answering.
