@@ -131,7 +131,9 @@ impl Server {
     /// (their requests' appends are in the log; they just go unanswered).
     pub async fn shutdown(mut self) -> Result<()> {
         info!("shutting down: no new connections or requests");
-        let _ = self.broker.shutdown.send(true);
+        // `send_replace`, not `send`: `send` leaves the value unchanged when no receiver
+        // happens to exist at this instant, and tasks subscribing later would never stop.
+        self.broker.shutdown.send_replace(true);
         let _ = (&mut self.accept_task).await;
         let grace = Duration::from_millis(self.broker.config.request_timeout_ms);
         if tokio::time::timeout(grace, self.connections_done.recv()).await.is_err() {
@@ -146,7 +148,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.broker.shutdown.send(true);
+        self.broker.shutdown.send_replace(true);
         self.accept_task.abort();
     }
 }

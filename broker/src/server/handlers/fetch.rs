@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_protocol::messages::{FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult};
+use runnel_protocol::ErrorCode;
 
 use super::code_and_message;
 use crate::error::Result;
@@ -101,12 +102,7 @@ fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<(usize, FetchPartitionRes
             Ok(log) => {
                 let budget = w.max_bytes.min(total_max.saturating_sub(total));
                 if w.offset < 0 {
-                    let e = crate::error::Error::OffsetOutOfRange {
-                        offset: 0,
-                        start: log.start_offset(),
-                        end: log.end_offset(),
-                    };
-                    (r.error_code, r.error_message) = code_and_message(&e);
+                    r.error_code = ErrorCode::OffsetOutOfRange.code();
                     r.error_message = format!("negative fetch offset {}", w.offset);
                     failed = true;
                 } else if budget == 0 {
