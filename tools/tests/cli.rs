@@ -237,7 +237,7 @@ fn produce_from_a_file_then_consume_counts_and_binary_as_json() {
     assert_eq!(text.lines().nth(499), Some("k499=v499"));
     // Binary values come out as base64 in JSON.
     runnel(&b)
-        .args(["produce", "f", "--acks", "none"])
+        .args(["produce", "f", "--acks", "leader"])
         .write_stdin(vec![0xff, 0xfe, b'\n'])
         .assert()
         .success();
