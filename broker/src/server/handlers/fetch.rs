@@ -59,19 +59,31 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest) -> (FetchResponse, 
         })
         .collect();
 
+    let any_log = wanted.iter().any(|w| w.log.is_ok());
+    // The first read registers nothing: a fetch that finds data (the common case) costs
+    // no waiter allocations. Only a read that comes up short registers and reads again.
+    let mut waiting = false;
     loop {
         // Register for appends first, then read: an append in between wakes us.
-        let mut woken: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = wanted
-            .iter()
-            .filter_map(|w| w.log.as_ref().ok())
-            .map(|log| Box::pin(log.appended().notified()) as Pin<Box<dyn Future<Output = ()> + Send>>)
-            .collect();
+        let mut woken: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = if waiting {
+            wanted
+                .iter()
+                .filter_map(|w| w.log.as_ref().ok())
+                .map(|log| Box::pin(log.appended().notified()) as Pin<Box<dyn Future<Output = ()> + Send>>)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let (results, regions, bytes, failed) = read_all(&wanted, total_max);
         let now = tokio::time::Instant::now();
-        if bytes >= req.min_bytes as u64 || failed || now >= deadline || woken.is_empty() || broker.is_shutting_down() {
+        if bytes >= req.min_bytes as u64 || failed || now >= deadline || !any_log || broker.is_shutting_down() {
             return (assemble(&req, results), regions);
         }
         drop(regions);
+        if !waiting {
+            waiting = true;
+            continue;
+        }
         tokio::select! {
             _ = futures::future::select_all(woken.iter_mut()) => {}
             _ = tokio::time::sleep_until(deadline) => {}
