@@ -28,7 +28,7 @@ use bytes::Bytes;
 use runnel_protocol::batch::{self, BatchHeader};
 use runnel_protocol::RecordBatch;
 use tokio::sync::{oneshot, Notify};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::config::{FlushPolicy, LogConfig, TimestampType};
 use super::flusher::Flusher;
@@ -419,8 +419,13 @@ impl PartitionLog {
         }
         if !sealed.is_empty() {
             // Every segment before the active one is now synced. (Truncation, which can
-            // lower the checkpoint, holds sync passes off while it runs.)
-            recovery::write_checkpoint(&self.dir, active.base_offset())?;
+            // lower the checkpoint, holds sync passes off while it runs.) Raising the
+            // checkpoint only shortens a later recovery scan; if it cannot be written (a
+            // full disk) the old one stays valid, so the data sync above still stands and
+            // the log stays online.
+            if let Err(e) = recovery::write_checkpoint(&self.dir, active.base_offset()) {
+                warn!(log = %self.dir.display(), error = %e, "recovery checkpoint not advanced");
+            }
         }
         Ok(())
     }

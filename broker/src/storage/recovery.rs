@@ -52,7 +52,11 @@ pub(crate) fn write_checkpoint(dir: &Path, offset: u64) -> Result<()> {
         f.sync_all()?;
         std::fs::rename(&tmp, &path)
     })()
-    .map_err(Error::io("write checkpoint", &path))?;
+    .map_err(|e| {
+        // A half-written temporary (full disk) would hold space; start-up removes leftovers.
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("write checkpoint", &path)(e)
+    })?;
     super::log::sync_dir(dir)
 }
 
