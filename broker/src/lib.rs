@@ -1,7 +1,8 @@
 //! `runnel-broker`: the storage engine ([`storage`]) and the network server that puts it
-//! behind the native protocol ([`server`]); the group coordinator comes next.
+//! behind the native protocol ([`server`]), and the consumer-group coordinator ([`group`]).
 
 pub mod error;
+pub mod group;
 pub mod server;
 pub mod storage;
 

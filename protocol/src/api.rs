@@ -15,6 +15,13 @@ pub enum ApiKey {
     DeleteTopics = 20,
     DescribeConfigs = 32,
     AlterConfigs = 44,
+    OffsetCommit = 8,
+    OffsetFetch = 9,
+    FindCoordinator = 10,
+    DescribeGroups = 15,
+    ListGroups = 16,
+    DeleteGroups = 42,
+    ConsumerGroupHeartbeat = 68,
 }
 
 impl ApiKey {
@@ -28,6 +35,13 @@ impl ApiKey {
         ApiKey::DeleteTopics,
         ApiKey::DescribeConfigs,
         ApiKey::AlterConfigs,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::FindCoordinator,
+        ApiKey::DescribeGroups,
+        ApiKey::ListGroups,
+        ApiKey::DeleteGroups,
+        ApiKey::ConsumerGroupHeartbeat,
     ];
 
     pub fn from_i16(key: i16) -> Option<ApiKey> {
@@ -45,6 +59,13 @@ impl ApiKey {
             ApiKey::DeleteTopics => "DeleteTopics",
             ApiKey::DescribeConfigs => "DescribeConfigs",
             ApiKey::AlterConfigs => "AlterConfigs",
+            ApiKey::OffsetCommit => "OffsetCommit",
+            ApiKey::OffsetFetch => "OffsetFetch",
+            ApiKey::FindCoordinator => "FindCoordinator",
+            ApiKey::DescribeGroups => "DescribeGroups",
+            ApiKey::ListGroups => "ListGroups",
+            ApiKey::DeleteGroups => "DeleteGroups",
+            ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
         }
     }
 }
@@ -94,6 +115,13 @@ api! {
     DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse;
     DescribeConfigs: DescribeConfigsRequest => DescribeConfigsResponse;
     AlterConfigs: AlterConfigsRequest => AlterConfigsResponse;
+    OffsetCommit: OffsetCommitRequest => OffsetCommitResponse;
+    OffsetFetch: OffsetFetchRequest => OffsetFetchResponse;
+    FindCoordinator: FindCoordinatorRequest => FindCoordinatorResponse;
+    DescribeGroups: DescribeGroupsRequest => DescribeGroupsResponse;
+    ListGroups: ListGroupsRequest => ListGroupsResponse;
+    DeleteGroups: DeleteGroupsRequest => DeleteGroupsResponse;
+    ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse;
 }
 
 #[cfg(test)]
@@ -122,5 +150,12 @@ mod tests {
         check::<DeleteTopicsResponse>(&e);
         check::<DescribeConfigsResponse>(&e);
         check::<AlterConfigsResponse>(&e);
+        check::<OffsetCommitResponse>(&e);
+        check::<OffsetFetchResponse>(&e);
+        check::<FindCoordinatorResponse>(&e);
+        check::<DescribeGroupsResponse>(&e);
+        check::<ListGroupsResponse>(&e);
+        check::<DeleteGroupsResponse>(&e);
+        check::<ConsumerGroupHeartbeatResponse>(&e);
     }
 }

@@ -22,6 +22,29 @@ pub enum ErrorCode {
     InvalidTopic = 17,
     InvalidRequest = 42,
     InvalidConfig = 40,
+    /// Commit metadata longer than the broker accepts.
+    OffsetMetadataTooLarge = 12,
+    /// The group coordinator is loading or stopping; retry.
+    CoordinatorNotAvailable = 15,
+    /// This broker does not coordinate the group (clusters, later).
+    NotCoordinator = 16,
+    /// A member asked for a different assignor than the group uses.
+    InconsistentGroupProtocol = 23,
+    InvalidGroupId = 24,
+    /// The coordinator has no such member (it left or its session expired): rejoin.
+    UnknownMemberId = 25,
+    InvalidSessionTimeout = 26,
+    /// The group has members; stop them first.
+    NonEmptyGroup = 68,
+    GroupIdNotFound = 69,
+    /// Another member took over this static member's instance id.
+    FencedInstanceId = 82,
+    /// The member's epoch is not one the coordinator gave it: it must rejoin.
+    FencedMemberEpoch = 110,
+    UnsupportedAssignor = 112,
+    /// A commit from an older epoch, or for a partition the member no longer owns.
+    StaleMemberEpoch = 113,
+    InvalidRegularExpression = 128,
     /// The request's api key is not one this broker knows.
     UnknownApi = 1000,
     /// The broker is stopping; retry against it (or another) later.
@@ -45,6 +68,20 @@ impl ErrorCode {
         ErrorCode::InvalidTopic,
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidConfig,
+        ErrorCode::OffsetMetadataTooLarge,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::NotCoordinator,
+        ErrorCode::InconsistentGroupProtocol,
+        ErrorCode::InvalidGroupId,
+        ErrorCode::UnknownMemberId,
+        ErrorCode::InvalidSessionTimeout,
+        ErrorCode::NonEmptyGroup,
+        ErrorCode::GroupIdNotFound,
+        ErrorCode::FencedInstanceId,
+        ErrorCode::FencedMemberEpoch,
+        ErrorCode::UnsupportedAssignor,
+        ErrorCode::StaleMemberEpoch,
+        ErrorCode::InvalidRegularExpression,
         ErrorCode::UnknownApi,
         ErrorCode::BrokerShuttingDown,
     ];
@@ -71,7 +108,10 @@ impl ErrorCode {
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RequestTimedOut | ErrorCode::BrokerShuttingDown | ErrorCode::StorageError
+            ErrorCode::RequestTimedOut
+                | ErrorCode::BrokerShuttingDown
+                | ErrorCode::StorageError
+                | ErrorCode::CoordinatorNotAvailable
         )
     }
 
@@ -92,6 +132,20 @@ impl ErrorCode {
             ErrorCode::InvalidTopic => "INVALID_TOPIC",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::OffsetMetadataTooLarge => "OFFSET_METADATA_TOO_LARGE",
+            ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+            ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
+            ErrorCode::InvalidGroupId => "INVALID_GROUP_ID",
+            ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
+            ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
+            ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
+            ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
+            ErrorCode::FencedInstanceId => "FENCED_INSTANCE_ID",
+            ErrorCode::FencedMemberEpoch => "FENCED_MEMBER_EPOCH",
+            ErrorCode::UnsupportedAssignor => "UNSUPPORTED_ASSIGNOR",
+            ErrorCode::StaleMemberEpoch => "STALE_MEMBER_EPOCH",
+            ErrorCode::InvalidRegularExpression => "INVALID_REGULAR_EXPRESSION",
             ErrorCode::UnknownApi => "UNKNOWN_API",
             ErrorCode::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
         }

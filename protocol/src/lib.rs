@@ -26,6 +26,12 @@ pub mod messages {
     include!(concat!(env!("OUT_DIR"), "/runnel.v1.rs"));
 }
 
+/// Records of the broker's internal offsets log, generated from `proto/group_log.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod group_log {
+    include!(concat!(env!("OUT_DIR"), "/runnel.grouplog.rs"));
+}
+
 pub use batch::{check_batch, BatchHeader, RecordBatch, TimestampType};
 /// The native listener's default address: loopback, so a fresh broker is not exposed.
 pub const DEFAULT_BROKER_ADDR: &str = "127.0.0.1:7117";

@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub fetch_max_bytes: u32,
     /// `max_bytes` of a fetched partition when the request leaves it 0.
     pub fetch_partition_default_bytes: u32,
+    /// Consumer groups: session bounds, heartbeat interval, offsets log.
+    pub group: crate::group::GroupConfig,
 }
 
 pub const DEFAULT_PORT_ADDR: &str = runnel_protocol::DEFAULT_BROKER_ADDR;
@@ -48,6 +50,7 @@ impl Default for ServerConfig {
             max_connection_buffer_bytes: 2 * DEFAULT_MAX_REQUEST_FRAME_BYTES as usize,
             fetch_max_bytes: 55 * 1024 * 1024,
             fetch_partition_default_bytes: 1024 * 1024,
+            group: crate::group::GroupConfig::default(),
         }
     }
 }
@@ -72,6 +75,25 @@ impl ServerConfig {
         }
         if self.fetch_max_bytes == 0 || self.fetch_partition_default_bytes == 0 {
             return Err("fetch_max_bytes and fetch_partition_default_bytes must be at least 1".into());
+        }
+        let g = &self.group;
+        if g.min_session_timeout_ms == 0 || g.min_session_timeout_ms > g.max_session_timeout_ms {
+            return Err(format!(
+                "group_min_session_timeout_ms ({}) must be at least 1 and at most group_max_session_timeout_ms ({})",
+                g.min_session_timeout_ms, g.max_session_timeout_ms
+            ));
+        }
+        if !(g.min_session_timeout_ms..=g.max_session_timeout_ms).contains(&g.default_session_timeout_ms) {
+            return Err(format!(
+                "the default session timeout ({} ms) must lie within the session bounds",
+                g.default_session_timeout_ms
+            ));
+        }
+        if g.heartbeat_interval_ms == 0 || g.reconcile_heartbeat_interval_ms == 0 || g.tick_ms == 0 {
+            return Err("group heartbeat intervals and tick must be at least 1 ms".into());
+        }
+        if g.offsets_segment_bytes < 1024 {
+            return Err("offsets_segment_bytes must be at least 1024".into());
         }
         Ok(())
     }

@@ -89,6 +89,28 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Option<Reply> {
         }
         ApiKey::AlterConfigs => reply(correlation_id, f.body, |r| handlers::alter_configs::handle(b, r)).await,
         ApiKey::ListOffsets => reply(correlation_id, f.body, |r| handlers::list_offsets::handle(b, r)).await,
+        ApiKey::ConsumerGroupHeartbeat => {
+            reply(correlation_id, f.body, |r| {
+                handlers::consumer_group_heartbeat::handle(b, r)
+            })
+            .await
+        }
+        ApiKey::OffsetCommit => reply(correlation_id, f.body, |r| handlers::offset_commit::handle(b, r)).await,
+        ApiKey::OffsetFetch => reply(correlation_id, f.body, |r| handlers::offset_fetch::handle(b, r)).await,
+        ApiKey::FindCoordinator => {
+            reply(correlation_id, f.body, |r| async {
+                handlers::find_coordinator::handle(b, r)
+            })
+            .await
+        }
+        ApiKey::ListGroups => {
+            reply(correlation_id, f.body, |r| async move {
+                handlers::list_groups::handle(b, r)
+            })
+            .await
+        }
+        ApiKey::DescribeGroups => reply(correlation_id, f.body, |r| handlers::describe_groups::handle(b, r)).await,
+        ApiKey::DeleteGroups => reply(correlation_id, f.body, |r| handlers::delete_groups::handle(b, r)).await,
         ApiKey::Produce => {
             let req = match decode::<runnel_protocol::messages::ProduceRequest>(correlation_id, f.body) {
                 Ok(r) => r,

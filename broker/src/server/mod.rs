@@ -33,12 +33,15 @@ pub use config::ServerConfig;
 pub use stats::ServerStats;
 
 use crate::error::{Error, Result};
+use crate::group::Coordinator;
 use crate::storage::LogManager;
 
 /// What every connection and handler shares. Owned by the [`Server`]; handlers hold an
 /// `Arc`. Immutable but for the atomics in `stats` and the shutdown signal.
 pub struct Broker {
     pub storage: Arc<LogManager>,
+    /// The consumer-group coordinator (every group, on a single broker).
+    pub groups: Arc<Coordinator>,
     pub config: ServerConfig,
     pub stats: ServerStats,
     /// The node id of this broker in Metadata (a single broker is node 0).
@@ -90,9 +93,21 @@ impl Server {
             path: config.listen.to_string().into(),
             source,
         })?;
+        let groups = {
+            let storage = storage.clone();
+            let cfg = config.group.clone();
+            tokio::task::spawn_blocking(move || Coordinator::open(storage, cfg))
+                .await
+                .map_err(|_| Error::ShuttingDown)??
+        };
         let (shutdown, _) = watch::channel(false);
+        let mut stop = shutdown.subscribe();
+        tokio::spawn(groups.clone().run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
         let broker = Arc::new(Broker {
             storage,
+            groups,
             advertised_host: config
                 .advertised_host
                 .clone()

@@ -69,6 +69,18 @@ pub struct ReadResult {
 pub struct DurableWait(Option<oneshot::Receiver<Result<()>>>);
 
 impl DurableWait {
+    /// Already durable (nothing was written).
+    pub fn ready() -> DurableWait {
+        DurableWait(None)
+    }
+
+    /// Resolves to `error` (the write failed before it could be waited for).
+    pub fn failed(error: Error) -> DurableWait {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Err(error));
+        DurableWait(Some(rx))
+    }
+
     pub async fn wait(self) -> Result<()> {
         match self.0 {
             None => Ok(()),
@@ -645,7 +657,7 @@ impl PartitionLog {
         if cfg.retention_ms < 0 && cfg.retention_bytes < 0 {
             return Ok(Vec::new());
         }
-        let w = lock(&self.writer);
+        let _writer = lock(&self.writer);
         let segments = self.segments.load_full();
         let mut total: u64 = segments.iter().map(|s| s.size()).sum();
         let mut k = 0;
@@ -663,6 +675,36 @@ impl PartitionLog {
             total -= seg.size();
             k += 1;
         }
+        let deleted = self.delete_front(&segments, k)?;
+        if k > 0 {
+            info!(
+                log = %self.dir.display(),
+                segments = k,
+                log_start_offset = segments[k].base_offset(),
+                "retention deleted segments"
+            );
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes whole segments from the front whose records all lie below `offset`, never
+    /// the active one: the owner of the log has superseded them (the offsets log after a
+    /// snapshot). Returns the base offsets of the deleted segments.
+    pub fn delete_segments_before(&self, offset: u64) -> Result<Vec<u64>> {
+        let w = lock(&self.writer);
+        let segments = self.segments.load_full();
+        let mut k = 0;
+        while k + 1 < segments.len() && segments[k + 1].base_offset() <= offset {
+            k += 1;
+        }
+        let deleted = self.delete_front(&segments, k)?;
+        drop(w);
+        Ok(deleted)
+    }
+
+    /// Drops `segments[..k]` (a snapshot of the list, taken under the writer lock the
+    /// caller holds) and moves the log start to `segments[k]`.
+    fn delete_front(&self, segments: &[Arc<Segment>], k: usize) -> Result<Vec<u64>> {
         if k == 0 {
             return Ok(Vec::new());
         }
@@ -672,18 +714,11 @@ impl PartitionLog {
             s.dir_dirty = true;
         }
         self.start_offset.store(segments[k].base_offset(), Ordering::Release);
-        drop(w);
         let mut deleted = Vec::with_capacity(k);
         for seg in &segments[..k] {
             seg.delete_files()?;
             deleted.push(seg.base_offset());
         }
-        info!(
-            log = %self.dir.display(),
-            segments = k,
-            log_start_offset = segments[k].base_offset(),
-            "retention deleted segments"
-        );
         Ok(deleted)
     }
 }

@@ -100,6 +100,10 @@ pub struct LogManager {
     flusher: Arc<Flusher>,
     metadata: Arc<PartitionLog>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Logs the broker keeps for itself (the offsets log), by directory name.
+    internal: Mutex<BTreeMap<String, Arc<PartitionLog>>>,
+    /// Whether the last stop was clean (internal logs opened later recover accordingly).
+    opened_clean: bool,
     admin: Mutex<()>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -176,6 +180,8 @@ impl LogManager {
             flusher,
             metadata,
             topics: RwLock::new(topics),
+            internal: Mutex::new(BTreeMap::new()),
+            opened_clean: clean,
             admin: Mutex::new(()),
             maintenance: Mutex::new(None),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
@@ -198,6 +204,31 @@ impl LogManager {
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
         self.topics.read().expect("topics").values().cloned().collect()
+    }
+
+    /// Opens (creating if needed) a log the broker keeps for itself in `<data_dir>/<name>`;
+    /// `name` starts with `__`, which topic names cannot. The manager syncs it with the
+    /// topics and closes it at shutdown. Opening the same name twice returns the same log.
+    /// Blocking.
+    pub fn internal_log(&self, name: &str, config: LogConfig) -> Result<Arc<PartitionLog>> {
+        assert!(name.starts_with("__"), "internal log names start with __");
+        self.check_open()?;
+        let mut internal = self.internal.lock().expect("internal");
+        if let Some(log) = internal.get(name) {
+            return Ok(log.clone());
+        }
+        let log = PartitionLog::open(
+            &self.cfg.data_dir.join(name),
+            config,
+            self.flusher.clone(),
+            self.opened_clean,
+        )?;
+        internal.insert(name.to_owned(), log.clone());
+        Ok(log)
+    }
+
+    fn internal_logs(&self) -> Vec<Arc<PartitionLog>> {
+        self.internal.lock().expect("internal").values().cloned().collect()
     }
 
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
@@ -375,6 +406,9 @@ impl LogManager {
                 }
             }
         }
+        for log in self.internal_logs() {
+            log.maybe_sync_interval(now_ms);
+        }
     }
 
     /// Clean shutdown: stops maintenance, closes every log (sync, trim, checkpoint), then
@@ -392,6 +426,12 @@ impl LogManager {
                     error!(log = %log.dir().display(), error = %e, "close failed");
                     result = Err(e);
                 }
+            }
+        }
+        for log in self.internal_logs() {
+            if let Err(e) = log.close() {
+                error!(log = %log.dir().display(), error = %e, "close failed");
+                result = Err(e);
             }
         }
         if let Err(e) = self.metadata.close() {
@@ -520,7 +560,8 @@ fn remove_unclaimed(data_dir: &Path, live: &BTreeMap<String, metadata::TopicMeta
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == METADATA_DIR {
+        if name == METADATA_DIR || name.starts_with("__") {
+            // The metadata log and internal logs (`internal_log`) are not topics.
             continue;
         }
         let path = entry.path();

@@ -4,16 +4,26 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_heartbeat;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
+
+use std::collections::BTreeSet;
 
 use std::ops::RangeInclusive;
 
+use runnel_protocol::messages::TopicPartitions;
 use runnel_protocol::ApiKey;
 
 use crate::error::Error;
@@ -30,6 +40,13 @@ pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
         ApiKey::DeleteTopics => delete_topics::VERSIONS,
         ApiKey::DescribeConfigs => describe_configs::VERSIONS,
         ApiKey::AlterConfigs => alter_configs::VERSIONS,
+        ApiKey::OffsetCommit => offset_commit::VERSIONS,
+        ApiKey::OffsetFetch => offset_fetch::VERSIONS,
+        ApiKey::FindCoordinator => find_coordinator::VERSIONS,
+        ApiKey::DescribeGroups => describe_groups::VERSIONS,
+        ApiKey::ListGroups => list_groups::VERSIONS,
+        ApiKey::DeleteGroups => delete_groups::VERSIONS,
+        ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::VERSIONS,
     }
 }
 
@@ -43,4 +60,29 @@ pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> crate::Result<T> + Send + 'static,
 ) -> crate::Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or(Err(Error::ShuttingDown))
+}
+
+/// Partitions grouped by topic, for a response.
+pub(crate) fn to_topic_partitions(set: &BTreeSet<crate::group::Tp>) -> Vec<TopicPartitions> {
+    let mut out: Vec<TopicPartitions> = Vec::new();
+    for (topic, partition) in set {
+        match out.last_mut() {
+            Some(t) if t.topic == *topic => t.partitions.push(*partition),
+            _ => out.push(TopicPartitions {
+                topic: topic.clone(),
+                partitions: vec![*partition],
+            }),
+        }
+    }
+    out
+}
+
+pub(crate) fn from_topic_partitions(list: Vec<TopicPartitions>) -> BTreeSet<crate::group::Tp> {
+    list.into_iter()
+        .flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic.clone(), p)))
+        .collect()
+}
+
+pub(crate) fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
 }

@@ -1,0 +1,495 @@
+//! The group coordinator: consumer groups with server-side, incremental assignment (the
+//! design of Kafka's KIP-848) and committed offsets kept in an internal log.
+//!
+//! - [`assignor`]: `range` and `uniform`, pure functions of subscriptions and topics
+//! - [`state`]: one group's members, epochs, target assignment and handover rules
+//! - [`store`]: the offsets log's records, replay at start, and snapshots that bound it
+//! - this file: [`Coordinator`], which owns the groups, serialises each group's changes,
+//!   persists them before answering, and expires members whose session ended
+//!
+//! Group → coordinator. A group lives in one partition of the offsets log,
+//! `partition_for(group)` — Kafka's rule, `abs(java_hash(group)) % partitions` — and the
+//! leader of that partition is its coordinator. On one broker every partition is local;
+//! a cluster spreads the offsets partitions, and so the groups, over its brokers, and
+//! `FindCoordinator` tells clients where each group lives.
+
+pub mod assignor;
+pub mod lag;
+pub mod state;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use runnel_protocol::ErrorCode;
+use tracing::{info, warn};
+
+use crate::error::Result;
+use crate::storage::{DurableWait, LogManager, PartitionLog};
+pub use assignor::{Assignment, Assignor, Tp};
+pub use state::{Committed, Group, GroupError, GroupResult, Heartbeat, HeartbeatReply, Member};
+use store::Records;
+
+/// Directory name prefix of the offsets log's partitions (`__consumer_offsets-3`).
+pub const OFFSETS_LOG: &str = "__consumer_offsets";
+/// Partitions of the offsets log. Fixed: changing it would move groups away from their
+/// offsets. Several partitions keep groups independent (one lock and one log each).
+pub const OFFSETS_PARTITIONS: u32 = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// Bounds on the session timeout a member asks for (Kafka's
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`).
+    pub min_session_timeout_ms: u32,
+    pub max_session_timeout_ms: u32,
+    /// When the member asks for none.
+    pub default_session_timeout_ms: u32,
+    /// The heartbeat interval given to members (at most a third of their session).
+    pub heartbeat_interval_ms: u32,
+    /// The interval while partitions are moving to or from the member, so handovers
+    /// take milliseconds rather than a heartbeat interval.
+    pub reconcile_heartbeat_interval_ms: u32,
+    /// Longest commit metadata (Kafka's `offset.metadata.max.bytes`).
+    pub max_metadata_bytes: usize,
+    /// Segment size of the offsets log; the log is snapshotted and its older segments
+    /// deleted once about this much (or twice the live state) has been written.
+    pub offsets_segment_bytes: u64,
+    /// How often sessions are checked and snapshots considered.
+    pub tick_ms: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            min_session_timeout_ms: 1_000,
+            max_session_timeout_ms: 300_000,
+            default_session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 3_000,
+            reconcile_heartbeat_interval_ms: 100,
+            max_metadata_bytes: 4096,
+            offsets_segment_bytes: 16 << 20,
+            tick_ms: 100,
+        }
+    }
+}
+
+/// Kafka's group → offsets partition: `Utils.abs(groupId.hashCode()) % partitions`, with
+/// Java's `String.hashCode` over UTF-16 code units.
+pub fn partition_for(group: &str) -> u32 {
+    let h = group
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs as u32 % OFFSETS_PARTITIONS
+}
+
+struct Shard {
+    index: u32,
+    log: Arc<PartitionLog>,
+    state: Mutex<ShardState>,
+}
+
+#[derive(Default)]
+struct ShardState {
+    groups: HashMap<String, Group>,
+    /// Record bytes appended since the last snapshot began.
+    since_snapshot: u64,
+    /// Size of the last snapshot: the live state.
+    snapshot_bytes: u64,
+}
+
+/// A group as described to admins.
+#[derive(Debug, Clone)]
+pub struct GroupSnapshot {
+    pub id: String,
+    pub state: &'static str,
+    pub assignor: Assignor,
+    pub epoch: i32,
+    pub assignment_epoch: i32,
+    pub members: Vec<Member>,
+    pub target: Assignment,
+    pub offsets: BTreeMap<Tp, Committed>,
+    pub offsets_partition: u32,
+}
+
+/// One committed-offset request entry.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    pub tp: Tp,
+    pub offset: i64,
+    pub metadata: String,
+}
+
+pub struct Coordinator {
+    storage: Arc<LogManager>,
+    config: GroupConfig,
+    shards: Vec<Shard>,
+}
+
+fn lock(shard: &Shard) -> MutexGuard<'_, ShardState> {
+    // Group state changes are applied whole before the lock is released.
+    shard.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Coordinator {
+    /// Opens the offsets log and rebuilds every group from it. Blocking.
+    pub fn open(storage: Arc<LogManager>, config: GroupConfig) -> Result<Arc<Coordinator>> {
+        let started = Instant::now();
+        let mut shards = Vec::with_capacity(OFFSETS_PARTITIONS as usize);
+        let mut groups = 0;
+        for p in 0..OFFSETS_PARTITIONS {
+            let log = storage.internal_log(&format!("{OFFSETS_LOG}-{p}"), store::log_config(&config))?;
+            let (state, bytes) = store::replay(&log, Instant::now())?;
+            groups += state.len();
+            shards.push(Shard {
+                index: p,
+                log,
+                state: Mutex::new(ShardState {
+                    groups: state,
+                    since_snapshot: bytes,
+                    snapshot_bytes: 0,
+                }),
+            });
+        }
+        info!(
+            groups,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "group coordinator loaded"
+        );
+        Ok(Arc::new(Coordinator {
+            storage,
+            config,
+            shards,
+        }))
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    fn shard(&self, group: &str) -> &Shard {
+        &self.shards[partition_for(group) as usize]
+    }
+
+    /// Topic name → partition count, for subscriptions.
+    fn catalog(&self) -> BTreeMap<String, u32> {
+        self.storage
+            .topics()
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions.len() as u32))
+            .collect()
+    }
+
+    /// Handles one heartbeat. Returns the reply with the heartbeat interval to give the
+    /// member, and the wait for the change to be durable (answer only after it).
+    pub fn heartbeat(&self, group_id: &str, mut hb: Heartbeat) -> (GroupResult<(HeartbeatReply, u32)>, DurableWait) {
+        if let Err(e) = check_group_id(group_id) {
+            return (Err(e), DurableWait::ready());
+        }
+        if hb.session_timeout_ms == 0 {
+            hb.session_timeout_ms = self.config.default_session_timeout_ms;
+        }
+        let (lo, hi) = (self.config.min_session_timeout_ms, self.config.max_session_timeout_ms);
+        if hb.session_timeout_ms < lo || hb.session_timeout_ms > hi {
+            let e = GroupError::new(
+                ErrorCode::InvalidSessionTimeout,
+                format!(
+                    "session timeout {} ms is outside the broker's bounds [{lo}, {hi}] ms",
+                    hb.session_timeout_ms
+                ),
+            );
+            return (Err(e), DurableWait::ready());
+        }
+        let session = hb.session_timeout_ms;
+        let catalog = self.catalog();
+        let shard = self.shard(group_id);
+        let mut st = lock(shard);
+        let existed = st.groups.contains_key(group_id);
+        let group = st
+            .groups
+            .entry(group_id.to_owned())
+            .or_insert_with(|| Group::new(group_id));
+        let result = group.heartbeat(hb, Instant::now(), &catalog, || uuid::Uuid::new_v4().to_string());
+        let interval = match &result {
+            Ok(r) if r.reconciling => self.config.reconcile_heartbeat_interval_ms,
+            _ => self.config.heartbeat_interval_ms.min(session / 3).max(1),
+        };
+        let mut records = Records::default();
+        if !existed && group.is_dead() {
+            st.groups.remove(group_id);
+        } else {
+            persist_group(&mut st, group_id, &mut records);
+        }
+        let wait = self.write(shard, &mut st, records);
+        (result.map(|r| (r, interval)), wait)
+    }
+
+    /// Commits offsets. Per-partition results; what was accepted is durable once the
+    /// returned wait resolves.
+    pub fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+        commits: Vec<OffsetCommit>,
+    ) -> GroupResult<(Vec<(Tp, GroupResult<()>)>, DurableWait)> {
+        check_group_id(group_id)?;
+        let shard = self.shard(group_id);
+        let mut st = lock(shard);
+        let now_ms = crate::storage::log::now_ms();
+        if !st.groups.contains_key(group_id) {
+            if !member_id.is_empty() {
+                return Err(GroupError::new(
+                    ErrorCode::UnknownMemberId,
+                    format!("group {group_id} has no member {member_id:?}: rejoin"),
+                ));
+            }
+            st.groups.insert(group_id.to_owned(), Group::new(group_id));
+        }
+        let group = st.groups.get_mut(group_id).expect("present");
+        let mut records = Records::default();
+        let mut results = Vec::with_capacity(commits.len());
+        for c in commits {
+            let r = if c.metadata.len() > self.config.max_metadata_bytes {
+                Err(GroupError::new(
+                    ErrorCode::OffsetMetadataTooLarge,
+                    format!(
+                        "commit metadata is {} bytes; the limit is {}",
+                        c.metadata.len(),
+                        self.config.max_metadata_bytes
+                    ),
+                ))
+            } else if c.offset < 0 {
+                Err(GroupError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("cannot commit negative offset {}", c.offset),
+                ))
+            } else {
+                group.check_commit(member_id, member_epoch, &c.tp)
+            };
+            if r.is_ok() {
+                let committed = Committed {
+                    offset: c.offset,
+                    metadata: c.metadata,
+                    commit_timestamp_ms: now_ms,
+                };
+                records.offset(group_id, &c.tp, Some(&committed));
+                group.offsets.insert(c.tp.clone(), committed);
+            }
+            results.push((c.tp, r));
+        }
+        if group.is_dead() {
+            st.groups.remove(group_id);
+        }
+        let wait = self.write(shard, &mut st, records);
+        Ok((results, wait))
+    }
+
+    /// Committed offsets of `group`: of `partitions`, or all when `None`.
+    pub fn committed(&self, group_id: &str, partitions: Option<&[Tp]>) -> BTreeMap<Tp, Committed> {
+        let st = lock(self.shard(group_id));
+        let Some(g) = st.groups.get(group_id) else {
+            return BTreeMap::new();
+        };
+        match partitions {
+            None => g.offsets.clone(),
+            Some(tps) => tps
+                .iter()
+                .filter_map(|tp| g.offsets.get(tp).map(|c| (tp.clone(), c.clone())))
+                .collect(),
+        }
+    }
+
+    /// Every group: (id, state, members, assignor).
+    pub fn list(&self) -> Vec<(String, &'static str, usize, Assignor)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let st = lock(shard);
+            for g in st.groups.values() {
+                out.push((g.id.clone(), g.state(), g.members.len(), g.assignor));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupSnapshot> {
+        let shard = self.shard(group_id);
+        let st = lock(shard);
+        let g = st.groups.get(group_id)?;
+        Some(GroupSnapshot {
+            id: g.id.clone(),
+            state: g.state(),
+            assignor: g.assignor,
+            epoch: g.epoch,
+            assignment_epoch: g.assignment_epoch,
+            members: g.members.values().cloned().collect(),
+            target: g.target.clone(),
+            offsets: g.offsets.clone(),
+            offsets_partition: shard.index,
+        })
+    }
+
+    /// Deletes a group without members, with its offsets.
+    pub fn delete(&self, group_id: &str) -> GroupResult<DurableWait> {
+        let shard = self.shard(group_id);
+        let mut st = lock(shard);
+        let g = st
+            .groups
+            .get(group_id)
+            .ok_or_else(|| GroupError::new(ErrorCode::GroupIdNotFound, format!("group {group_id} does not exist")))?;
+        if !g.members.is_empty() {
+            return Err(GroupError::new(
+                ErrorCode::NonEmptyGroup,
+                format!(
+                    "group {group_id} has {} member(s); stop them before deleting it",
+                    g.members.len()
+                ),
+            ));
+        }
+        let g = st.groups.remove(group_id).expect("present");
+        let mut records = Records::default();
+        records.group(group_id, None);
+        for tp in g.offsets.keys() {
+            records.offset(group_id, tp, None);
+        }
+        info!(group = group_id, "deleted group");
+        Ok(self.write(shard, &mut st, records))
+    }
+
+    /// Appends records to a shard's log under its lock (so the log's order is the order
+    /// of the state changes). Errors leave the in-memory state ahead of the log; they are
+    /// reported to the waiter.
+    fn write(&self, shard: &Shard, st: &mut ShardState, records: Records) -> DurableWait {
+        if records.is_empty() {
+            return DurableWait::ready();
+        }
+        match records.append_to(&shard.log) {
+            Ok((bytes, wait)) => {
+                st.since_snapshot += bytes;
+                wait
+            }
+            Err(e) => {
+                warn!(offsets_partition = shard.index, error = %e, "offsets log append failed");
+                DurableWait::failed(e)
+            }
+        }
+    }
+
+    /// One maintenance pass: expire members whose session ended, follow topic changes,
+    /// and snapshot offsets-log partitions that have grown past their bound.
+    pub async fn tick(&self) {
+        let now = Instant::now();
+        let catalog = self.catalog();
+        for shard in &self.shards {
+            let (wait, snapshot_start) = {
+                let mut st = lock(shard);
+                let mut records = Records::default();
+                let ids: Vec<String> = st.groups.keys().cloned().collect();
+                for id in ids {
+                    let g = st.groups.get_mut(&id).expect("listed");
+                    for m in g.expire(now, &catalog) {
+                        info!(group = %id, member = %m, "member session expired; its partitions are reassigned");
+                    }
+                    if !g.members.is_empty() {
+                        g.update_target(&catalog, false);
+                    }
+                    persist_group(&mut st, &id, &mut records);
+                }
+                let mut wait = self.write(shard, &mut st, records);
+                let bound = self.config.offsets_segment_bytes.max(2 * st.snapshot_bytes);
+                let mut snapshot_start = None;
+                if st.since_snapshot > bound {
+                    let snap = store::snapshot(st.groups.values());
+                    let start = shard.log.end_offset();
+                    match snap.append_to(&shard.log) {
+                        Ok((bytes, w)) => {
+                            st.snapshot_bytes = bytes;
+                            st.since_snapshot = bytes;
+                            snapshot_start = Some(start);
+                            wait = w;
+                        }
+                        Err(e) => warn!(offsets_partition = shard.index, error = %e, "offsets log snapshot failed"),
+                    }
+                }
+                (wait, snapshot_start)
+            };
+            let durable = wait.wait().await;
+            if let (Ok(()), Some(start)) = (durable, snapshot_start) {
+                // Everything before the snapshot is superseded by it, now that it is durable.
+                let log = shard.log.clone();
+                let deleted = tokio::task::spawn_blocking(move || log.delete_segments_before(start)).await;
+                match deleted {
+                    Ok(Ok(d)) if !d.is_empty() => {
+                        info!(
+                            offsets_partition = shard.index,
+                            segments = d.len(),
+                            "offsets log compacted"
+                        )
+                    }
+                    Ok(Err(e)) => warn!(offsets_partition = shard.index, error = %e, "offsets log cleanup failed"),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Runs `tick` every `tick_ms` until `stop` resolves.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let mut every = tokio::time::interval(Duration::from_millis(self.config.tick_ms.max(1)));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = every.tick() => self.tick().await,
+            }
+        }
+    }
+
+    /// The offsets log partition of a group (sizes, for tests and tools).
+    pub fn offsets_log(&self, group_id: &str) -> &Arc<PartitionLog> {
+        &self.shard(group_id).log
+    }
+}
+
+/// Writes the group's membership record if it changed, or its tombstone when the group
+/// is gone.
+fn persist_group(st: &mut ShardState, group_id: &str, records: &mut Records) {
+    let Some(g) = st.groups.get_mut(group_id) else { return };
+    if g.is_dead() {
+        st.groups.remove(group_id);
+        records.group(group_id, None);
+    } else if g.dirty {
+        g.dirty = false;
+        records.group(group_id, Some(g));
+    }
+}
+
+fn check_group_id(group_id: &str) -> GroupResult<()> {
+    if group_id.is_empty() || group_id.len() > 255 {
+        return Err(GroupError::new(
+            ErrorCode::InvalidGroupId,
+            format!("group id must be 1 to 255 bytes, got {}", group_id.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// The set form of a partition list.
+pub fn tp_set(topic_partitions: impl IntoIterator<Item = (String, u32)>) -> BTreeSet<Tp> {
+    topic_partitions.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_partition_matches_kafka() {
+        // Java: "my-group".hashCode() == -1906497762, so abs % 8.
+        assert_eq!(partition_for("my-group"), 1_906_497_762 % OFFSETS_PARTITIONS);
+        assert!(partition_for("") < OFFSETS_PARTITIONS);
+    }
+}

@@ -1,0 +1,587 @@
+//! One consumer group's state and the reconciliation rules of the server-side protocol.
+//! No I/O: the coordinator calls in with the time and the topic catalog, persists what
+//! changed, and answers the member.
+//!
+//! Epochs. The group epoch rises whenever membership, a subscription or a subscribed
+//! topic's partition count changes; the target assignment is recomputed at that epoch
+//! (`assignment_epoch`). A member's epoch follows the assignment epoch once it has
+//! released everything the new target takes from it.
+//!
+//! Handover. A partition is owned by at most one member at a time. A member that must give
+//! up partitions is sent its assignment without them and keeps its epoch; the partitions
+//! are freed only when its next heartbeat no longer lists them in `owned` (after it has
+//! committed their offsets). A member whose target holds a partition someone else still
+//! owns gets it on a later heartbeat, once freed; until then it is told to heartbeat
+//! soon. Meanwhile everyone keeps consuming the partitions that do not move.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use regex::Regex;
+use runnel_protocol::ErrorCode;
+
+use super::assignor::{Assignment, Assignor, MemberSpec, Tp};
+
+/// A request-level or per-partition group error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl GroupError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> GroupError {
+        GroupError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type GroupResult<T> = std::result::Result<T, GroupError>;
+
+pub const JOIN_EPOCH: i32 = 0;
+pub const LEAVE_EPOCH: i32 = -1;
+pub const STATIC_LEAVE_EPOCH: i32 = -2;
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub epoch: i32,
+    pub previous_epoch: i32,
+    pub session_timeout_ms: u32,
+    pub topics: BTreeSet<String>,
+    pub regex: Option<Regex>,
+    /// What it holds, with the member epoch at which it received each partition.
+    pub owned: BTreeMap<Tp, i32>,
+    /// Left as a static member: waits (without heartbeats) for its instance to return.
+    pub left: bool,
+    pub deadline: Instant,
+}
+
+impl Member {
+    /// Its subscription resolved against the topic catalog.
+    pub fn subscribed(&self, catalog: &BTreeMap<String, u32>) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = self
+            .topics
+            .iter()
+            .filter(|t| catalog.contains_key(*t))
+            .cloned()
+            .collect();
+        if let Some(re) = &self.regex {
+            out.extend(
+                catalog
+                    .keys()
+                    .filter(|t| !t.starts_with("__") && re.is_match(t))
+                    .cloned(),
+            );
+        }
+        out
+    }
+
+    pub fn regex_str(&self) -> &str {
+        self.regex.as_ref().map_or("", |r| {
+            let s = r.as_str();
+            // Stored anchored as ^(?:...)$; show what the member sent.
+            s.strip_prefix("^(?:").and_then(|s| s.strip_suffix(")$")).unwrap_or(s)
+        })
+    }
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: i64,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// A heartbeat, in the coordinator's terms.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub session_timeout_ms: u32,
+    pub topics: BTreeSet<String>,
+    pub regex: Option<String>,
+    pub assignor: Option<String>,
+    pub owned: BTreeSet<Tp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    pub member_id: String,
+    pub member_epoch: i32,
+    /// Still moving partitions to or from this member: heartbeat again soon.
+    pub reconciling: bool,
+    pub assignment: BTreeSet<Tp>,
+}
+
+#[derive(Debug)]
+pub struct Group {
+    pub id: String,
+    pub epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: Assignor,
+    pub members: BTreeMap<String, Member>,
+    pub target: Assignment,
+    /// Partition counts of the subscribed topics the target was computed for.
+    pub topics: BTreeMap<String, u32>,
+    pub offsets: BTreeMap<Tp, Committed>,
+    /// Membership changed since it was last persisted.
+    pub dirty: bool,
+}
+
+/// Anchors a subscription regex to the whole topic name, as Kafka's pattern matching does.
+pub fn compile_regex(pattern: &str) -> GroupResult<Regex> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+        GroupError::new(
+            ErrorCode::InvalidRegularExpression,
+            format!("invalid topic regex {pattern:?}: {e}"),
+        )
+    })
+}
+
+impl Group {
+    pub fn new(id: &str) -> Group {
+        Group {
+            id: id.to_owned(),
+            epoch: 0,
+            assignment_epoch: 0,
+            assignor: Assignor::DEFAULT,
+            members: BTreeMap::new(),
+            target: Assignment::new(),
+            topics: BTreeMap::new(),
+            offsets: BTreeMap::new(),
+            dirty: false,
+        }
+    }
+
+    /// `empty`, `reconciling` (someone holds other than its target) or `stable`.
+    pub fn state(&self) -> &'static str {
+        if self.members.is_empty() {
+            "empty"
+        } else if self.members.values().any(|m| {
+            let target = self.target.get(&m.id);
+            m.owned.len() != target.map_or(0, |t| t.len())
+                || !m.owned.keys().all(|tp| target.is_some_and(|t| t.contains(tp)))
+        }) {
+            "reconciling"
+        } else {
+            "stable"
+        }
+    }
+
+    /// Whether the group holds nothing worth keeping.
+    pub fn is_dead(&self) -> bool {
+        self.members.is_empty() && self.offsets.is_empty()
+    }
+
+    pub fn owner_of(&self, tp: &Tp) -> Option<&str> {
+        self.members
+            .values()
+            .find(|m| m.owned.contains_key(tp))
+            .map(|m| m.id.as_str())
+    }
+
+    /// Handles a heartbeat (join, leave, or keep-alive). `new_member_id` is used when a
+    /// joining member brings no id.
+    pub fn heartbeat(
+        &mut self,
+        hb: Heartbeat,
+        now: Instant,
+        catalog: &BTreeMap<String, u32>,
+        new_member_id: impl FnOnce() -> String,
+    ) -> GroupResult<HeartbeatReply> {
+        let session = std::time::Duration::from_millis(hb.session_timeout_ms as u64);
+        let mut membership_changed = false;
+        let id = match hb.member_epoch {
+            LEAVE_EPOCH | STATIC_LEAVE_EPOCH => {
+                let m = self
+                    .members
+                    .get_mut(&hb.member_id)
+                    .ok_or_else(|| unknown_member(&self.id, &hb.member_id))?;
+                if hb.member_epoch == STATIC_LEAVE_EPOCH && m.instance_id.is_some() {
+                    // Partitions stay reserved for the instance until the session ends.
+                    m.left = true;
+                    m.deadline = now + std::time::Duration::from_millis(m.session_timeout_ms as u64);
+                    self.dirty = true;
+                } else {
+                    self.remove_member(&hb.member_id, catalog);
+                }
+                return Ok(HeartbeatReply {
+                    member_id: hb.member_id,
+                    member_epoch: hb.member_epoch,
+                    reconciling: false,
+                    assignment: BTreeSet::new(),
+                });
+            }
+            JOIN_EPOCH => {
+                let assignor = match hb.assignor.as_deref().filter(|a| !a.is_empty()) {
+                    Some(name) => Some(Assignor::parse(name).ok_or_else(|| {
+                        GroupError::new(
+                            ErrorCode::UnsupportedAssignor,
+                            format!("unknown assignor {name:?} (known: range, uniform)"),
+                        )
+                    })?),
+                    None => None,
+                };
+                let regex = hb
+                    .regex
+                    .as_deref()
+                    .filter(|r| !r.is_empty())
+                    .map(compile_regex)
+                    .transpose()?;
+                let others = self.members.keys().filter(|k| **k != hb.member_id).count();
+                match assignor {
+                    Some(a) if others > 0 && a != self.assignor => {
+                        return Err(GroupError::new(
+                            ErrorCode::InconsistentGroupProtocol,
+                            format!(
+                                "group {} uses the {} assignor; this member asked for {}",
+                                self.id,
+                                self.assignor.name(),
+                                a.name()
+                            ),
+                        ))
+                    }
+                    Some(a) if others == 0 => self.assignor = a,
+                    _ => {}
+                }
+                if !hb.member_id.is_empty() && self.members.contains_key(&hb.member_id) {
+                    // A member starting over: what it held is released first.
+                    self.remove_member(&hb.member_id, catalog);
+                }
+                let id = if hb.member_id.is_empty() {
+                    new_member_id()
+                } else {
+                    hb.member_id.clone()
+                };
+                let mut member = Member {
+                    id: id.clone(),
+                    instance_id: hb.instance_id.clone().filter(|i| !i.is_empty()),
+                    epoch: 0,
+                    previous_epoch: 0,
+                    session_timeout_ms: hb.session_timeout_ms,
+                    topics: hb.topics.clone(),
+                    regex,
+                    owned: BTreeMap::new(),
+                    left: false,
+                    deadline: now + session,
+                };
+                let replaced = member.instance_id.as_ref().and_then(|inst| {
+                    self.members
+                        .values()
+                        .find(|m| m.instance_id.as_ref() == Some(inst))
+                        .map(|m| m.id.clone())
+                });
+                match replaced.and_then(|old| self.members.remove(&old)) {
+                    Some(old) => {
+                        // Static membership: the instance is back and takes over its
+                        // predecessor's partitions and epoch; the assignment stays.
+                        membership_changed = old.topics != member.topics || old.regex_str() != member.regex_str();
+                        member.epoch = old.epoch;
+                        member.previous_epoch = old.previous_epoch;
+                        member.owned = old.owned;
+                        if let Some(t) = self.target.remove(&old.id) {
+                            self.target.insert(id.clone(), t);
+                        }
+                    }
+                    None => membership_changed = true,
+                }
+                self.members.insert(id.clone(), member);
+                self.dirty = true;
+                id
+            }
+            epoch => {
+                let m = self
+                    .members
+                    .get_mut(&hb.member_id)
+                    .ok_or_else(|| unknown_member(&self.id, &hb.member_id))?;
+                if epoch != m.epoch && epoch != m.previous_epoch {
+                    return Err(GroupError::new(
+                        ErrorCode::FencedMemberEpoch,
+                        format!(
+                            "member {} sent epoch {epoch}, but its epoch is {}: rejoin",
+                            m.id, m.epoch
+                        ),
+                    ));
+                }
+                m.deadline = now + session;
+                m.session_timeout_ms = hb.session_timeout_ms;
+                if m.left {
+                    m.left = false;
+                    self.dirty = true;
+                }
+                if m.topics != hb.topics || m.regex_str() != hb.regex.as_deref().unwrap_or("") {
+                    m.topics = hb.topics.clone();
+                    m.regex = hb
+                        .regex
+                        .as_deref()
+                        .filter(|r| !r.is_empty())
+                        .map(compile_regex)
+                        .transpose()?;
+                    membership_changed = true;
+                    self.dirty = true;
+                }
+                hb.member_id.clone()
+            }
+        };
+        self.update_target(catalog, membership_changed);
+        Ok(self.reconcile(&id, Some(&hb.owned)))
+    }
+
+    /// Removes a member (leave or expiry), freeing what it held.
+    pub fn remove_member(&mut self, id: &str, catalog: &BTreeMap<String, u32>) {
+        if self.members.remove(id).is_some() {
+            self.target.remove(id);
+            self.dirty = true;
+            self.update_target(catalog, true);
+        }
+    }
+
+    /// Removes members whose session ended; returns their ids.
+    pub fn expire(&mut self, now: Instant, catalog: &BTreeMap<String, u32>) -> Vec<String> {
+        let gone: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.deadline <= now)
+            .map(|m| m.id.clone())
+            .collect();
+        for id in &gone {
+            self.remove_member(id, catalog);
+        }
+        gone
+    }
+
+    /// Recomputes the target when membership changed or a subscribed topic's partition
+    /// count did (a topic created, deleted or grown).
+    pub fn update_target(&mut self, catalog: &BTreeMap<String, u32>, membership_changed: bool) {
+        let specs: Vec<MemberSpec> = self
+            .members
+            .values()
+            .map(|m| MemberSpec {
+                id: m.id.clone(),
+                sort_key: m.instance_id.clone().unwrap_or_else(|| m.id.clone()),
+                topics: m.subscribed(catalog),
+            })
+            .collect();
+        let topics: BTreeMap<String, u32> = specs
+            .iter()
+            .flat_map(|s| s.topics.iter())
+            .filter_map(|t| catalog.get(t).map(|n| (t.clone(), *n)))
+            .collect();
+        if !membership_changed && topics == self.topics {
+            return;
+        }
+        self.epoch += 1;
+        self.target = self.assignor.assign(&specs, &topics, &self.target);
+        self.assignment_epoch = self.epoch;
+        self.topics = topics;
+        self.dirty = true;
+    }
+
+    /// Moves one member toward its target. `reported`: what the member says it holds.
+    pub fn reconcile(&mut self, id: &str, reported: Option<&BTreeSet<Tp>>) -> HeartbeatReply {
+        let target = self.target.get(id).cloned().unwrap_or_default();
+        let held_by_others: BTreeSet<Tp> = self
+            .members
+            .values()
+            .filter(|m| m.id != id)
+            .flat_map(|m| m.owned.keys().cloned())
+            .collect();
+        let assignment_epoch = self.assignment_epoch;
+        let m = self.members.get_mut(id).expect("reconcile a member");
+        let before = (m.epoch, m.owned.clone());
+        if let Some(reported) = reported {
+            // Released: not in the target and no longer held by the member.
+            m.owned.retain(|tp, _| target.contains(tp) || reported.contains(tp));
+        }
+        let revoking = m.owned.keys().any(|tp| !target.contains(tp));
+        let reply = if revoking {
+            HeartbeatReply {
+                member_id: id.to_owned(),
+                member_epoch: m.epoch,
+                reconciling: true,
+                assignment: m.owned.keys().filter(|tp| target.contains(*tp)).cloned().collect(),
+            }
+        } else {
+            if m.epoch != assignment_epoch {
+                m.previous_epoch = m.epoch;
+                m.epoch = assignment_epoch;
+            }
+            for tp in &target {
+                if !m.owned.contains_key(tp) && !held_by_others.contains(tp) {
+                    m.owned.insert(tp.clone(), m.epoch);
+                }
+            }
+            HeartbeatReply {
+                member_id: id.to_owned(),
+                member_epoch: m.epoch,
+                reconciling: m.owned.len() != target.len(),
+                assignment: m.owned.keys().cloned().collect(),
+            }
+        };
+        if before != (m.epoch, m.owned.clone()) {
+            self.dirty = true;
+        }
+        reply
+    }
+
+    /// Whether a commit for `tp` from this member (at this epoch) is accepted. An admin
+    /// (empty member id, negative epoch) commits only while the group has no members.
+    pub fn check_commit(&self, member_id: &str, epoch: i32, tp: &Tp) -> GroupResult<()> {
+        if member_id.is_empty() {
+            if !self.members.is_empty() {
+                return Err(GroupError::new(
+                    ErrorCode::NonEmptyGroup,
+                    format!(
+                        "group {} has {} member(s); stop them before changing its offsets",
+                        self.id,
+                        self.members.len()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        let m = self
+            .members
+            .get(member_id)
+            .ok_or_else(|| unknown_member(&self.id, member_id))?;
+        if epoch > m.epoch {
+            return Err(GroupError::new(
+                ErrorCode::FencedMemberEpoch,
+                format!(
+                    "member {member_id} committed with epoch {epoch}; its epoch is {}",
+                    m.epoch
+                ),
+            ));
+        }
+        match m.owned.get(tp) {
+            Some(since) if epoch >= *since => Ok(()),
+            Some(since) => Err(GroupError::new(
+                ErrorCode::StaleMemberEpoch,
+                format!(
+                    "member {member_id} committed {}-{} with epoch {epoch}, older than the epoch {since} it received the partition in",
+                    tp.0, tp.1
+                ),
+            )),
+            None => Err(GroupError::new(
+                ErrorCode::StaleMemberEpoch,
+                format!(
+                    "member {member_id} (epoch {epoch}) does not own {}-{}: it was reassigned, so this commit is rejected",
+                    tp.0, tp.1
+                ),
+            )),
+        }
+    }
+}
+
+fn unknown_member(group: &str, member: &str) -> GroupError {
+    GroupError::new(
+        ErrorCode::UnknownMemberId,
+        format!("group {group} has no member {member:?} (it left or its session expired): rejoin"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> BTreeMap<String, u32> {
+        BTreeMap::from([("t".to_string(), 4)])
+    }
+
+    fn hb(id: &str, epoch: i32, owned: &BTreeSet<Tp>) -> Heartbeat {
+        Heartbeat {
+            member_id: id.into(),
+            member_epoch: epoch,
+            session_timeout_ms: 10_000,
+            topics: BTreeSet::from(["t".to_string()]),
+            owned: owned.clone(),
+            ..Heartbeat::default()
+        }
+    }
+
+    #[test]
+    fn a_partition_moves_only_after_its_owner_releases_it() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let a = g
+            .heartbeat(hb("a", 0, &BTreeSet::new()), now, &catalog(), || unreachable!())
+            .unwrap();
+        assert_eq!(a.assignment.len(), 4);
+        let b = g
+            .heartbeat(hb("b", 0, &BTreeSet::new()), now, &catalog(), || unreachable!())
+            .unwrap();
+        assert!(b.assignment.is_empty(), "b waits: a still owns everything");
+        assert!(b.reconciling);
+        // a is told to keep two; until it confirms, b gets nothing.
+        let a2 = g
+            .heartbeat(
+                hb("a", a.member_epoch, &a.assignment),
+                now,
+                &catalog(),
+                || unreachable!(),
+            )
+            .unwrap();
+        assert_eq!(a2.assignment.len(), 2);
+        assert_eq!(a2.member_epoch, a.member_epoch, "epoch waits for the release");
+        let revoked: Vec<Tp> = a.assignment.difference(&a2.assignment).cloned().collect();
+        // a can still commit the partitions it is giving up...
+        g.check_commit("a", a2.member_epoch, &revoked[0]).unwrap();
+        let b2 = g
+            .heartbeat(
+                hb("b", b.member_epoch, &BTreeSet::new()),
+                now,
+                &catalog(),
+                || unreachable!(),
+            )
+            .unwrap();
+        assert!(b2.assignment.is_empty());
+        // ...until it confirms; then they go to b, and a's commits for them are fenced.
+        let a3 = g
+            .heartbeat(
+                hb("a", a2.member_epoch, &a2.assignment),
+                now,
+                &catalog(),
+                || unreachable!(),
+            )
+            .unwrap();
+        assert!(a3.member_epoch > a2.member_epoch);
+        assert_eq!(
+            g.check_commit("a", a3.member_epoch, &revoked[0]).unwrap_err().code,
+            ErrorCode::StaleMemberEpoch
+        );
+        let b3 = g
+            .heartbeat(
+                hb("b", b2.member_epoch, &BTreeSet::new()),
+                now,
+                &catalog(),
+                || unreachable!(),
+            )
+            .unwrap();
+        assert_eq!(b3.assignment, revoked.into_iter().collect());
+        assert_eq!(g.state(), "stable");
+    }
+
+    #[test]
+    fn static_member_returns_without_reassignment() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let mut join = hb("", 0, &BTreeSet::new());
+        join.instance_id = Some("i1".into());
+        let a = g.heartbeat(join.clone(), now, &catalog(), || "a".into()).unwrap();
+        let epoch = g.epoch;
+        let mut leave = hb("a", STATIC_LEAVE_EPOCH, &a.assignment);
+        leave.instance_id = Some("i1".into());
+        g.heartbeat(leave, now, &catalog(), || unreachable!()).unwrap();
+        assert!(g.members["a"].left);
+        let back = g.heartbeat(join, now, &catalog(), || "a2".into()).unwrap();
+        assert_eq!(back.assignment, a.assignment);
+        assert_eq!(g.epoch, epoch, "no new group epoch");
+        assert!(!g.members.contains_key("a"));
+    }
+}
