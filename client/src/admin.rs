@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 
 use runnel_protocol::messages::{
-    AlterConfigsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, ListOffsetsPartition,
-    ListOffsetsRequest, ListOffsetsTopic, NewTopic, TopicConfigChange,
+    AlterConfigsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, NewTopic,
+    TopicConfigChange, TopicPartitions,
 };
 
 use crate::client::{check, Client, ClientConfig};
 use crate::consumer::Offset;
 use crate::error::{Error, Result};
+use crate::group::{commit_offsets, committed_offsets, TopicPartition};
 
 /// A topic as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,69 @@ pub struct TopicDescription {
     pub id: String,
     pub partitions: Vec<PartitionInfo>,
     pub configs: Vec<ConfigEntry>,
+}
+
+/// A group as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    /// `empty`, `reconciling` or `stable`.
+    pub state: String,
+    pub members: u32,
+    pub assignor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub member_epoch: i32,
+    pub subscribed_topics: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    /// What it holds now.
+    pub owned: Vec<TopicPartition>,
+    /// What the target assignment gives it (differs while partitions move).
+    pub target: Vec<TopicPartition>,
+    /// A static member that left and whose partitions wait for it.
+    pub left: bool,
+}
+
+/// Where a group stands on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: u32,
+    /// `None`: nothing committed.
+    pub committed: Option<i64>,
+    pub metadata: String,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    /// Records behind the end; `None` without a committed offset.
+    pub lag: Option<i64>,
+    /// Age in ms of the oldest record not yet consumed (0 when caught up).
+    pub lag_ms: Option<i64>,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: String,
+    pub assignor: String,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub members: Vec<GroupMember>,
+    pub partitions: Vec<PartitionLag>,
+}
+
+fn tps(list: Vec<TopicPartitions>) -> Vec<TopicPartition> {
+    list.into_iter()
+        .flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic.clone(), p)))
+        .collect()
+}
+
+fn some_if(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
 }
 
 pub struct Admin {
@@ -171,6 +236,118 @@ impl Admin {
     /// offset with a timestamp at or after the given one (`None` if there is none).
     pub async fn list_offset(&self, topic: &str, partition: u32, at: Offset) -> Result<Option<i64>> {
         list_offset(&self.client, topic, partition, at).await
+    }
+}
+
+impl Admin {
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let resp = self.client.call(&ListGroupsRequest {}).await?;
+        Ok(resp
+            .groups
+            .into_iter()
+            .map(|g| GroupListing {
+                group_id: g.group_id,
+                state: g.state,
+                members: g.members,
+                assignor: g.assignor,
+            })
+            .collect())
+    }
+
+    /// Members, assignments, and per-partition committed offsets and lag.
+    pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
+        let resp = self
+            .client
+            .call(&DescribeGroupsRequest {
+                group_ids: vec![group_id.to_owned()],
+            })
+            .await?;
+        let g = resp
+            .groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty DescribeGroups response".into()))?;
+        check(g.error_code, &g.error_message)?;
+        let non_negative = |v: i64| (v >= 0).then_some(v);
+        Ok(GroupDescription {
+            group_id: g.group_id,
+            state: g.state,
+            assignor: g.assignor,
+            group_epoch: g.group_epoch,
+            assignment_epoch: g.assignment_epoch,
+            members: g
+                .members
+                .into_iter()
+                .map(|m| GroupMember {
+                    member_id: m.member_id,
+                    instance_id: some_if(m.instance_id),
+                    member_epoch: m.member_epoch,
+                    subscribed_topics: m.subscribed_topics,
+                    subscribed_topic_regex: some_if(m.subscribed_topic_regex),
+                    owned: tps(m.owned),
+                    target: tps(m.target),
+                    left: m.left,
+                })
+                .collect(),
+            partitions: g
+                .offsets
+                .into_iter()
+                .map(|p| PartitionLag {
+                    topic: p.topic,
+                    partition: p.partition,
+                    committed: non_negative(p.committed_offset),
+                    metadata: p.metadata,
+                    log_start_offset: p.log_start_offset,
+                    log_end_offset: p.log_end_offset,
+                    lag: non_negative(p.lag),
+                    lag_ms: non_negative(p.lag_ms),
+                    owner: some_if(p.owner),
+                })
+                .collect(),
+        })
+    }
+
+    /// Deletes a group that has no members, with its committed offsets.
+    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let resp = self
+            .client
+            .call(&DeleteGroupsRequest {
+                group_ids: vec![group_id.to_owned()],
+            })
+            .await?;
+        one_result(resp.results.iter().map(|r| (r.error_code, r.error_message.as_str())))
+    }
+
+    /// The group's committed offsets (all partitions it has committed).
+    pub async fn committed_offsets(&self, group_id: &str) -> Result<BTreeMap<TopicPartition, i64>> {
+        committed_offsets(&self.client, group_id, None).await
+    }
+
+    /// Moves a stopped group's committed offsets on `topic` (every partition, or those
+    /// given) to `to`: earliest, latest, an offset, or the first record at or after a
+    /// timestamp (the end where there is none). Refused while the group has members.
+    /// Returns the offsets committed.
+    pub async fn reset_offsets(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partitions: Option<Vec<u32>>,
+        to: Offset,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let partitions = match partitions {
+            Some(p) => p,
+            None => (0..self.client.partition_count(topic).await?).collect(),
+        };
+        let mut offsets = BTreeMap::new();
+        for p in partitions {
+            let offset = match list_offset(&self.client, topic, p, to).await? {
+                Some(o) => o,
+                None => list_offset(&self.client, topic, p, Offset::Latest).await?.unwrap_or(0),
+            };
+            offsets.insert((topic.to_owned(), p), (offset, String::new()));
+        }
+        commit_offsets(&self.client, group_id, "", -1, &offsets).await?;
+        Ok(offsets.into_iter().map(|(tp, (o, _))| (tp, o)).collect())
     }
 }
 

@@ -6,22 +6,33 @@
 //! application's side pops records and advances [`Consumer::position`]. Assigning or
 //! seeking stops the fetch task and drops what it fetched; the next poll starts a new one
 //! from the new positions.
+//!
+//! In a group ([`Consumer::subscribe`]) the partitions come from the coordinator (see
+//! [`crate::group`]); `next` applies assignment changes between records: for revoked
+//! partitions it calls `on_revoked`, commits their positions (`commit_on_revoke`) and
+//! stops fetching them before the coordinator may hand them on; for new ones it reads
+//! the committed offsets and calls `on_assigned`. A position is the offset after the last
+//! record `next` returned, so what is committed is what the application was given.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use runnel_protocol::messages::{FetchPartition, FetchRequest, FetchTopic};
 use runnel_protocol::{ErrorCode, Header, RecordBatch};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::admin::list_offset;
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, Result};
+use crate::group::{
+    self, spawn_heartbeats, GroupConfig, MemberState, Membership, RebalanceCallback, Subscription,
+    TopicPartition as Gtp,
+};
 
 /// Where to start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +71,8 @@ pub struct ConsumerConfig {
     pub prefetch: usize,
     pub retry_backoff: Duration,
     pub client: ClientConfig,
+    /// Membership settings, used by [`Consumer::subscribe`].
+    pub group: GroupConfig,
 }
 
 impl Default for ConsumerConfig {
@@ -73,6 +86,7 @@ impl Default for ConsumerConfig {
             prefetch: 2,
             retry_backoff: Duration::from_millis(100),
             client: ClientConfig::default(),
+            group: GroupConfig::default(),
         }
     }
 }
@@ -107,6 +121,27 @@ impl Drop for Fetcher {
     }
 }
 
+/// A subscribed consumer's side of its group membership.
+struct GroupHandle {
+    membership: Arc<Membership>,
+    heartbeats: JoinHandle<()>,
+    changes: watch::Receiver<u64>,
+    /// The partitions this consumer holds (the keys of `positions`).
+    owned: BTreeSet<Gtp>,
+    /// Positions this consumer last committed successfully.
+    committed: BTreeMap<Gtp, i64>,
+    last_auto_commit: Instant,
+    on_assigned: Option<RebalanceCallback>,
+    on_revoked: Option<RebalanceCallback>,
+}
+
+impl Drop for GroupHandle {
+    fn drop(&mut self) {
+        // Without `close`, no leave is sent: the session times out, as for a crash.
+        self.heartbeats.abort();
+    }
+}
+
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
@@ -115,6 +150,26 @@ pub struct Consumer {
     high_watermarks: BTreeMap<TopicPartition, i64>,
     fetcher: Option<Fetcher>,
     buffered: VecDeque<ConsumerRecord>,
+    group: Option<GroupHandle>,
+}
+
+fn key(tp: &Gtp) -> TopicPartition {
+    (Arc::from(tp.0.as_str()), tp.1)
+}
+
+/// Positions of `partitions` that differ from what was last committed.
+fn pending(
+    positions: &BTreeMap<TopicPartition, Option<i64>>,
+    partitions: impl IntoIterator<Item = Gtp>,
+    committed: &BTreeMap<Gtp, i64>,
+) -> BTreeMap<Gtp, (i64, String)> {
+    partitions
+        .into_iter()
+        .filter_map(|tp| {
+            let pos = (*positions.get(&key(&tp))?)?;
+            (committed.get(&tp) != Some(&pos)).then(|| (tp, (pos, String::new())))
+        })
+        .collect()
 }
 
 impl Consumer {
@@ -126,12 +181,250 @@ impl Consumer {
             high_watermarks: BTreeMap::new(),
             fetcher: None,
             buffered: VecDeque::new(),
+            group: None,
         })
+    }
+
+    /// Joins consumer group `group` reading `topics`: the coordinator shares their
+    /// partitions among the group's members. Each partition starts at the group's
+    /// committed offset, else at `group.start_without_commit`, else per
+    /// `auto_offset_reset`. Fails if the coordinator refuses the member.
+    pub async fn subscribe(&mut self, group: &str, topics: impl IntoIterator<Item = impl Into<String>>) -> Result<()> {
+        let topics: Vec<String> = topics.into_iter().map(Into::into).collect();
+        if topics.is_empty() {
+            return Err(Error::InvalidArgument("subscribe to at least one topic".into()));
+        }
+        self.join(group, Subscription::Topics(topics)).await
+    }
+
+    /// Like [`subscribe`](Consumer::subscribe), for every topic whose whole name matches
+    /// `pattern` (a regular expression), including topics created later.
+    pub async fn subscribe_regex(&mut self, group: &str, pattern: &str) -> Result<()> {
+        self.join(group, Subscription::Regex(pattern.to_owned())).await
+    }
+
+    async fn join(&mut self, group: &str, subscription: Subscription) -> Result<()> {
+        if self.group.is_some() {
+            return Err(Error::InvalidArgument(
+                "this consumer is already in a group; close it and create another".into(),
+            ));
+        }
+        self.positions.clear();
+        self.restart();
+        let coordinator = Client::connect(self.client.addr().to_owned(), self.config.client.clone()).await?;
+        let (changed, changes) = watch::channel(0);
+        let membership = Arc::new(Membership {
+            group_id: group.to_owned(),
+            config: self.config.group.clone(),
+            subscription,
+            coordinator,
+            state: Mutex::new(MemberState::default()),
+            changed,
+            wake: Notify::new(),
+            commit_lock: tokio::sync::Mutex::new(()),
+            retry_backoff: self.config.retry_backoff,
+        });
+        let first = membership.heartbeat().await?;
+        let heartbeats = spawn_heartbeats(membership.clone(), first);
+        self.group = Some(GroupHandle {
+            membership,
+            heartbeats,
+            changes,
+            owned: BTreeSet::new(),
+            committed: BTreeMap::new(),
+            last_auto_commit: Instant::now(),
+            on_assigned: None,
+            on_revoked: None,
+        });
+        Ok(())
+    }
+
+    /// Called (inside `next`) with the partitions this member receives, after their
+    /// positions are set.
+    pub fn on_assigned(&mut self, f: impl Fn(&[Gtp]) + Send + Sync + 'static) {
+        if let Some(g) = self.group.as_mut() {
+            g.on_assigned = Some(Arc::new(f));
+        }
+    }
+
+    /// Called (inside `next`) with the partitions this member gives up, before their
+    /// positions are committed and before anyone else may get them. Also called when the
+    /// membership is lost (session expired); then nothing can be committed.
+    pub fn on_revoked(&mut self, f: impl Fn(&[Gtp]) + Send + Sync + 'static) {
+        if let Some(g) = self.group.as_mut() {
+            g.on_revoked = Some(Arc::new(f));
+        }
+    }
+
+    /// This member's id in its group (empty before the coordinator gave one).
+    pub fn member_id(&self) -> Option<String> {
+        self.group
+            .as_ref()
+            .map(|g| group::lock(&g.membership.state).member_id.clone())
+    }
+
+    pub fn member_epoch(&self) -> Option<i32> {
+        self.group.as_ref().map(|g| group::lock(&g.membership.state).epoch)
+    }
+
+    /// Commits the positions of every partition this member holds, and waits.
+    pub async fn commit(&mut self) -> Result<()> {
+        let g = self.group.as_mut().ok_or_else(not_subscribed)?;
+        let offsets = pending(&self.positions, g.owned.iter().cloned(), &g.committed);
+        g.membership.commit(&offsets).await?;
+        for (tp, (o, _)) in offsets {
+            g.committed.insert(tp, o);
+        }
+        Ok(())
+    }
+
+    /// Starts committing the positions of every partition this member holds; the
+    /// handle resolves to the result. Commits stay in order with later ones.
+    pub fn commit_async(&mut self) -> Result<JoinHandle<Result<()>>> {
+        let g = self.group.as_mut().ok_or_else(not_subscribed)?;
+        let offsets = pending(&self.positions, g.owned.iter().cloned(), &g.committed);
+        let m = g.membership.clone();
+        Ok(tokio::spawn(async move { m.commit(&offsets).await }))
+    }
+
+    /// Commits the given (topic, partition) → (next offset to read, metadata).
+    pub async fn commit_offsets(&mut self, offsets: BTreeMap<Gtp, (i64, String)>) -> Result<()> {
+        let g = self.group.as_mut().ok_or_else(not_subscribed)?;
+        g.membership.commit(&offsets).await?;
+        for (tp, (o, _)) in offsets {
+            g.committed.insert(tp, o);
+        }
+        Ok(())
+    }
+
+    /// The group's committed offsets for these partitions.
+    pub async fn committed(&self, partitions: impl IntoIterator<Item = Gtp>) -> Result<BTreeMap<Gtp, i64>> {
+        let g = self.group.as_ref().ok_or_else(not_subscribed)?;
+        g.membership.committed(&partitions.into_iter().collect()).await
+    }
+
+    /// Leaves the group cleanly: commits positions (with `auto_commit` or
+    /// `commit_on_revoke`), then tells the coordinator, which hands the partitions on at
+    /// once (a static member's wait for its session timeout instead). Dropping a consumer
+    /// without `close` leaves no word: its partitions move after the session timeout.
+    pub async fn close(mut self) -> Result<()> {
+        self.fetcher = None;
+        let Some(g) = self.group.as_ref() else { return Ok(()) };
+        let cfg = &g.membership.config;
+        let committed = if cfg.auto_commit || cfg.commit_on_revoke {
+            self.commit().await
+        } else {
+            Ok(())
+        };
+        let g = self.group.take().expect("checked");
+        g.heartbeats.abort();
+        let left = g.membership.leave().await;
+        committed.and(left)
+    }
+
+    /// Applies what the coordinator decided since the last call. Cancel-safe: a change
+    /// interrupted at an await is applied again by the next call.
+    async fn sync_group(&mut self) -> Result<()> {
+        let Some(g) = self.group.as_mut() else { return Ok(()) };
+        g.changes.borrow_and_update();
+        let m = g.membership.clone();
+        let (on_assigned, on_revoked) = (g.on_assigned.clone(), g.on_revoked.clone());
+        let (assignment, lost, fatal) = {
+            let mut st = group::lock(&m.state);
+            (st.assignment.clone(), std::mem::take(&mut st.lost), st.fatal.clone())
+        };
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        if lost && !g.owned.is_empty() {
+            let all: Vec<Gtp> = std::mem::take(&mut g.owned).into_iter().collect();
+            g.committed.clear();
+            if let Some(cb) = &on_revoked {
+                cb(&all);
+            }
+            self.positions.clear();
+            self.restart();
+            group::lock(&m.state).owned.clear();
+        }
+        let g = self.group.as_mut().expect("subscribed");
+        let revoked: Vec<Gtp> = g.owned.difference(&assignment).cloned().collect();
+        let added: Vec<Gtp> = assignment.difference(&g.owned).cloned().collect();
+        if !revoked.is_empty() {
+            if let Some(cb) = &on_revoked {
+                cb(&revoked);
+            }
+            if m.config.commit_on_revoke {
+                let offsets = pending(&self.positions, revoked.iter().cloned(), &g.committed);
+                if let Err(e) = m.commit(&offsets).await {
+                    warn!(error = %e, "commit of revoked partitions failed; their next owner may re-read records");
+                }
+            }
+            let g = self.group.as_mut().expect("subscribed");
+            for tp in &revoked {
+                g.owned.remove(tp);
+                g.committed.remove(tp);
+            }
+            group::lock(&m.state).owned = g.owned.clone();
+            for tp in &revoked {
+                self.positions.remove(&key(tp));
+            }
+            self.restart();
+            // Tell the coordinator now, so the next owner need not wait a heartbeat.
+            m.wake.notify_one();
+        }
+        if !added.is_empty() {
+            let committed = m.committed(&added.iter().cloned().collect()).await?;
+            let mut positions = Vec::with_capacity(added.len());
+            for tp in &added {
+                let pos = match (committed.get(tp), m.config.start_without_commit) {
+                    (Some(o), _) => Some(*o),
+                    (None, Some(at)) => Some(self.resolve(&tp.0, tp.1, at).await?),
+                    (None, None) => None,
+                };
+                positions.push(pos);
+            }
+            let g = self.group.as_mut().expect("subscribed");
+            for (tp, pos) in added.iter().zip(positions) {
+                if let Some(o) = committed.get(tp) {
+                    g.committed.insert(tp.clone(), *o);
+                }
+                g.owned.insert(tp.clone());
+                self.positions.insert(key(tp), pos);
+            }
+            group::lock(&m.state).owned = g.owned.clone();
+            self.restart();
+            if let Some(cb) = &on_assigned {
+                cb(&added);
+            }
+            m.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn maybe_auto_commit(&mut self) {
+        let Some(g) = self.group.as_mut() else { return };
+        let cfg = &g.membership.config;
+        if !cfg.auto_commit || g.last_auto_commit.elapsed() < cfg.auto_commit_interval {
+            return;
+        }
+        g.last_auto_commit = Instant::now();
+        let offsets = pending(&self.positions, g.owned.iter().cloned(), &g.committed);
+        let m = g.membership.clone();
+        tokio::spawn(async move {
+            if let Err(e) = m.commit(&offsets).await {
+                debug!(error = %e, "auto commit failed");
+            }
+        });
     }
 
     /// Reads exactly these partitions from now on (replacing any earlier assignment).
     /// Checks that each exists. Positions start per `auto_offset_reset` unless sought.
     pub async fn assign(&mut self, partitions: impl IntoIterator<Item = (String, u32)>) -> Result<()> {
+        if self.group.is_some() {
+            return Err(Error::InvalidArgument(
+                "a subscribed consumer's partitions come from its group".into(),
+            ));
+        }
         let mut positions = BTreeMap::new();
         for (topic, partition) in partitions {
             let count = self.client.partition_count(&topic).await?;
@@ -217,18 +510,31 @@ impl Consumer {
         self.buffered.clear();
     }
 
-    /// The next record. `None` only when nothing is assigned. An error does not end the
-    /// stream: the fetcher retries after a backoff.
+    /// The next record. `None` only when nothing is assigned (a subscribed consumer
+    /// waits for partitions instead). An error does not end the stream: the fetcher
+    /// retries after a backoff.
     pub async fn next(&mut self) -> Option<Result<ConsumerRecord>> {
         loop {
+            if let Err(e) = self.sync_group().await {
+                return Some(Err(e));
+            }
             if let Some(r) = self.buffered.pop_front() {
                 if let Some(pos) = self.positions.get_mut(&(r.topic.clone(), r.partition)) {
                     *pos = Some(r.offset + 1);
                 }
+                self.maybe_auto_commit();
                 return Some(Ok(r));
             }
             if self.positions.is_empty() {
-                return None;
+                match self.group.as_mut() {
+                    None => return None,
+                    Some(g) => {
+                        if g.changes.changed().await.is_err() {
+                            return Some(Err(Error::Closed));
+                        }
+                        continue;
+                    }
+                }
             }
             if self.fetcher.is_none() {
                 if let Err(e) = self.start_fetcher().await {
@@ -236,7 +542,35 @@ impl Consumer {
                 }
             }
             let fetcher = self.fetcher.as_mut().expect("started");
-            match fetcher.rx.recv().await {
+            let received = match self.group.as_mut() {
+                Some(g) => {
+                    // Auto commit runs while waiting too, like Kafka's poll, so a member
+                    // that has read everything still commits it.
+                    let cfg = &g.membership.config;
+                    let auto = cfg.auto_commit.then(|| g.last_auto_commit + cfg.auto_commit_interval);
+                    let commit_due = async {
+                        match auto {
+                            Some(at) => tokio::time::sleep_until(at.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        m = fetcher.rx.recv() => Some(m),
+                        _ = g.changes.changed() => None,
+                        _ = commit_due => {
+                            self.maybe_auto_commit();
+                            None
+                        }
+                    }
+                }
+                None => Some(fetcher.rx.recv().await),
+            };
+            let Some(received) = received else {
+                // The assignment changed (apply it before delivering more), or a commit
+                // was due.
+                continue;
+            };
+            match received {
                 Some(Ok(chunk)) => {
                     for (tp, hw) in chunk.high_watermarks {
                         self.high_watermarks.insert(tp, hw);
@@ -288,6 +622,10 @@ impl Consumer {
         self.fetcher = Some(Fetcher { task, rx });
         Ok(())
     }
+}
+
+fn not_subscribed() -> Error {
+    Error::InvalidArgument("not in a group: call subscribe first".into())
 }
 
 async fn fetch_loop(

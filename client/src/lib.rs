@@ -5,7 +5,11 @@
 //!   the record's partition and offset.
 //! - [`Consumer`]: assign partitions, seek (earliest, latest, offset, timestamp), read
 //!   records as a `Stream`, with fetches pipelined ahead of the application.
-//! - [`Admin`]: create, delete, list and describe topics; read and change their configs.
+//! - [`Consumer::subscribe`]: read as a member of a consumer group; the coordinator shares
+//!   the partitions among the members and moves them incrementally; auto or manual
+//!   commits, commit on revoke, `on_assigned`/`on_revoked` callbacks.
+//! - [`Admin`]: create, delete, list and describe topics and groups (with lag); change
+//!   topic configs; reset a stopped group's offsets.
 //!
 //! ```no_run
 //! use futures::StreamExt;
@@ -34,13 +38,18 @@ mod client;
 mod connection;
 mod consumer;
 mod error;
+pub mod group;
 pub mod partitioner;
 mod producer;
 
-pub use admin::{Admin, ConfigEntry, PartitionInfo, TopicDescription, TopicListing};
+pub use admin::{
+    Admin, ConfigEntry, GroupDescription, GroupListing, GroupMember, PartitionInfo, PartitionLag, TopicDescription,
+    TopicListing,
+};
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};
 pub use error::{Error, Result};
+pub use group::{GroupConfig, TopicPartition};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use runnel_protocol::{Compression, ErrorCode, Header, DEFAULT_BROKER_ADDR};
 
