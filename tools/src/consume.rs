@@ -5,7 +5,8 @@ use std::io::Write;
 
 use base64::Engine;
 use clap::Args;
-use runnel_client::{Consumer, ConsumerConfig, ConsumerRecord, Offset};
+use runnel_client::{Consumer, ConsumerConfig, ConsumerRecord, GroupConfig, Offset, OffsetReset};
+use tokio::signal::unix::{signal, SignalKind};
 
 const FORMAT_HELP: &str = "Output template (kcat-style): %t topic, %p partition, %o offset, \
 %T timestamp (ms), %k key, %s value, %h headers (k=v,k2=v2), %K key length, %S value length, \
@@ -19,17 +20,31 @@ of {\"key\": ..., \"value\": ...}";
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     topic: String,
-    /// Where to start: beginning, end, an OFFSET, or @UNIX_MS (first record at or after that time)
+    /// Where to start: beginning, end, an OFFSET, or @UNIX_MS (first record at or after
+    /// that time). With --group, only for partitions the group has not committed
     #[arg(long, short = 'o', default_value = "end", value_parser = parse_from)]
     from: Offset,
     /// Read only this partition (default: all)
-    #[arg(long, short = 'p')]
+    #[arg(long, short = 'p', conflicts_with = "group")]
     partition: Option<u32>,
+    /// Join this consumer group: share the partitions with its other members, start at
+    /// its committed offsets, commit what was printed (every 5 s, and on exit)
+    #[arg(long, short = 'G')]
+    group: Option<String>,
+    /// Static membership: a stable member name (a restart within the session keeps its partitions)
+    #[arg(long, requires = "group")]
+    instance_id: Option<String>,
+    /// Group assignor when this member creates the group: uniform or range
+    #[arg(long, requires = "group")]
+    assignor: Option<String>,
+    /// Group session timeout: without a heartbeat this long, the member is removed
+    #[arg(long, requires = "group", default_value_t = 45_000)]
+    session_timeout_ms: u64,
     /// Stop after this many records
     #[arg(long, short = 'c')]
     count: Option<u64>,
     /// Stop at the end of every partition (the end offsets when consuming starts)
-    #[arg(long, short = 'e')]
+    #[arg(long, short = 'e', conflicts_with = "group")]
     exit_at_end: bool,
     #[arg(long, short = 'f', help = FORMAT_HELP, default_value = "%s\\n", conflicts_with = "json")]
     format: String,
@@ -37,7 +52,7 @@ pub struct ConsumeArgs {
     json: bool,
 }
 
-fn parse_from(s: &str) -> Result<Offset, String> {
+pub(crate) fn parse_from(s: &str) -> Result<Offset, String> {
     match s {
         "beginning" | "earliest" => Ok(Offset::Earliest),
         "end" | "latest" => Ok(Offset::Latest),
@@ -61,14 +76,36 @@ fn parse_from(s: &str) -> Result<Offset, String> {
 
 pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), String> {
     let err = |e: runnel_client::Error| e.to_string();
-    let mut consumer = Consumer::connect(broker, ConsumerConfig::default())
-        .await
-        .map_err(err)?;
-    match args.partition {
-        Some(p) => consumer.assign([(args.topic.clone(), p)]).await.map_err(err)?,
-        None => consumer.assign_topic(&args.topic).await.map_err(err)?,
+    let config = ConsumerConfig {
+        auto_offset_reset: OffsetReset::Latest,
+        group: GroupConfig {
+            session_timeout: std::time::Duration::from_millis(args.session_timeout_ms),
+            instance_id: args.instance_id.clone(),
+            assignor: args.assignor.clone(),
+            start_without_commit: Some(args.from),
+            ..GroupConfig::default()
+        },
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::connect(broker, config).await.map_err(err)?;
+    match (&args.group, args.partition) {
+        (Some(g), _) => consumer.subscribe(g, [args.topic.clone()]).await.map_err(err)?,
+        (None, Some(p)) => consumer.assign([(args.topic.clone(), p)]).await.map_err(err)?,
+        (None, None) => consumer.assign_topic(&args.topic).await.map_err(err)?,
     }
-    consumer.seek_all(args.from).await.map_err(err)?;
+    if args.group.is_none() {
+        consumer.seek_all(args.from).await.map_err(err)?;
+    }
+    let result = print_records(&mut consumer, &args).await;
+    // In a group: commit what was printed and leave, so the partitions move on at once.
+    let closed = consumer.close().await.map_err(err);
+    result.and(closed)
+}
+
+async fn print_records(consumer: &mut Consumer, args: &ConsumeArgs) -> Result<(), String> {
+    let err = |e: runnel_client::Error| e.to_string();
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
 
     // With --exit-at-end, partitions already at their end are done before reading.
     let mut remaining: BTreeMap<u32, i64> = BTreeMap::new();
@@ -92,8 +129,19 @@ pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), String> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut printed = 0u64;
     while args.count.is_none_or(|c| printed < c) {
-        let Some(record) = consumer.next().await else { break };
-        let r = record.map_err(err)?;
+        let record = tokio::select! {
+            biased;
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            r = consumer.next() => r,
+        };
+        let Some(record) = record else { break };
+        let r = match record {
+            Ok(r) => r,
+            // A group member rides out a broker restart; a plain consumer reports it.
+            Err(e) if args.group.is_some() && e.is_retriable() => continue,
+            Err(e) => return Err(err(e)),
+        };
         let written = if args.json {
             writeln!(out, "{}", json(&r))
         } else {

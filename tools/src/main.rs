@@ -4,6 +4,7 @@
 //! (unknown topic, broker down), 2 for usage mistakes (bad flags).
 
 mod consume;
+mod group;
 mod produce;
 mod topic;
 
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "runnel",
     version,
-    about = "Runnel command-line tool: topics, produce, consume"
+    about = "Runnel command-line tool: topics, produce, consume, groups"
 )]
 struct Cli {
     /// Broker address (host:port)
@@ -33,8 +34,11 @@ enum Command {
     Topic(topic::TopicCommand),
     /// Produce records from stdin or a file, one per line
     Produce(produce::ProduceArgs),
-    /// Consume records and print them
+    /// Consume records and print them (alone, or as a member of a group with --group)
     Consume(consume::ConsumeArgs),
+    /// List, describe (with lag), reset and delete consumer groups
+    #[command(subcommand)]
+    Group(group::GroupCommand),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
             Command::Topic(cmd) => topic::run(&cli.broker, cmd).await,
             Command::Produce(args) => produce::run(&cli.broker, args).await,
             Command::Consume(args) => consume::run(&cli.broker, args).await,
+            Command::Group(cmd) => group::run(&cli.broker, cmd).await,
         }
     });
     match result {

@@ -201,6 +201,38 @@ fn mistakes_are_one_line_and_a_nonzero_exit() {
         c
     });
     assert!(e.contains("invalid topic name"), "{e}");
+
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["group", "describe", "nobody"]);
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(e.contains("group nobody does not exist"), "{e}");
+
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["consume", "t", "--group", "g", "--partition", "0"]);
+        c
+    });
+    assert_eq!(code, 2);
+    assert!(e.contains("--partition"), "{e}");
+
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["consume", "t", "--group", "g", "--assignor", "roundrobin"]);
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(e.contains("unknown assignor"), "{e}");
+
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["group", "reset-offsets", "g", "--topic", "t", "--to", "never"]);
+        c
+    });
+    assert_eq!(code, 2);
+    assert!(e.contains("never"), "{e}");
 }
 
 #[test]
@@ -250,4 +282,71 @@ fn produce_from_a_file_then_consume_counts_and_binary_as_json() {
     assert_eq!(v["value"]["base64"], "//4=");
     assert_eq!(v["offset"], 500);
     assert!(v["key"].is_null());
+}
+
+#[test]
+fn a_group_consumer_commits_what_it_printed_and_leaves_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let b = broker();
+    runnel(&b)
+        .args(["topic", "create", "g-topic", "--partitions", "3"])
+        .assert()
+        .success();
+    let lines: String = (0..300).map(|i| format!("k{i}:v{i}\n")).collect();
+    runnel(&b)
+        .args(["produce", "g-topic", "--key-separator", ":", "--acks", "all"])
+        .write_stdin(lines)
+        .assert()
+        .success();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args([
+            "consume",
+            "g-topic",
+            "--group",
+            "cli",
+            "--from",
+            "beginning",
+            "--format",
+            "%p %o\\n",
+        ])
+        .env("RUNNEL_BROKER", &b.addr)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = std::collections::BTreeMap::<u32, i64>::new();
+    let mut line = String::new();
+    for _ in 0..300 {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "consumer stopped early");
+        let (p, o) = line.trim().split_once(' ').unwrap();
+        let next = printed.entry(p.parse().unwrap()).or_default();
+        *next = (*next).max(o.parse::<i64>().unwrap() + 1);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+
+    let d = b
+        .runtime
+        .block_on(async {
+            runnel_client::Admin::connect(&b.addr)
+                .await
+                .unwrap()
+                .describe_group("cli")
+                .await
+        })
+        .unwrap();
+    assert!(d.members.is_empty(), "left the group: {d:?}");
+    let committed: std::collections::BTreeMap<u32, i64> = d
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.committed.unwrap()))
+        .collect();
+    assert_eq!(committed, printed, "committed exactly what it printed");
 }
