@@ -1,0 +1,155 @@
+//! The coordinator over its offsets log, without the network: the log stays bounded
+//! under a long commit loop, and state written before compaction comes back on reopen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use runnel_broker::group::{Coordinator, GroupConfig, Heartbeat, OffsetCommit, OFFSETS_PARTITIONS};
+use runnel_broker::storage::{LogManager, StorageConfig};
+
+fn config() -> GroupConfig {
+    GroupConfig {
+        offsets_segment_bytes: 4096,
+        min_session_timeout_ms: 100,
+        ..GroupConfig::default()
+    }
+}
+
+fn commit(c: &Coordinator, group: &str, partition: u32, offset: i64) {
+    let (results, wait) = c
+        .commit(
+            group,
+            "",
+            -1,
+            vec![OffsetCommit {
+                tp: ("t".into(), partition),
+                offset,
+                metadata: format!("m{offset}"),
+            }],
+        )
+        .unwrap();
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "{results:?}");
+    wait.wait_blocking().unwrap();
+}
+
+fn offsets_log_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for p in 0..OFFSETS_PARTITIONS {
+        for e in std::fs::read_dir(dir.join(format!("__consumer_offsets-{p}"))).unwrap() {
+            let e = e.unwrap();
+            if e.file_name().to_string_lossy().ends_with(".log") {
+                total += e.metadata().unwrap().len();
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn the_offsets_log_stays_bounded_under_a_long_commit_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
+    storage.create_topic("t", 4, &Default::default()).unwrap();
+    let c = Coordinator::open(storage.clone(), config()).unwrap();
+    // A member too, so membership records are part of what is snapshotted.
+    let (joined, wait) = c.heartbeat(
+        "members",
+        Heartbeat {
+            member_epoch: 0,
+            session_timeout_ms: 60_000,
+            topics: ["t".to_string()].into(),
+            ..Heartbeat::default()
+        },
+    );
+    wait.wait_blocking().unwrap();
+    let (reply, _) = joined.unwrap();
+    assert_eq!(reply.assignment.len(), 4);
+
+    let groups = ["a", "b", "c"];
+    let mut largest = 0;
+    let mut written = 0u64;
+    for i in 0..6_000i64 {
+        for (k, g) in groups.iter().enumerate() {
+            commit(&c, g, (i % 4) as u32, i * 10 + k as i64);
+            written += 1;
+        }
+        if i % 200 == 0 {
+            // The peak is just before a maintenance pass (which snapshots and trims).
+            largest = largest.max(offsets_log_bytes(dir.path()));
+            rt.block_on(c.tick());
+        }
+    }
+    rt.block_on(c.tick());
+    // Each commit record is ~60 bytes: 18 000 of them is ~1 MB unbounded. Bounded: a
+    // few segments of 4 KiB per offsets partition.
+    let bound = OFFSETS_PARTITIONS as u64 * 4 * 4096;
+    eprintln!("offsets log: at most {largest} bytes over {written} commits");
+    assert!(
+        largest <= bound,
+        "offsets log reached {largest} bytes (bound {bound}) after {written} commits"
+    );
+
+    // Reopen: the latest commits, metadata and the member are all there.
+    drop(c);
+    storage.shutdown().unwrap();
+    drop(storage);
+    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
+    let c = Coordinator::open(storage.clone(), config()).unwrap();
+    for (k, g) in groups.iter().enumerate() {
+        let committed = c.committed(g, None);
+        assert_eq!(committed.len(), 4, "{g}");
+        for p in 0..4u32 {
+            // The last i with i % 4 == p.
+            let last_i = 5_996 + p as i64;
+            let v = &committed[&("t".to_string(), p)];
+            assert_eq!(v.offset, last_i * 10 + k as i64, "{g}-{p}");
+            assert_eq!(v.metadata, format!("m{}", v.offset));
+        }
+    }
+    let d = c.describe("members").unwrap();
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].id, reply.member_id);
+    assert_eq!(d.members[0].owned.len(), 4);
+    storage.shutdown().unwrap();
+}
+
+#[test]
+fn deleted_groups_stay_deleted_and_expired_members_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
+    storage.create_topic("t", 2, &Default::default()).unwrap();
+    let c = Arc::new(Coordinator::open(storage.clone(), config()).unwrap());
+    commit(&c, "gone", 0, 5);
+    c.delete("gone").unwrap().wait_blocking().unwrap();
+    let (r, w) = c.heartbeat(
+        "short",
+        Heartbeat {
+            session_timeout_ms: 100,
+            topics: ["t".to_string()].into(),
+            ..Heartbeat::default()
+        },
+    );
+    w.wait_blocking().unwrap();
+    r.unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    rt.block_on(c.tick());
+    assert!(
+        c.describe("short").is_none(),
+        "the expired member's empty group is gone"
+    );
+    drop(c);
+    storage.shutdown().unwrap();
+    drop(storage);
+    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
+    let c = Coordinator::open(storage.clone(), config()).unwrap();
+    assert!(c.list().is_empty(), "{:?}", c.list());
+    storage.shutdown().unwrap();
+}
