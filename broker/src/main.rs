@@ -81,6 +81,22 @@ struct Args {
     #[arg(long, env = "RUNNEL_FETCH_MAX_BYTES", value_name = "BYTES")]
     fetch_max_bytes: Option<u32>,
 
+    /// Smallest session timeout a group member may ask for, in milliseconds [default: 1000]
+    #[arg(long, env = "RUNNEL_GROUP_MIN_SESSION_TIMEOUT_MS", value_name = "MS")]
+    group_min_session_timeout_ms: Option<u32>,
+
+    /// Largest session timeout a group member may ask for, in milliseconds [default: 300000]
+    #[arg(long, env = "RUNNEL_GROUP_MAX_SESSION_TIMEOUT_MS", value_name = "MS")]
+    group_max_session_timeout_ms: Option<u32>,
+
+    /// Heartbeat interval given to group members (at most a third of their session), in milliseconds [default: 3000]
+    #[arg(long, env = "RUNNEL_GROUP_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    group_heartbeat_interval_ms: Option<u32>,
+
+    /// Segment size of the committed-offsets log, which is snapshotted and trimmed past it [default: 16777216]
+    #[arg(long, env = "RUNNEL_OFFSETS_SEGMENT_BYTES", value_name = "BYTES")]
+    offsets_segment_bytes: Option<u64>,
+
     /// A default for every topic, as a topic config KEY=VALUE (e.g. flush.policy=interval);
     /// repeatable; the environment variable takes a comma-separated list
     #[arg(
@@ -109,6 +125,10 @@ struct FileConfig {
     max_in_flight_requests: Option<usize>,
     max_connection_buffer_bytes: Option<usize>,
     fetch_max_bytes: Option<u32>,
+    group_min_session_timeout_ms: Option<u32>,
+    group_max_session_timeout_ms: Option<u32>,
+    group_heartbeat_interval_ms: Option<u32>,
+    offsets_segment_bytes: Option<u64>,
     #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
 }
@@ -174,6 +194,23 @@ fn settings(args: Args) -> Settings {
         fetch_max_bytes
     );
     server.advertised_host = args.advertised_host.or(file.advertised_host);
+    let g = &mut server.group;
+    if let Some(v) = args.group_min_session_timeout_ms.or(file.group_min_session_timeout_ms) {
+        g.min_session_timeout_ms = v;
+    }
+    if let Some(v) = args.group_max_session_timeout_ms.or(file.group_max_session_timeout_ms) {
+        g.max_session_timeout_ms = v;
+    }
+    g.default_session_timeout_ms = g.default_session_timeout_ms.clamp(
+        g.min_session_timeout_ms,
+        g.max_session_timeout_ms.max(g.min_session_timeout_ms),
+    );
+    if let Some(v) = args.group_heartbeat_interval_ms.or(file.group_heartbeat_interval_ms) {
+        g.heartbeat_interval_ms = v;
+    }
+    if let Some(v) = args.offsets_segment_bytes.or(file.offsets_segment_bytes) {
+        g.offsets_segment_bytes = v;
+    }
     if let Err(e) = server.validate() {
         fail(e);
     }

@@ -262,27 +262,28 @@ async fn a_killed_member_loses_its_partitions_after_its_session() {
         })
     })
     .await;
-    let seen = tracker.seen.lock().unwrap();
-    let mut tail = 0;
-    for p in &victim_parts {
-        let c = committed.get(&("t".to_string(), *p)).copied().unwrap_or(0);
-        let end = 250;
-        let first = seen.keys().filter(|(q, _)| q == p).map(|(_, o)| *o).min();
-        assert_eq!(
-            first,
-            (c < end).then_some(c),
-            "partition {p}: the survivor starts at the committed offset"
+    {
+        let seen = tracker.seen.lock().unwrap();
+        let mut tail = 0;
+        for p in &victim_parts {
+            let c = committed.get(&("t".to_string(), *p)).copied().unwrap_or(0);
+            let end = 250;
+            let first = seen.keys().filter(|(q, _)| q == p).map(|(_, o)| *o).min();
+            assert_eq!(
+                first,
+                (c < end).then_some(c),
+                "partition {p}: the survivor starts at the committed offset"
+            );
+            assert!(c > 0, "the victim committed something on partition {p}");
+            tail += end - c;
+        }
+        assert!(
+            tail >= 20,
+            "the victim left an uncommitted tail ({tail}), re-read by the survivor"
         );
-        assert!(c > 0, "the victim committed something on partition {p}");
-        tail += end - c;
+        let v = tracker.violations.lock().unwrap();
+        assert!(v.is_empty(), "{v:?}");
     }
-    assert!(
-        tail >= 20,
-        "the victim left an uncommitted tail ({tail}), re-read by the survivor"
-    );
-    let v = tracker.violations.lock().unwrap();
-    assert!(v.is_empty(), "{v:?}");
-    drop((seen, v));
     let (task, stop) = survivor;
     stop.send(true).unwrap();
     task.await.unwrap();

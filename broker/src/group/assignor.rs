@@ -320,17 +320,16 @@ mod tests {
         })
     }
 
+    /// Topics and members before a change, then after it.
+    type Change = (
+        BTreeMap<String, u32>,
+        Vec<MemberSpec>,
+        BTreeMap<String, u32>,
+        Vec<MemberSpec>,
+    );
+
     /// A group, then a change: members leave and join, topics grow.
-    fn arb_change(
-        homogeneous: bool,
-    ) -> impl Strategy<
-        Value = (
-            BTreeMap<String, u32>,
-            Vec<MemberSpec>,
-            BTreeMap<String, u32>,
-            Vec<MemberSpec>,
-        ),
-    > {
+    fn arb_change(homogeneous: bool) -> impl Strategy<Value = Change> {
         arb_topics().prop_flat_map(move |topics| {
             let names: Vec<String> = topics.keys().cloned().collect();
             (

@@ -113,6 +113,9 @@ pub struct GroupSnapshot {
     pub offsets_partition: u32,
 }
 
+/// A partition's outcome in a commit.
+pub type CommitResult = (Tp, GroupResult<()>);
+
 /// One committed-offset request entry.
 #[derive(Debug, Clone)]
 pub struct OffsetCommit {
@@ -233,7 +236,7 @@ impl Coordinator {
         member_id: &str,
         member_epoch: i32,
         commits: Vec<OffsetCommit>,
-    ) -> GroupResult<(Vec<(Tp, GroupResult<()>)>, DurableWait)> {
+    ) -> GroupResult<(Vec<CommitResult>, DurableWait)> {
         check_group_id(group_id)?;
         let shard = self.shard(group_id);
         let mut st = lock(shard);
