@@ -504,3 +504,52 @@ fn runnel_client_now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_subscription_follows_new_topics_and_manual_commits_stick() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_broker_on(dir.path(), "127.0.0.1:0").await;
+    let addr = common::addr(&server);
+    let admin = create(&addr, "orders.eu", 2).await;
+    admin.create_topic("other", 1, BTreeMap::new()).await.unwrap();
+    let mut cfg = member_config(None, 5_000);
+    cfg.group.auto_commit = false;
+    let mut c = Consumer::connect(&addr, cfg).await.unwrap();
+    c.subscribe_regex("rx", r"orders\..*").await.unwrap();
+    produce(&addr, "other", 0, 5).await;
+    produce(&addr, "orders.eu", 0, 10).await;
+    // A topic created after joining is picked up too.
+    admin.create_topic("orders.us", 3, BTreeMap::new()).await.unwrap();
+    produce(&addr, "orders.us", 10, 9).await;
+    let mut got = BTreeSet::new();
+    while got.len() < 19 {
+        let r = tokio::time::timeout(Duration::from_secs(30), c.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let Ok(r) = r else { continue };
+        assert_ne!(&*r.topic, "other");
+        got.insert((r.topic.to_string(), r.partition, r.offset));
+    }
+    assert_eq!(c.assignment().len(), 5);
+    c.commit_async().unwrap().await.unwrap().unwrap();
+    let committed = admin.committed_offsets("rx").await.unwrap();
+    assert_eq!(committed.values().sum::<i64>(), 19);
+    // Manual commit of one position: what an application does after its own processing.
+    c.commit_offsets(BTreeMap::from([(
+        ("orders.eu".to_string(), 0),
+        (1, "note".to_string()),
+    )]))
+    .await
+    .unwrap();
+    let d = admin.describe_group("rx").await.unwrap();
+    let p = d
+        .partitions
+        .iter()
+        .find(|p| p.topic == "orders.eu" && p.partition == 0)
+        .unwrap();
+    assert_eq!((p.committed, p.metadata.as_str(), p.lag), (Some(1), "note", Some(4)));
+    assert_eq!(d.members[0].subscribed_topic_regex.as_deref(), Some(r"orders\..*"));
+    c.close().await.unwrap();
+    server.shutdown().await.unwrap();
+}
