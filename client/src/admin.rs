@@ -99,9 +99,7 @@ pub struct GroupDescription {
 }
 
 fn tps(list: Vec<TopicPartitions>) -> Vec<TopicPartition> {
-    list.into_iter()
-        .flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic.clone(), p)))
-        .collect()
+    TopicPartitions::flatten(list).collect()
 }
 
 fn some_if(s: String) -> Option<String> {

@@ -107,23 +107,11 @@ pub(crate) fn lock(m: &Mutex<MemberState>) -> std::sync::MutexGuard<'_, MemberSt
 }
 
 fn to_wire(set: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
-    let mut out: Vec<TopicPartitions> = Vec::new();
-    for (topic, p) in set {
-        match out.last_mut() {
-            Some(t) if t.topic == *topic => t.partitions.push(*p),
-            _ => out.push(TopicPartitions {
-                topic: topic.clone(),
-                partitions: vec![*p],
-            }),
-        }
-    }
-    out
+    TopicPartitions::group(set.iter().map(|(t, p)| (t.as_str(), *p)))
 }
 
 fn from_wire(list: Vec<TopicPartitions>) -> BTreeSet<TopicPartition> {
-    list.into_iter()
-        .flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic.clone(), p)))
-        .collect()
+    TopicPartitions::flatten(list).collect()
 }
 
 impl Membership {

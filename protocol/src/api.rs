@@ -124,6 +124,30 @@ api! {
     ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse;
 }
 
+impl TopicPartitions {
+    /// Groups (topic, partition) pairs by topic, keeping their order (sorted input gives
+    /// one entry per topic).
+    pub fn group<'a>(pairs: impl IntoIterator<Item = (&'a str, u32)>) -> Vec<TopicPartitions> {
+        let mut out: Vec<TopicPartitions> = Vec::new();
+        for (topic, partition) in pairs {
+            match out.last_mut() {
+                Some(t) if t.topic == topic => t.partitions.push(partition),
+                _ => out.push(TopicPartitions {
+                    topic: topic.to_owned(),
+                    partitions: vec![partition],
+                }),
+            }
+        }
+        out
+    }
+
+    /// The (topic, partition) pairs of a list.
+    pub fn flatten(list: Vec<TopicPartitions>) -> impl Iterator<Item = (String, u32)> {
+        list.into_iter()
+            .flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic.clone(), p)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,23 +64,11 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Partitions grouped by topic, for a response.
 pub(crate) fn to_topic_partitions(set: &BTreeSet<crate::group::Tp>) -> Vec<TopicPartitions> {
-    let mut out: Vec<TopicPartitions> = Vec::new();
-    for (topic, partition) in set {
-        match out.last_mut() {
-            Some(t) if t.topic == *topic => t.partitions.push(*partition),
-            _ => out.push(TopicPartitions {
-                topic: topic.clone(),
-                partitions: vec![*partition],
-            }),
-        }
-    }
-    out
+    TopicPartitions::group(set.iter().map(|(t, p)| (t.as_str(), *p)))
 }
 
 pub(crate) fn from_topic_partitions(list: Vec<TopicPartitions>) -> BTreeSet<crate::group::Tp> {
-    list.into_iter()
-        .flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic.clone(), p)))
-        .collect()
+    TopicPartitions::flatten(list).collect()
 }
 
 pub(crate) fn non_empty(s: String) -> Option<String> {
