@@ -45,16 +45,27 @@ fn offsets_log_bytes(dir: &std::path::Path) -> u64 {
     total
 }
 
-#[test]
-fn the_offsets_log_stays_bounded_under_a_long_commit_loop() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
-    storage.create_topic("t", 4, &Default::default()).unwrap();
+        .unwrap()
+}
+
+/// Storage and coordinator over `dir`, creating topic `t` with this many partitions.
+fn open(dir: &std::path::Path, create: Option<i64>) -> (Arc<LogManager>, Arc<Coordinator>) {
+    let storage = LogManager::open(StorageConfig::new(dir)).unwrap();
+    if let Some(n) = create {
+        storage.create_topic("t", n, &Default::default()).unwrap();
+    }
     let c = Coordinator::open(storage.clone(), config()).unwrap();
+    (storage, c)
+}
+
+#[test]
+fn the_offsets_log_stays_bounded_under_a_long_commit_loop() {
+    let (dir, rt) = (tempfile::tempdir().unwrap(), runtime());
+    let (storage, c) = open(dir.path(), Some(4));
     // A member too, so membership records are part of what is snapshotted.
     let (joined, wait) = c.heartbeat(
         "members",
@@ -97,8 +108,7 @@ fn the_offsets_log_stays_bounded_under_a_long_commit_loop() {
     drop(c);
     storage.shutdown().unwrap();
     drop(storage);
-    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
-    let c = Coordinator::open(storage.clone(), config()).unwrap();
+    let (storage, c) = open(dir.path(), None);
     for (k, g) in groups.iter().enumerate() {
         let committed = c.committed(g, None);
         assert_eq!(committed.len(), 4, "{g}");
@@ -119,14 +129,8 @@ fn the_offsets_log_stays_bounded_under_a_long_commit_loop() {
 
 #[test]
 fn deleted_groups_stay_deleted_and_expired_members_are_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
-    storage.create_topic("t", 2, &Default::default()).unwrap();
-    let c = Arc::new(Coordinator::open(storage.clone(), config()).unwrap());
+    let (dir, rt) = (tempfile::tempdir().unwrap(), runtime());
+    let (storage, c) = open(dir.path(), Some(2));
     commit(&c, "gone", 0, 5);
     c.delete("gone").unwrap().wait_blocking().unwrap();
     let (r, w) = c.heartbeat(
@@ -148,8 +152,7 @@ fn deleted_groups_stay_deleted_and_expired_members_are_removed() {
     drop(c);
     storage.shutdown().unwrap();
     drop(storage);
-    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
-    let c = Coordinator::open(storage.clone(), config()).unwrap();
+    let (storage, c) = open(dir.path(), None);
     assert!(c.list().is_empty(), "{:?}", c.list());
     storage.shutdown().unwrap();
 }
