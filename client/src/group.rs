@@ -33,6 +33,10 @@ pub struct GroupConfig {
     /// Without a heartbeat for this long the coordinator removes the member and gives
     /// its partitions to the others (bounded by the broker's min and max).
     pub session_timeout: Duration,
+    /// How long the application may go without calling `next` while this member must
+    /// give up partitions (Kafka's `max.poll.interval.ms`); past it the coordinator
+    /// removes the member and it rejoins.
+    pub rebalance_timeout: Duration,
     /// Static membership: a stable name for this member (e.g. a pod name). A restarted
     /// member with the same id gets its partitions back without a reassignment, if it
     /// returns within the session timeout.
@@ -56,6 +60,7 @@ impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
             session_timeout: Duration::from_secs(45),
+            rebalance_timeout: Duration::from_secs(300),
             instance_id: None,
             assignor: None,
             auto_commit: true,
@@ -127,6 +132,7 @@ impl Membership {
             member_epoch: epoch_override.unwrap_or(st.epoch),
             instance_id: self.config.instance_id.clone().unwrap_or_default(),
             session_timeout_ms: self.config.session_timeout.as_millis().min(u32::MAX as u128) as u32,
+            rebalance_timeout_ms: self.config.rebalance_timeout.as_millis().clamp(1, u32::MAX as u128) as u32,
             subscribed_topics: topics,
             subscribed_topic_regex: regex,
             assignor: self.config.assignor.clone().unwrap_or_default(),

@@ -58,6 +58,9 @@ pub struct Member {
     /// Left as a static member: waits (without heartbeats) for its instance to return.
     pub left: bool,
     pub deadline: Instant,
+    pub rebalance_timeout_ms: u32,
+    /// Since when it has been told to release partitions it still holds.
+    pub revoking_since: Option<Instant>,
 }
 
 impl Member {
@@ -104,11 +107,17 @@ pub struct Heartbeat {
     pub member_epoch: i32,
     pub instance_id: Option<String>,
     pub session_timeout_ms: u32,
+    /// 0: [`DEFAULT_REBALANCE_TIMEOUT_MS`].
+    pub rebalance_timeout_ms: u32,
     pub topics: BTreeSet<String>,
     pub regex: Option<String>,
     pub assignor: Option<String>,
     pub owned: BTreeSet<Tp>,
 }
+
+/// How long a member may hold partitions it was told to release (Kafka's default
+/// `max.poll.interval.ms`).
+pub const DEFAULT_REBALANCE_TIMEOUT_MS: u32 = 300_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeartbeatReply {
@@ -270,6 +279,8 @@ impl Group {
                     owned: BTreeMap::new(),
                     left: false,
                     deadline: now + session,
+                    rebalance_timeout_ms: rebalance_timeout(hb.rebalance_timeout_ms),
+                    revoking_since: None,
                 };
                 let replaced = member.instance_id.as_ref().and_then(|inst| {
                     self.members
@@ -311,6 +322,7 @@ impl Group {
                 }
                 m.deadline = now + session;
                 m.session_timeout_ms = hb.session_timeout_ms;
+                m.rebalance_timeout_ms = rebalance_timeout(hb.rebalance_timeout_ms);
                 if m.left {
                     m.left = false;
                     self.dirty = true;
@@ -330,7 +342,7 @@ impl Group {
             }
         };
         self.update_target(catalog, membership_changed);
-        Ok(self.reconcile(&id, Some(&hb.owned)))
+        Ok(self.reconcile(&id, Some(&hb.owned), now))
     }
 
     /// Removes a member (leave or expiry), freeing what it held.
@@ -342,12 +354,18 @@ impl Group {
         }
     }
 
-    /// Removes members whose session ended; returns their ids.
+    /// Removes members whose session ended, or that held partitions they were told to
+    /// release for longer than their rebalance timeout; returns their ids.
     pub fn expire(&mut self, now: Instant, catalog: &BTreeMap<String, u32>) -> Vec<String> {
         let gone: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.deadline <= now)
+            .filter(|m| {
+                let stuck = m.revoking_since.is_some_and(|since| {
+                    now.duration_since(since) >= std::time::Duration::from_millis(m.rebalance_timeout_ms as u64)
+                });
+                m.deadline <= now || stuck
+            })
             .map(|m| m.id.clone())
             .collect();
         for id in &gone {
@@ -384,7 +402,7 @@ impl Group {
     }
 
     /// Moves one member toward its target. `reported`: what the member says it holds.
-    pub fn reconcile(&mut self, id: &str, reported: Option<&BTreeSet<Tp>>) -> HeartbeatReply {
+    pub fn reconcile(&mut self, id: &str, reported: Option<&BTreeSet<Tp>>, now: Instant) -> HeartbeatReply {
         let target = self.target.get(id).cloned().unwrap_or_default();
         let held_by_others: BTreeSet<Tp> = self
             .members
@@ -400,6 +418,7 @@ impl Group {
             m.owned.retain(|tp, _| target.contains(tp) || reported.contains(tp));
         }
         let revoking = m.owned.keys().any(|tp| !target.contains(tp));
+        m.revoking_since = if revoking { m.revoking_since.or(Some(now)) } else { None };
         let reply = if revoking {
             HeartbeatReply {
                 member_id: id.to_owned(),
@@ -476,6 +495,14 @@ impl Group {
                 ),
             )),
         }
+    }
+}
+
+fn rebalance_timeout(ms: u32) -> u32 {
+    if ms == 0 {
+        DEFAULT_REBALANCE_TIMEOUT_MS
+    } else {
+        ms
     }
 }
 
@@ -565,6 +592,36 @@ mod tests {
             .unwrap();
         assert_eq!(b3.assignment, revoked.into_iter().collect());
         assert_eq!(g.state(), "stable");
+    }
+
+    #[test]
+    fn a_member_that_never_releases_is_removed_after_its_rebalance_timeout() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let mut stuck = hb("a", 0, &BTreeSet::new());
+        stuck.rebalance_timeout_ms = 1_000;
+        let a = g.heartbeat(stuck.clone(), now, &catalog(), || unreachable!()).unwrap();
+        g.heartbeat(hb("b", 0, &BTreeSet::new()), now, &catalog(), || unreachable!())
+            .unwrap();
+        // a keeps heartbeating but keeps reporting everything it had.
+        stuck.member_epoch = a.member_epoch;
+        stuck.owned = a.assignment.clone();
+        for ms in [0, 500, 900] {
+            let t = now + std::time::Duration::from_millis(ms);
+            g.heartbeat(stuck.clone(), t, &catalog(), || unreachable!()).unwrap();
+            assert!(g.expire(t, &catalog()).is_empty());
+        }
+        let late = now + std::time::Duration::from_millis(1_001);
+        assert_eq!(g.expire(late, &catalog()), vec!["a".to_string()]);
+        let b = g
+            .heartbeat(
+                hb("b", g.members["b"].epoch, &BTreeSet::new()),
+                late,
+                &catalog(),
+                || unreachable!(),
+            )
+            .unwrap();
+        assert_eq!(b.assignment.len(), 4);
     }
 
     #[test]

@@ -201,6 +201,8 @@ fn apply_group_value(g: &mut Group, v: GroupValue, now: Instant) {
                     .collect(),
                 left: m.left,
                 deadline: now + Duration::from_millis(m.session_timeout_ms as u64),
+                rebalance_timeout_ms: super::state::DEFAULT_REBALANCE_TIMEOUT_MS,
+                revoking_since: None,
             },
         );
     }

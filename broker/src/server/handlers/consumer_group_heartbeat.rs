@@ -18,6 +18,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ConsumerGroupHeartbeatRequest) ->
         member_epoch: req.member_epoch,
         instance_id: non_empty(req.instance_id),
         session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
         topics: req.subscribed_topics.into_iter().collect(),
         regex: non_empty(req.subscribed_topic_regex),
         assignor: non_empty(req.assignor),
