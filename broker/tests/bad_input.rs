@@ -307,3 +307,118 @@ fn a_consumer_that_stops_reading_stalls_no_one_else() {
     good.ping();
     s.shutdown();
 }
+
+#[test]
+fn bad_group_requests_get_clear_errors() {
+    let (_dir, s) = start(ServerConfig::default());
+    let mut c = Wire::connect(s.addr);
+    c.create_topic("t", 2, &[]);
+    let join = |group: &str| ConsumerGroupHeartbeatRequest {
+        group_id: group.into(),
+        member_epoch: 0,
+        subscribed_topics: vec!["t".into()],
+        ..Default::default()
+    };
+    let code = |code: i32| ErrorCode::from_i32(code);
+
+    let (r, _) = c.call(&join(""), &[]);
+    assert_eq!(code(r.error_code), ErrorCode::InvalidGroupId, "{}", r.error_message);
+    let (r, _) = c.call(
+        &ConsumerGroupHeartbeatRequest {
+            session_timeout_ms: 10,
+            ..join("g")
+        },
+        &[],
+    );
+    assert_eq!(
+        code(r.error_code),
+        ErrorCode::InvalidSessionTimeout,
+        "{}",
+        r.error_message
+    );
+    let (r, _) = c.call(
+        &ConsumerGroupHeartbeatRequest {
+            subscribed_topic_regex: "(unclosed".into(),
+            subscribed_topics: vec![],
+            ..join("g")
+        },
+        &[],
+    );
+    assert_eq!(
+        code(r.error_code),
+        ErrorCode::InvalidRegularExpression,
+        "{}",
+        r.error_message
+    );
+    let (r, _) = c.call(
+        &ConsumerGroupHeartbeatRequest {
+            assignor: "sticky-ish".into(),
+            ..join("g")
+        },
+        &[],
+    );
+    assert_eq!(
+        code(r.error_code),
+        ErrorCode::UnsupportedAssignor,
+        "{}",
+        r.error_message
+    );
+    let (r, _) = c.call(
+        &ConsumerGroupHeartbeatRequest {
+            member_id: "ghost".into(),
+            member_epoch: 7,
+            ..join("g")
+        },
+        &[],
+    );
+    assert_eq!(code(r.error_code), ErrorCode::UnknownMemberId, "{}", r.error_message);
+
+    // A real member, then a commit with a future epoch and one for a partition it lacks.
+    let (m, _) = c.call(&join("g"), &[]);
+    assert_eq!(code(m.error_code), ErrorCode::None, "{}", m.error_message);
+    assert_eq!(m.assignment.iter().map(|t| t.partitions.len()).sum::<usize>(), 2);
+    let commit = |epoch: i32, partition: u32| OffsetCommitRequest {
+        group_id: "g".into(),
+        member_id: m.member_id.clone(),
+        member_epoch: epoch,
+        topics: vec![OffsetCommitTopic {
+            topic: "t".into(),
+            partitions: vec![OffsetCommitPartition {
+                partition,
+                offset: 0,
+                metadata: String::new(),
+            }],
+        }],
+    };
+    let (r, _) = c.call(&commit(m.member_epoch, 9), &[]);
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(code(p.error_code), ErrorCode::StaleMemberEpoch, "{}", p.error_message);
+    assert!(p.error_message.contains("does not own t-9"), "{}", p.error_message);
+    let (r, _) = c.call(&commit(m.member_epoch + 5, 0), &[]);
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(code(p.error_code), ErrorCode::FencedMemberEpoch, "{}", p.error_message);
+    let (r, _) = c.call(&commit(m.member_epoch, 0), &[]);
+    assert_eq!(code(r.topics[0].partitions[0].error_code), ErrorCode::None);
+    // Metadata past the limit.
+    let mut big = commit(m.member_epoch, 1);
+    big.topics[0].partitions[0].metadata = "x".repeat(5000);
+    let (r, _) = c.call(&big, &[]);
+    assert_eq!(
+        code(r.topics[0].partitions[0].error_code),
+        ErrorCode::OffsetMetadataTooLarge
+    );
+    // Not deletable while it has a member; unknown groups are named as such.
+    let (r, _) = c.call(
+        &DeleteGroupsRequest {
+            group_ids: vec!["g".into(), "nope".into()],
+        },
+        &[],
+    );
+    assert_eq!(code(r.results[0].error_code), ErrorCode::NonEmptyGroup);
+    assert_eq!(code(r.results[1].error_code), ErrorCode::GroupIdNotFound);
+    // Where the group lives.
+    let (r, _) = c.call(&FindCoordinatorRequest { group_id: "g".into() }, &[]);
+    assert_eq!((r.node_id, r.port), (0, s.addr.port() as u32));
+    assert_eq!(r.offsets_partition, runnel_broker::group::partition_for("g"));
+    c.ping();
+}
