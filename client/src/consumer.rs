@@ -212,12 +212,14 @@ impl Consumer {
         self.positions.clear();
         self.restart();
         let coordinator = Client::connect(self.client.addr().to_owned(), self.config.client.clone()).await?;
+        let heartbeats = Client::connect(self.client.addr().to_owned(), self.config.client.clone()).await?;
         let (changed, changes) = watch::channel(0);
         let membership = Arc::new(Membership {
             group_id: group.to_owned(),
             config: self.config.group.clone(),
             subscription,
             coordinator,
+            heartbeats,
             state: Mutex::new(MemberState::default()),
             changed,
             wake: Notify::new(),
@@ -331,6 +333,10 @@ impl Consumer {
         let (on_assigned, on_revoked) = (g.on_assigned.clone(), g.on_revoked.clone());
         let (assignment, lost, fatal) = {
             let mut st = group::lock(&m.state);
+            // Claim the new partitions before anything else: from here on heartbeats
+            // report them as held, so the coordinator cannot move them while this
+            // consumer is taking them.
+            st.owned = g.owned.union(&st.assignment).cloned().collect();
             (st.assignment.clone(), std::mem::take(&mut st.lost), st.fatal.clone())
         };
         if let Some(e) = fatal {
@@ -344,7 +350,7 @@ impl Consumer {
             }
             self.positions.clear();
             self.restart();
-            group::lock(&m.state).owned.clear();
+            publish(&m, &BTreeSet::new());
         }
         let g = self.group.as_mut().expect("subscribed");
         let revoked: Vec<Gtp> = g.owned.difference(&assignment).cloned().collect();
@@ -364,7 +370,7 @@ impl Consumer {
                 g.owned.remove(tp);
                 g.committed.remove(tp);
             }
-            group::lock(&m.state).owned = g.owned.clone();
+            publish(&m, &g.owned);
             for tp in &revoked {
                 self.positions.remove(&key(tp));
             }
@@ -391,7 +397,7 @@ impl Consumer {
                 g.owned.insert(tp.clone());
                 self.positions.insert(key(tp), pos);
             }
-            group::lock(&m.state).owned = g.owned.clone();
+            publish(&m, &g.owned);
             self.restart();
             if let Some(cb) = &on_assigned {
                 cb(&added);
@@ -622,6 +628,14 @@ impl Consumer {
         self.fetcher = Some(Fetcher { task, rx });
         Ok(())
     }
+}
+
+/// What heartbeats report as held: what the consumer holds plus its current assignment
+/// (which it may start reading at any moment). Reporting too much only delays a release;
+/// reporting too little could let a partition go to another member while read here.
+fn publish(m: &Membership, held: &BTreeSet<Gtp>) {
+    let mut st = group::lock(&m.state);
+    st.owned = held.union(&st.assignment).cloned().collect();
 }
 
 fn not_subscribed() -> Error {

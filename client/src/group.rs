@@ -89,6 +89,8 @@ pub(crate) struct MemberState {
     pub lost: bool,
     /// Cannot continue (another member took this instance id).
     pub fatal: Option<Error>,
+    /// The heartbeat interval the coordinator gave; heartbeats long-poll for this long.
+    pub interval: Duration,
 }
 
 /// Shared by the consumer and the heartbeat task.
@@ -96,7 +98,11 @@ pub(crate) struct Membership {
     pub group_id: String,
     pub config: GroupConfig,
     pub subscription: Subscription,
+    /// Commits and offset reads.
     pub coordinator: Client,
+    /// Heartbeats alone: they long-poll, and responses on a connection come in order,
+    /// so sharing one would hold commits behind them.
+    pub heartbeats: Client,
     pub state: Mutex<MemberState>,
     /// Bumped when the assignment (or `lost`, or `fatal`) changes.
     pub changed: watch::Sender<u64>,
@@ -137,18 +143,21 @@ impl Membership {
             subscribed_topic_regex: regex,
             assignor: self.config.assignor.clone().unwrap_or_default(),
             owned: to_wire(&st.owned),
+            wait_ms: st.interval.as_millis().min(u32::MAX as u128) as u32,
         }
     }
 
-    /// One heartbeat; returns the interval until the next one.
+    /// One heartbeat (a long poll of up to the last interval); returns the interval.
     pub async fn heartbeat(&self) -> Result<Duration> {
         let req = self.request(None);
-        match self.coordinator.call(&req).await {
+        let wait = Duration::from_millis(req.wait_ms as u64);
+        match self.heartbeats.call_with(&req, Vec::new(), wait).await.map(|(r, _)| r) {
             Ok(resp) => {
                 let assignment = from_wire(resp.assignment);
                 let mut st = lock(&self.state);
                 st.member_id = resp.member_id;
                 st.epoch = resp.member_epoch;
+                st.interval = Duration::from_millis(resp.heartbeat_interval_ms.max(1) as u64);
                 if st.assignment != assignment {
                     st.assignment = assignment;
                     drop(st);
@@ -188,7 +197,10 @@ impl Membership {
         if lock(&self.state).member_id.is_empty() {
             return Ok(());
         }
-        let req = self.request(Some(epoch));
+        let mut req = self.request(Some(epoch));
+        req.wait_ms = 0;
+        // On the commit connection: the heartbeat one may still have a long poll ahead
+        // of it.
         retry_once(|| self.coordinator.call(&req)).await.map(|_| ())
     }
 
@@ -296,9 +308,12 @@ pub(crate) fn spawn_heartbeats(m: Arc<Membership>, first: Duration) -> JoinHandl
                 _ = tokio::time::sleep(wait) => {}
                 _ = m.wake.notified() => {}
             }
+            let started = tokio::time::Instant::now();
             match m.heartbeat().await {
                 Ok(next) => {
-                    wait = next;
+                    // A long poll already waited: go again at once (the coordinator
+                    // holds the next one until something changes).
+                    wait = next.saturating_sub(started.elapsed());
                     backoff = m.retry_backoff;
                 }
                 Err(e) if e.code() == Some(ErrorCode::FencedInstanceId) => return,

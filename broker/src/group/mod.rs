@@ -184,6 +184,12 @@ impl Coordinator {
             .collect()
     }
 
+    /// The group's change counter and the `Notify` fired when it moves (for long polls).
+    pub fn watch(&self, group_id: &str) -> Option<(u64, Arc<tokio::sync::Notify>)> {
+        let st = lock(self.shard(group_id));
+        st.groups.get(group_id).map(|g| (g.version, g.changed.clone()))
+    }
+
     /// Handles one heartbeat. Returns the reply with the heartbeat interval to give the
     /// member, and the wait for the change to be durable (answer only after it).
     pub fn heartbeat(&self, group_id: &str, mut hb: Heartbeat) -> (GroupResult<(HeartbeatReply, u32)>, DurableWait) {
@@ -462,10 +468,13 @@ impl Coordinator {
 fn persist_group(st: &mut ShardState, group_id: &str, records: &mut Records) {
     let Some(g) = st.groups.get_mut(group_id) else { return };
     if g.is_dead() {
+        g.changed.notify_waiters();
         st.groups.remove(group_id);
         records.group(group_id, None);
     } else if g.dirty {
         g.dirty = false;
+        g.version += 1;
+        g.changed.notify_waiters();
         records.group(group_id, Some(g));
     }
 }

@@ -141,6 +141,10 @@ pub struct Group {
     pub offsets: BTreeMap<Tp, Committed>,
     /// Membership changed since it was last persisted.
     pub dirty: bool,
+    /// Bumped, and `changed` notified, whenever a membership change is persisted: wakes
+    /// long-polling heartbeats.
+    pub version: u64,
+    pub changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Anchors a subscription regex to the whole topic name, as Kafka's pattern matching does.
@@ -165,6 +169,8 @@ impl Group {
             topics: BTreeMap::new(),
             offsets: BTreeMap::new(),
             dirty: false,
+            version: 0,
+            changed: Default::default(),
         }
     }
 
@@ -320,13 +326,17 @@ impl Group {
                         ),
                     ));
                 }
+                if m.left {
+                    // Only a heartbeat sent before the leave can still arrive; the
+                    // instance comes back by joining.
+                    return Err(GroupError::new(
+                        ErrorCode::UnknownMemberId,
+                        format!("member {} left the group; rejoin with its instance id", m.id),
+                    ));
+                }
                 m.deadline = now + session;
                 m.session_timeout_ms = hb.session_timeout_ms;
                 m.rebalance_timeout_ms = rebalance_timeout(hb.rebalance_timeout_ms);
-                if m.left {
-                    m.left = false;
-                    self.dirty = true;
-                }
                 if m.topics != hb.topics || m.regex_str() != hb.regex.as_deref().unwrap_or("") {
                     m.topics = hb.topics.clone();
                     m.regex = hb

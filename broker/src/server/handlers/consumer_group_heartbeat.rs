@@ -1,13 +1,17 @@
 //! ConsumerGroupHeartbeat: join, stay, leave; the answer is what the member should hold.
+//! With `wait_ms`, a heartbeat that would bring the member no news is held until its
+//! group changes (a long poll), so revocations and freed partitions reach members at
+//! once instead of at their next heartbeat.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::time::Duration;
 
 use runnel_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
-use runnel_protocol::Response;
+use runnel_protocol::{ErrorCode, Response};
 
 use super::{from_topic_partitions, non_empty, to_topic_partitions};
-use crate::group::Heartbeat;
+use crate::group::{GroupResult, Heartbeat, HeartbeatReply};
 use crate::server::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
@@ -24,10 +28,40 @@ pub async fn handle(broker: &Arc<Broker>, req: ConsumerGroupHeartbeatRequest) ->
         assignor: non_empty(req.assignor),
         owned: from_topic_partitions(req.owned),
     };
-    let (result, durable) = broker.groups.heartbeat(&req.group_id, hb);
-    if let Err(e) = durable.wait().await {
-        let (code, message) = super::code_and_message(&e);
-        return ConsumerGroupHeartbeatResponse::with_error(runnel_protocol::ErrorCode::from_i32(code), message);
+    let group = req.group_id;
+    // Leave the answer time to travel within the request timeout.
+    let wait = Duration::from_millis((req.wait_ms as u64).min(broker.config.request_timeout_ms / 2));
+    let watch = broker.groups.watch(&group);
+    let mut result = match beat(broker, &group, hb.clone()).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let news = |r: &GroupResult<(HeartbeatReply, u32)>| match r {
+        Ok((reply, _)) => reply.member_epoch != hb.member_epoch || reply.assignment != hb.owned,
+        Err(_) => true,
+    };
+    if hb.member_epoch > 0 && !wait.is_zero() && !news(&result) {
+        if let Some((version, changed)) = watch.or_else(|| broker.groups.watch(&group)) {
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let notified = changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if broker.groups.watch(&group).map(|w| w.0) != Some(version) {
+                    break;
+                }
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = broker.shutting_down() => break,
+                }
+            }
+            // Answer with the group as it is now (this also renews the session).
+            result = match beat(broker, &group, hb).await {
+                Ok(r) => r,
+                Err(resp) => return resp,
+            };
+        }
     }
     match result {
         Ok((reply, interval)) => ConsumerGroupHeartbeatResponse {
@@ -38,5 +72,24 @@ pub async fn handle(broker: &Arc<Broker>, req: ConsumerGroupHeartbeatRequest) ->
             ..Default::default()
         },
         Err(e) => ConsumerGroupHeartbeatResponse::with_error(e.code, e.message),
+    }
+}
+
+/// One pass through the coordinator, answered once its changes are durable.
+async fn beat(
+    broker: &Arc<Broker>,
+    group: &str,
+    hb: Heartbeat,
+) -> Result<GroupResult<(HeartbeatReply, u32)>, ConsumerGroupHeartbeatResponse> {
+    let (result, durable) = broker.groups.heartbeat(group, hb);
+    match durable.wait().await {
+        Ok(()) => Ok(result),
+        Err(e) => {
+            let (code, message) = super::code_and_message(&e);
+            Err(ConsumerGroupHeartbeatResponse::with_error(
+                ErrorCode::from_i32(code),
+                message,
+            ))
+        }
     }
 }
