@@ -131,6 +131,8 @@ struct GroupHandle {
     /// Positions this consumer last committed successfully.
     committed: BTreeMap<Gtp, i64>,
     last_auto_commit: Instant,
+    /// A change is being applied (set until it is fully applied).
+    unsynced: bool,
     on_assigned: Option<RebalanceCallback>,
     on_revoked: Option<RebalanceCallback>,
 }
@@ -235,6 +237,7 @@ impl Consumer {
             owned: BTreeSet::new(),
             committed: BTreeMap::new(),
             last_auto_commit: Instant::now(),
+            unsynced: true,
             on_assigned: None,
             on_revoked: None,
         });
@@ -328,15 +331,20 @@ impl Consumer {
     /// interrupted at an await is applied again by the next call.
     async fn sync_group(&mut self) -> Result<()> {
         let Some(g) = self.group.as_mut() else { return Ok(()) };
+        // Per record this is one atomic load; the work below runs only on a change (or
+        // to finish one that failed or was interrupted).
+        if !g.unsynced && !g.changes.has_changed().unwrap_or(true) {
+            return Ok(());
+        }
+        g.unsynced = true;
         g.changes.borrow_and_update();
         let m = g.membership.clone();
         let (on_assigned, on_revoked) = (g.on_assigned.clone(), g.on_revoked.clone());
         let (assignment, lost, fatal) = {
             let mut st = group::lock(&m.state);
-            // Claim the new partitions before anything else: from here on heartbeats
-            // report them as held, so the coordinator cannot move them while this
-            // consumer is taking them.
-            st.owned = g.owned.union(&st.assignment).cloned().collect();
+            // Claimed before anything is taken: heartbeats report these as held until
+            // the change is applied, so none can move while this consumer takes it.
+            st.claimed = st.assignment.clone();
             (st.assignment.clone(), std::mem::take(&mut st.lost), st.fatal.clone())
         };
         if let Some(e) = fatal {
@@ -404,6 +412,8 @@ impl Consumer {
             }
             m.wake.notify_one();
         }
+        self.group.as_mut().expect("subscribed").unsynced = false;
+        group::lock(&m.state).claimed.clear();
         Ok(())
     }
 
@@ -538,6 +548,7 @@ impl Consumer {
                         if g.changes.changed().await.is_err() {
                             return Some(Err(Error::Closed));
                         }
+                        g.unsynced = true;
                         continue;
                     }
                 }
@@ -560,10 +571,18 @@ impl Consumer {
                             None => std::future::pending().await,
                         }
                     };
-                    tokio::select! {
-                        m = fetcher.rx.recv() => Some(m),
-                        _ = g.changes.changed() => None,
-                        _ = commit_due => {
+                    let woke = tokio::select! {
+                        m = fetcher.rx.recv() => Ok(m),
+                        _ = g.changes.changed() => Err(true),
+                        _ = commit_due => Err(false),
+                    };
+                    match woke {
+                        Ok(m) => Some(m),
+                        Err(true) => {
+                            g.unsynced = true;
+                            None
+                        }
+                        Err(false) => {
                             self.maybe_auto_commit();
                             None
                         }
@@ -630,12 +649,9 @@ impl Consumer {
     }
 }
 
-/// What heartbeats report as held: what the consumer holds plus its current assignment
-/// (which it may start reading at any moment). Reporting too much only delays a release;
-/// reporting too little could let a partition go to another member while read here.
+/// Tells the heartbeat task what this consumer holds now.
 fn publish(m: &Membership, held: &BTreeSet<Gtp>) {
-    let mut st = group::lock(&m.state);
-    st.owned = held.union(&st.assignment).cloned().collect();
+    group::lock(&m.state).owned = held.clone();
 }
 
 fn not_subscribed() -> Error {

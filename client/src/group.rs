@@ -83,8 +83,11 @@ pub(crate) struct MemberState {
     pub epoch: i32,
     /// The latest assignment from the coordinator.
     pub assignment: BTreeSet<TopicPartition>,
-    /// What the consumer holds (reported in every heartbeat).
+    /// What the consumer holds (reported, with `assignment` and `claimed`, in every
+    /// heartbeat).
     pub owned: BTreeSet<TopicPartition>,
+    /// The assignment the consumer is applying right now (it may take any of these).
+    pub claimed: BTreeSet<TopicPartition>,
     /// Membership was lost (fenced or expired): drop everything without committing.
     pub lost: bool,
     /// Cannot continue (another member took this instance id).
@@ -142,7 +145,18 @@ impl Membership {
             subscribed_topics: topics,
             subscribed_topic_regex: regex,
             assignor: self.config.assignor.clone().unwrap_or_default(),
-            owned: to_wire(&st.owned),
+            // What the consumer holds, the assignment it is taking, and the one it may
+            // start taking before this heartbeat's answer arrives: reporting too much
+            // only delays a release; too little could hand a partition to another
+            // member while it is still read here.
+            owned: to_wire(
+                &st.owned
+                    .iter()
+                    .chain(&st.claimed)
+                    .chain(&st.assignment)
+                    .cloned()
+                    .collect(),
+            ),
             wait_ms: st.interval.as_millis().min(u32::MAX as u128) as u32,
         }
     }

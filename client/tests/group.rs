@@ -99,13 +99,16 @@ async fn spawn_member(
                 },
             }
         }
-        // Released on close (the revoke callback does not run for a leave).
-        let owned: Vec<TopicPartition> = c.assignment().into_iter().collect();
-        c.close().await.unwrap();
-        let mut owner = tracker.owner.lock().unwrap();
-        for tp in owned {
-            owner.remove(&tp);
+        // The member stops reading here; `close` commits and leaves, and the coordinator
+        // may hand its partitions on the moment the leave arrives (the revoke callback
+        // does not run for a leave), so they are released first.
+        {
+            let mut owner = tracker.owner.lock().unwrap();
+            for tp in c.assignment() {
+                owner.remove(&tp);
+            }
         }
+        c.close().await.unwrap();
     });
     (task, stop_tx)
 }
