@@ -1,0 +1,454 @@
+//! `runnel-bench`: a load generator for a Runnel broker.
+//!
+//! - `produce`: P producers send `--count` messages (or for `--duration`); latency is
+//!   send → acknowledgement.
+//! - `consume`: C consumers read the topic from the start (filled first, untimed, when it
+//!   holds fewer than `--count` messages).
+//! - `e2e`: producers and consumers at once; latency is send → receipt, from a timestamp
+//!   written into each message.
+//!
+//! With `--rate`, messages are sent on a fixed schedule and latency is counted from each
+//! message's scheduled send time, so a stall delays the clock of every message behind it
+//! (no coordinated omission). Latencies go into HDR histograms (`hdrhistogram`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use futures::stream::{FuturesUnordered, StreamExt};
+use hdrhistogram::Histogram;
+use rand::RngCore;
+use runnel_client::{Acks, Admin, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord};
+use std::io::IsTerminal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Produce,
+    Consume,
+    E2e,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AcksArg {
+    All,
+    Leader,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Flush {
+    Always,
+    Interval,
+    Os,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "runnel-bench", version, about = "Load generator for a Runnel broker")]
+struct Args {
+    mode: Mode,
+    /// Broker address
+    #[arg(long, env = "RUNNEL_BROKER", default_value = runnel_client::DEFAULT_BROKER_ADDR, conflicts_with = "embedded")]
+    broker: String,
+    /// Start a broker in this process, on a temporary directory (removed after)
+    #[arg(long)]
+    embedded: bool,
+    /// Topic (created with --partitions and --flush if it does not exist)
+    #[arg(long, default_value = "runnel-bench")]
+    topic: String,
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Bytes per message value (random; e2e puts a timestamp in the first 8)
+    #[arg(long, default_value_t = 100)]
+    message_size: usize,
+    /// Producer batch size per partition
+    #[arg(long, default_value_t = 64 * 1024)]
+    batch_bytes: usize,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    #[arg(long, value_enum, default_value = "leader")]
+    acks: AcksArg,
+    /// The topic's flush.policy when the tool creates it
+    #[arg(long, value_enum, default_value = "os")]
+    flush: Flush,
+    /// Messages in all (produce, e2e: sent; consume: read)
+    #[arg(long, default_value_t = 1_000_000, conflicts_with = "duration")]
+    count: u64,
+    /// Run for this many seconds instead of a count (produce, e2e)
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Offered load in messages per second, all producers together
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Print the result as one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+/// Nanoseconds since the epoch: comparable between producer and consumer tasks.
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 10 min, 3 significant digits.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+struct Shared {
+    sent: AtomicU64,
+    done: AtomicU64,
+    bytes: AtomicU64,
+    stop: AtomicBool,
+    latency: Mutex<Histogram<u64>>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("runnel-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    if args.message_size < 8 && args.mode == Mode::E2e {
+        return Err("e2e needs --message-size of at least 8 (the timestamp)".into());
+    }
+    let _embedded;
+    let broker = if args.embedded {
+        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+        let storage = runnel_broker::storage::LogManager::open(runnel_broker::storage::StorageConfig::new(dir.path()))
+            .map_err(|e| e.to_string())?;
+        let cfg = runnel_broker::server::ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            ..Default::default()
+        };
+        let server = runnel_broker::server::Server::bind(storage, cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = server.local_addr().to_string();
+        _embedded = Some((server, dir));
+        addr
+    } else {
+        _embedded = None;
+        args.broker.clone()
+    };
+    let err = |e: runnel_client::Error| e.to_string();
+    let admin = Admin::connect(&broker).await.map_err(err)?;
+    let flush = match args.flush {
+        Flush::Always => "always",
+        Flush::Interval => "interval",
+        Flush::Os => "os",
+    };
+    let configs = [("flush.policy".to_string(), flush.to_string())].into();
+    match admin.create_topic(&args.topic, args.partitions, configs).await {
+        Ok(()) => {}
+        Err(e) if e.code() == Some(runnel_client::ErrorCode::TopicAlreadyExists) => {}
+        Err(e) => return Err(err(e)),
+    }
+    let shared = Arc::new(Shared {
+        sent: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        latency: Mutex::new(histogram()),
+    });
+    let args = Arc::new(args);
+    if args.mode == Mode::Consume {
+        let have: i64 = admin
+            .describe_topic(&args.topic)
+            .await
+            .map_err(err)?
+            .partitions
+            .iter()
+            .map(|p| p.end_offset - p.start_offset)
+            .sum();
+        if (have as u64) < args.count {
+            eprintln!(
+                "runnel-bench: filling {} with {} messages first",
+                args.topic,
+                args.count - have as u64
+            );
+            let fill = Arc::new(Shared {
+                sent: AtomicU64::new(0),
+                done: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                stop: AtomicBool::new(false),
+                latency: Mutex::new(histogram()),
+            });
+            produce_all(&broker, &args, &fill, args.count - have as u64, None).await?;
+        }
+    }
+
+    let progress = spawn_progress(shared.clone(), args.mode);
+    let start = Instant::now();
+    let mut consumers = Vec::new();
+    if matches!(args.mode, Mode::Consume | Mode::E2e) {
+        for k in 0..args.consumers.max(1) {
+            let (b, a, s) = (broker.clone(), args.clone(), shared.clone());
+            consumers.push(tokio::spawn(async move { consume(&b, &a, &s, k).await }));
+        }
+        // Consumers are at the end before e2e producers start.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let start = if args.mode == Mode::E2e { Instant::now() } else { start };
+    if matches!(args.mode, Mode::Produce | Mode::E2e) {
+        produce_all(
+            &broker,
+            &args,
+            &shared,
+            args.count,
+            args.duration.map(Duration::from_secs_f64),
+        )
+        .await?;
+    }
+    let sent = shared.sent.load(Ordering::Relaxed);
+    if !consumers.is_empty() {
+        let target = if args.mode == Mode::E2e { sent } else { args.count };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while shared.done.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        shared.stop.store(true, Ordering::Relaxed);
+        for c in consumers {
+            c.await.map_err(|e| e.to_string())??;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    progress.abort();
+    report(&args, &shared, elapsed);
+    Ok(())
+}
+
+/// Sends `count` messages (or until `duration`) from `--producers` producers.
+async fn produce_all(
+    broker: &str,
+    args: &Arc<Args>,
+    shared: &Arc<Shared>,
+    count: u64,
+    duration: Option<Duration>,
+) -> Result<(), String> {
+    let mut pool = vec![0u8; (1 << 20).max(2 * args.message_size)];
+    runnel_bench::rng(7).fill_bytes(&mut pool);
+    let pool = Bytes::from(pool);
+    let producers = args.producers.max(1) as u64;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..producers {
+        let config = ProducerConfig {
+            acks: match args.acks {
+                AcksArg::All => Acks::All,
+                AcksArg::Leader => Acks::Leader,
+                AcksArg::None => Acks::None,
+            },
+            batch_size_bytes: args.batch_bytes,
+            linger: Duration::from_millis(args.linger_ms),
+            ..ProducerConfig::default()
+        };
+        let p = Producer::connect(broker, config).await.map_err(|e| e.to_string())?;
+        let (a, s, pool) = (args.clone(), shared.clone(), pool.clone());
+        let mine = count / producers + u64::from(k < count % producers);
+        let rate = args.rate.map(|r| r / producers as f64);
+        tasks.push(tokio::spawn(async move {
+            let mut inflight = FuturesUnordered::new();
+            let size = a.message_size;
+            let mut i = 0u64;
+            loop {
+                if duration.map_or(i >= mine, |d| start.elapsed() >= d) {
+                    break;
+                }
+                // The scheduled send time: now, or the fixed-rate clock.
+                let scheduled = match rate {
+                    Some(r) => {
+                        let at = start + Duration::from_secs_f64(i as f64 / r);
+                        if at > Instant::now() {
+                            tokio::time::sleep_until(at.into()).await;
+                        }
+                        at
+                    }
+                    None => Instant::now(),
+                };
+                // A different window of the random pool per message, without copying it.
+                let off = (i as usize).wrapping_mul(7919) % (pool.len() - size + 1);
+                let value = if a.mode == Mode::E2e {
+                    let mut v = pool.slice(off..off + size).to_vec();
+                    let ts = now_ns() - scheduled.elapsed().as_nanos() as u64;
+                    v[..8].copy_from_slice(&ts.to_be_bytes());
+                    Bytes::from(v)
+                } else {
+                    pool.slice(off..off + size)
+                };
+                let d = p
+                    .send(ProducerRecord::new(a.topic.clone(), value))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                s.sent.fetch_add(1, Ordering::Relaxed);
+                inflight.push(async move { (d.await, scheduled) });
+                // Record acknowledgements as they come, without waiting on them.
+                while inflight.len() > 4096 {
+                    let (r, at) = inflight.next().await.expect("non-empty");
+                    ack(&a, &s, r, at)?;
+                }
+                while let Some(Some((r, at))) = futures::FutureExt::now_or_never(inflight.next()) {
+                    ack(&a, &s, r, at)?;
+                }
+                i += 1;
+            }
+            while let Some((r, at)) = inflight.next().await {
+                ack(&a, &s, r, at)?;
+            }
+            p.close().await;
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+fn ack(
+    args: &Args,
+    s: &Shared,
+    r: runnel_client::Result<runnel_client::RecordMetadata>,
+    scheduled: Instant,
+) -> Result<(), String> {
+    r.map_err(|e| format!("send failed: {e}"))?;
+    if args.mode == Mode::Produce {
+        let us = scheduled.elapsed().as_micros().max(1) as u64;
+        s.latency.lock().expect("histogram").saturating_record(us);
+        s.done.fetch_add(1, Ordering::Relaxed);
+        s.bytes.fetch_add(args.message_size as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Reads its share of the partitions (p % consumers == k) until told to stop.
+async fn consume(broker: &str, args: &Args, s: &Shared, k: usize) -> Result<(), String> {
+    let err = |e: runnel_client::Error| e.to_string();
+    let mut c = Consumer::connect(broker, ConsumerConfig::default())
+        .await
+        .map_err(err)?;
+    let mine: Vec<(String, u32)> = (0..args.partitions)
+        .filter(|p| *p as usize % args.consumers.max(1) == k)
+        .map(|p| (args.topic.clone(), p))
+        .collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    c.assign(mine).await.map_err(err)?;
+    let from = if args.mode == Mode::E2e {
+        Offset::Latest
+    } else {
+        Offset::Earliest
+    };
+    c.seek_all(from).await.map_err(err)?;
+    let mut local = histogram();
+    let mut n = 0u64;
+    while !s.stop.load(Ordering::Relaxed) {
+        let r = match tokio::time::timeout(Duration::from_millis(100), c.next()).await {
+            Err(_) => continue,
+            Ok(None) => break,
+            Ok(Some(r)) => r.map_err(err)?,
+        };
+        let len = r.value.as_ref().map_or(0, |v| v.len());
+        if args.mode == Mode::E2e {
+            if let Some(v) = r.value.as_ref().filter(|v| v.len() >= 8) {
+                let sent = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+                local.saturating_record((now_ns().saturating_sub(sent) / 1000).max(1));
+            }
+        }
+        n += 1;
+        s.done.fetch_add(1, Ordering::Relaxed);
+        s.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        if n.is_multiple_of(65_536) {
+            s.latency.lock().expect("histogram").add(&local).ok();
+            local.reset();
+        }
+    }
+    s.latency.lock().expect("histogram").add(&local).ok();
+    Ok(())
+}
+
+fn spawn_progress(s: Arc<Shared>, mode: Mode) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let done = s.done.load(Ordering::Relaxed);
+            let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            last = (Instant::now(), done);
+            bar.set_message(format!(
+                "{mode:?}: {done} messages, {:.0} msgs/s, sent {}",
+                rate,
+                s.sent.load(Ordering::Relaxed)
+            ));
+            bar.tick();
+        }
+    })
+}
+
+fn report(args: &Args, s: &Shared, secs: f64) {
+    let h = s.latency.lock().expect("histogram");
+    let n = s.done.load(Ordering::Relaxed);
+    let bytes = s.bytes.load(Ordering::Relaxed);
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let result = serde_json::json!({
+        "mode": format!("{:?}", args.mode).to_lowercase(),
+        "messages": n,
+        "seconds": secs,
+        "msgs_per_sec": n as f64 / secs,
+        "mb_per_sec": bytes as f64 / secs / 1e6,
+        "message_size": args.message_size,
+        "batch_bytes": args.batch_bytes,
+        "producers": args.producers,
+        "consumers": args.consumers,
+        "partitions": args.partitions,
+        "acks": format!("{:?}", args.acks).to_lowercase(),
+        "flush": format!("{:?}", args.flush).to_lowercase(),
+        "rate": args.rate,
+        "latency_ms": {
+            "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p99.9": ms(0.999),
+            "p99.99": ms(0.9999), "max": h.max() as f64 / 1000.0, "samples": h.len(),
+        },
+    });
+    if args.json {
+        println!("{result}");
+        return;
+    }
+    println!(
+        "{:?}: {} messages in {:.2} s: {:.0} msgs/s, {:.1} MB/s",
+        args.mode,
+        n,
+        secs,
+        n as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
+    if !h.is_empty() {
+        println!(
+            "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  p99.99 {:.3}  max {:.3}",
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            ms(0.999),
+            ms(0.9999),
+            h.max() as f64 / 1000.0
+        );
+    }
+}
