@@ -278,11 +278,24 @@ impl Producer {
                 count,
             });
         }
-        let wait = inner.memory.clone().acquire_many_owned(size as u32);
-        match tokio::time::timeout(inner.config.max_block, wait).await {
-            Ok(Ok(permit)) => permit.forget(), // given back in `complete`
-            Ok(Err(_)) => return Err(Error::Closed),
-            Err(_) => return Err(Error::BufferFull(inner.config.max_block)),
+        // Buffer memory, given back in `complete`. The fast path takes no timer (a
+        // deadline is a clock read and a timer entry per record).
+        match inner.memory.try_acquire_many(size as u32) {
+            Ok(permit) => {
+                permit.forget();
+                // Still a yield point under tokio's cooperative budget, so a tight send
+                // loop lets the producer's own I/O tasks (and, embedded, the broker) run.
+                tokio::task::consume_budget().await;
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let wait = inner.memory.clone().acquire_many_owned(size as u32);
+                match tokio::time::timeout(inner.config.max_block, wait).await {
+                    Ok(Ok(permit)) => permit.forget(),
+                    Ok(Err(_)) => return Err(Error::Closed),
+                    Err(_) => return Err(Error::BufferFull(inner.config.max_block)),
+                }
+            }
         }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let (tx, rx) = oneshot::channel();

@@ -17,11 +17,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::VecDeque;
+
+use futures::FutureExt;
 use hdrhistogram::Histogram;
 use rand::RngCore;
-use runnel_client::{Acks, Admin, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord};
-use std::io::IsTerminal;
+use runnel_client::{
+    Acks, Admin, Consumer, ConsumerConfig, DeliveryFuture, Offset, Producer, ProducerConfig, ProducerRecord,
+};
+use std::io::{IsTerminal, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -62,7 +66,8 @@ struct Args {
     /// Bytes per message value (random; e2e puts a timestamp in the first 8)
     #[arg(long, default_value_t = 100)]
     message_size: usize,
-    /// Producer batch size per partition
+    /// Producer batch size per partition (records also go to partitions in runs of
+    /// one batch, as keyless records under the sticky partitioner)
     #[arg(long, default_value_t = 64 * 1024)]
     batch_bytes: usize,
     #[arg(long, default_value_t = 5)]
@@ -262,8 +267,16 @@ async fn produce_all(
         let mine = count / producers + u64::from(k < count % producers);
         let rate = args.rate.map(|r| r / producers as f64);
         tasks.push(tokio::spawn(async move {
-            let mut inflight = FuturesUnordered::new();
+            // Records go to partitions in runs of one batch (as the sticky partitioner
+            // would place keyless records), named explicitly so each partition's
+            // acknowledgements can be collected in order: a partition has one request in
+            // flight and acknowledges in send order, so polling the front of its queue
+            // records every latency when it happens, at O(1) per message.
             let size = a.message_size;
+            let per_batch = (a.batch_bytes / size.max(1)).max(1) as u64;
+            let partitions = a.partitions.max(1) as u64;
+            let mut queues: Vec<VecDeque<(DeliveryFuture, Instant)>> =
+                (0..partitions).map(|_| VecDeque::new()).collect();
             let mut i = 0u64;
             loop {
                 if duration.map_or(i >= mine, |d| start.elapsed() >= d) {
@@ -290,24 +303,24 @@ async fn produce_all(
                 } else {
                     pool.slice(off..off + size)
                 };
-                let d = p
-                    .send(ProducerRecord::new(a.topic.clone(), value))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let partition = ((k * 7 + i / per_batch) % partitions) as usize;
+                let record = ProducerRecord::new(a.topic.clone(), value).partition(partition as u32);
+                let d = p.send(record).await.map_err(|e| e.to_string())?;
                 s.sent.fetch_add(1, Ordering::Relaxed);
-                inflight.push(async move { (d.await, scheduled) });
-                // Record acknowledgements as they come, without waiting on them.
-                while inflight.len() > 4096 {
-                    let (r, at) = inflight.next().await.expect("non-empty");
-                    ack(&a, &s, r, at)?;
-                }
-                while let Some(Some((r, at))) = futures::FutureExt::now_or_never(inflight.next()) {
-                    ack(&a, &s, r, at)?;
+                queues[partition].push_back((d, scheduled));
+                for q in queues.iter_mut() {
+                    while let Some((d, at)) = q.front_mut() {
+                        let Some(r) = d.now_or_never() else { break };
+                        ack(&a, &s, r, *at)?;
+                        q.pop_front();
+                    }
                 }
                 i += 1;
             }
-            while let Some((r, at)) = inflight.next().await {
-                ack(&a, &s, r, at)?;
+            for q in queues {
+                for (d, at) in q {
+                    ack(&a, &s, d.await, at)?;
+                }
             }
             p.close().await;
             Ok::<(), String>(())
@@ -428,11 +441,14 @@ fn report(args: &Args, s: &Shared, secs: f64) {
             "p99.99": ms(0.9999), "max": h.max() as f64 / 1000.0, "samples": h.len(),
         },
     });
+    // A closed stdout (`| head`) is not an error worth a panic.
+    let mut out = std::io::stdout().lock();
     if args.json {
-        println!("{result}");
+        let _ = writeln!(out, "{result}");
         return;
     }
-    println!(
+    let _ = writeln!(
+        out,
         "{:?}: {} messages in {:.2} s: {:.0} msgs/s, {:.1} MB/s",
         args.mode,
         n,
@@ -441,7 +457,8 @@ fn report(args: &Args, s: &Shared, secs: f64) {
         bytes as f64 / secs / 1e6
     );
     if !h.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  p99.99 {:.3}  max {:.3}",
             ms(0.5),
             ms(0.9),
