@@ -538,7 +538,6 @@ impl Consumer {
                 if let Some(pos) = self.positions.get_mut(&(r.topic.clone(), r.partition)) {
                     *pos = Some(r.offset + 1);
                 }
-                self.maybe_auto_commit();
                 return Some(Ok(r));
             }
             if self.positions.is_empty() {
@@ -597,6 +596,9 @@ impl Consumer {
             };
             match received {
                 Some(Ok(chunk)) => {
+                    // Due commits are checked once per fetched chunk (and while idle, in
+                    // the wait above), not per record: no clock read per record.
+                    self.maybe_auto_commit();
                     for (tp, hw) in chunk.high_watermarks {
                         self.high_watermarks.insert(tp, hw);
                     }

@@ -115,6 +115,18 @@ struct Shared {
     latency: Mutex<Histogram<u64>>,
 }
 
+impl Shared {
+    fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            sent: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            latency: Mutex::new(histogram()),
+        })
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -163,13 +175,7 @@ async fn run(args: Args) -> Result<(), String> {
         Err(e) if e.code() == Some(runnel_client::ErrorCode::TopicAlreadyExists) => {}
         Err(e) => return Err(err(e)),
     }
-    let shared = Arc::new(Shared {
-        sent: AtomicU64::new(0),
-        done: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        latency: Mutex::new(histogram()),
-    });
+    let shared = Shared::new();
     let args = Arc::new(args);
     if args.mode == Mode::Consume {
         let have: i64 = admin
@@ -186,13 +192,7 @@ async fn run(args: Args) -> Result<(), String> {
                 args.topic,
                 args.count - have as u64
             );
-            let fill = Arc::new(Shared {
-                sent: AtomicU64::new(0),
-                done: AtomicU64::new(0),
-                bytes: AtomicU64::new(0),
-                stop: AtomicBool::new(false),
-                latency: Mutex::new(histogram()),
-            });
+            let fill = Shared::new();
             produce_all(&broker, &args, &fill, args.count - have as u64, None).await?;
         }
     }

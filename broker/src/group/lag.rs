@@ -1,8 +1,6 @@
 //! Consumer lag: how far a group's committed offset is behind a partition's end, in
 //! records and in time (the age of the oldest record the group has not consumed).
 
-use std::os::unix::fs::FileExt;
-
 use bytes::Bytes;
 use runnel_protocol::{RecordBatch, TimestampType};
 
@@ -55,11 +53,7 @@ pub fn timestamp_at(log: &PartitionLog, offset: u64) -> Result<Option<i64>> {
     let Some(region) = log.read(offset, 1)?.region else {
         return Ok(None);
     };
-    let mut buf = vec![0u8; region.len as usize];
-    region
-        .file
-        .read_exact_at(&mut buf, region.position)
-        .map_err(Error::io("read log", log.dir()))?;
+    let buf = region.read_to_vec().map_err(Error::io("read log", log.dir()))?;
     for batch in RecordBatch::split_all(Bytes::from(buf))? {
         let h = *batch.header();
         if (h.next_offset() as u64) <= offset {

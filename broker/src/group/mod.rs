@@ -18,7 +18,7 @@ pub mod lag;
 pub mod state;
 pub mod store;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -456,11 +456,6 @@ impl Coordinator {
             }
         }
     }
-
-    /// The offsets log partition of a group (sizes, for tests and tools).
-    pub fn offsets_log(&self, group_id: &str) -> &Arc<PartitionLog> {
-        &self.shard(group_id).log
-    }
 }
 
 /// Writes the group's membership record if it changed, or its tombstone when the group
@@ -487,11 +482,6 @@ fn check_group_id(group_id: &str) -> GroupResult<()> {
         ));
     }
     Ok(())
-}
-
-/// The set form of a partition list.
-pub fn tp_set(topic_partitions: impl IntoIterator<Item = (String, u32)>) -> BTreeSet<Tp> {
-    topic_partitions.into_iter().collect()
 }
 
 #[cfg(test)]

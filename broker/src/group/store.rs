@@ -16,7 +16,6 @@
 //! of what was appended since the previous one.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -217,11 +216,7 @@ pub fn replay(log: &PartitionLog, now: Instant) -> Result<(HashMap<String, Group
         let Some(region) = log.read(offset, 1 << 20)?.region else {
             break;
         };
-        let mut buf = vec![0u8; region.len as usize];
-        region
-            .file
-            .read_exact_at(&mut buf, region.position)
-            .map_err(Error::io("read offsets log", log.dir()))?;
+        let buf = region.read_to_vec().map_err(Error::io("read offsets log", log.dir()))?;
         bytes += buf.len() as u64;
         let batches = RecordBatch::split_all(Bytes::from(buf))?;
         for batch in batches {
