@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
+use runnel_protocol::batch::{check_batch, BatchHeader};
 use runnel_protocol::messages::{FetchPartition, FetchRequest, FetchTopic};
 use runnel_protocol::{ErrorCode, Header, RecordBatch};
 use tokio::sync::{mpsc, watch, Notify};
@@ -105,9 +106,20 @@ pub struct ConsumerRecord {
 
 type TopicPartition = (Arc<str>, u32);
 
+/// What one fetch brought: whole batches, framed and in offset order per partition, not
+/// yet checked or decoded. The fetcher only reads batch headers (to know where the next
+/// fetch starts) and sends its next request at once; the CRC check and record decoding
+/// happen in [`Consumer::next`], batch by batch, while that request is being served.
 struct Chunk {
-    records: Vec<ConsumerRecord>,
+    batches: Vec<FetchedBatch>,
     high_watermarks: Vec<(TopicPartition, i64)>,
+}
+
+struct FetchedBatch {
+    tp: TopicPartition,
+    /// The first offset wanted from this batch (a fetch may start inside a batch).
+    from: i64,
+    bytes: Bytes,
 }
 
 struct Fetcher {
@@ -151,7 +163,12 @@ pub struct Consumer {
     positions: BTreeMap<TopicPartition, Option<i64>>,
     high_watermarks: BTreeMap<TopicPartition, i64>,
     fetcher: Option<Fetcher>,
+    /// Decoded records not yet handed out.
     buffered: VecDeque<ConsumerRecord>,
+    /// Fetched batches not yet decoded.
+    batches: VecDeque<FetchedBatch>,
+    /// After a batch failed its check, the next fetcher starts no sooner than this.
+    retry_at: Option<Instant>,
     group: Option<GroupHandle>,
 }
 
@@ -183,6 +200,8 @@ impl Consumer {
             high_watermarks: BTreeMap::new(),
             fetcher: None,
             buffered: VecDeque::new(),
+            batches: VecDeque::new(),
+            retry_at: None,
             group: None,
         })
     }
@@ -524,6 +543,7 @@ impl Consumer {
     fn restart(&mut self) {
         self.fetcher = None;
         self.buffered.clear();
+        self.batches.clear();
     }
 
     /// The next record. `None` only when nothing is assigned (a subscribed consumer
@@ -540,6 +560,16 @@ impl Consumer {
                 }
                 return Some(Ok(r));
             }
+            if let Some(b) = self.batches.pop_front() {
+                if let Err(e) = decode_batch(b, &mut self.buffered) {
+                    // The fetcher has moved past this batch: start again (after the
+                    // retry backoff) from the positions handed out, which lead back to it.
+                    self.restart();
+                    self.retry_at = Some(Instant::now() + self.config.retry_backoff);
+                    return Some(Err(e));
+                }
+                continue;
+            }
             if self.positions.is_empty() {
                 match self.group.as_mut() {
                     None => return None,
@@ -553,6 +583,9 @@ impl Consumer {
                 }
             }
             if self.fetcher.is_none() {
+                if let Some(at) = self.retry_at.take() {
+                    tokio::time::sleep_until(at.into()).await;
+                }
                 if let Err(e) = self.start_fetcher().await {
                     return Some(Err(e));
                 }
@@ -602,7 +635,7 @@ impl Consumer {
                     for (tp, hw) in chunk.high_watermarks {
                         self.high_watermarks.insert(tp, hw);
                     }
-                    self.buffered.extend(chunk.records);
+                    self.batches.extend(chunk.batches);
                 }
                 Some(Err(e)) => return Some(Err(e)),
                 None => {
@@ -713,7 +746,7 @@ async fn fetch_once(
     };
     let (resp, trailer) = client.call_with(&req, Vec::new(), config.fetch_max_wait).await?;
     let mut chunk = Chunk {
-        records: Vec::new(),
+        batches: Vec::new(),
         high_watermarks: Vec::new(),
     };
     let mut at = 0usize;
@@ -756,33 +789,93 @@ async fn fetch_once(
                 }
             }
             chunk.high_watermarks.push((tp.clone(), p.high_watermark));
-            for batch in RecordBatch::split_all(bytes)? {
-                let h = *batch.header();
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let Some(n) = check_batch(&rest)? else {
+                    return Err(Error::Protocol(format!(
+                        "fetch response for {}-{} ends inside a batch",
+                        t.name, p.partition
+                    )));
+                };
+                let bytes = rest.split_to(n);
+                let h = BatchHeader::parse(&bytes)?;
                 if h.next_offset() <= *pos {
                     continue;
                 }
                 if !h.is_control() {
-                    for r in batch.records()? {
-                        if r.offset >= *pos {
-                            chunk.records.push(ConsumerRecord {
-                                topic: tp.0.clone(),
-                                partition: tp.1,
-                                offset: r.offset,
-                                timestamp: r.timestamp,
-                                key: r.key,
-                                value: r.value,
-                                headers: r.headers,
-                            });
-                        }
-                    }
+                    chunk.batches.push(FetchedBatch {
+                        tp: tp.clone(),
+                        from: *pos,
+                        bytes,
+                    });
                 }
                 *pos = h.next_offset();
             }
         }
     }
     match first_error {
-        // Records already decoded are delivered; the error comes with the next fetch.
-        Some(e) if chunk.records.is_empty() => Err(e),
+        // Batches already fetched are delivered; the error comes with the next fetch.
+        Some(e) if chunk.batches.is_empty() => Err(e),
         _ => Ok(chunk),
+    }
+}
+
+/// Checks one fetched batch (framing, CRC-32C) and appends its records from `b.from` on.
+fn decode_batch(b: FetchedBatch, out: &mut VecDeque<ConsumerRecord>) -> Result<()> {
+    let batch = RecordBatch::new(b.bytes)?;
+    for r in batch.records()? {
+        if r.offset >= b.from {
+            out.push_back(ConsumerRecord {
+                topic: b.tp.0.clone(),
+                partition: b.tp.1,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runnel_protocol::batch::set_base_offset;
+    use runnel_protocol::record::{BatchBuilder, BatchOptions, Record};
+
+    fn batch(base: i64, n: usize) -> Bytes {
+        let mut b = BatchBuilder::new(BatchOptions::default());
+        for i in 0..n {
+            b.push(&Record::new(1_000 + i as i64, None, Some(format!("v{i}").as_bytes())));
+        }
+        let mut bytes = b.finish().expect("batch");
+        set_base_offset(&mut bytes, base);
+        bytes.freeze()
+    }
+
+    #[test]
+    fn decode_batch_starts_at_from_and_rejects_a_corrupt_batch() {
+        let tp: TopicPartition = (Arc::from("t"), 3);
+        let mut out = VecDeque::new();
+        let fetched = |bytes, from| FetchedBatch {
+            tp: tp.clone(),
+            from,
+            bytes,
+        };
+        decode_batch(fetched(batch(10, 5), 12), &mut out).expect("valid batch");
+        let offsets: Vec<i64> = out.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [12, 13, 14]);
+        assert_eq!(out[0].value.as_deref(), Some(&b"v2"[..]));
+        assert!(out.iter().all(|r| r.partition == 3 && &*r.topic == "t"));
+
+        // A flipped bit in the records: the CRC check refuses the batch, nothing is added.
+        let mut bad = batch(15, 5).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x10;
+        let err = decode_batch(fetched(Bytes::from(bad), 15), &mut out).expect_err("corrupt batch");
+        assert!(err.to_string().to_lowercase().contains("crc"), "{err}");
+        assert_eq!(out.len(), 3);
     }
 }
