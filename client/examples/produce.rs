@@ -24,8 +24,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let producer = Producer::connect(&broker, ProducerConfig::default()).await?;
     let mut deliveries = Vec::with_capacity(count);
+    // One shared name for every record (`&str` and `String` work too, at one allocation
+    // per record).
+    let topic: std::sync::Arc<str> = topic.into();
     for i in 0..count {
-        let record = ProducerRecord::new(&topic, format!("order {i}")).key(format!("customer-{}", i % 10));
+        let record = ProducerRecord::new(topic.clone(), format!("order {i}")).key(format!("customer-{}", i % 10));
         deliveries.push(producer.send(record).await?);
     }
     let mut per_partition = BTreeMap::new();

@@ -4,6 +4,7 @@
 //! connection come back in request order).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ struct Inner {
     config: ClientConfig,
     conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
     partitions: Mutex<HashMap<String, u32>>,
+    /// Bumped whenever `partitions` changes, so others can cache from it cheaply.
+    partitions_version: AtomicU64,
 }
 
 impl Client {
@@ -59,6 +62,7 @@ impl Client {
                 config,
                 conn: tokio::sync::Mutex::new(None),
                 partitions: Mutex::new(HashMap::new()),
+                partitions_version: AtomicU64::new(0),
             }),
         };
         client
@@ -125,8 +129,9 @@ impl Client {
         let resp = self.call(&MetadataRequest { topics }).await?;
         let mut cache = self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner());
         for t in &resp.topics {
-            if t.error_code == 0 {
-                cache.insert(t.name.clone(), t.partitions.len() as u32);
+            let count = t.partitions.len() as u32;
+            if t.error_code == 0 && cache.insert(t.name.clone(), count) != Some(count) {
+                self.inner.partitions_version.fetch_add(1, Ordering::Release);
             }
         }
         Ok(resp)
@@ -160,6 +165,12 @@ impl Client {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(topic);
+        self.inner.partitions_version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes whenever a cached partition count changes or is forgotten.
+    pub(crate) fn partitions_version(&self) -> u64 {
+        self.inner.partitions_version.load(Ordering::Acquire)
     }
 }
 

@@ -37,6 +37,7 @@ mod admin;
 mod client;
 mod connection;
 mod consumer;
+mod delivery;
 mod error;
 pub mod group;
 pub mod partitioner;

@@ -23,23 +23,22 @@
 //! outside it.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use runnel_protocol::messages::{ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
 use runnel_protocol::{BatchBuilder, BatchOptions, Compression, Header};
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tracing::debug;
 
 pub use runnel_protocol::messages::Acks;
 
 use crate::client::{check, is_unknown_topic, Client, ClientConfig};
+use crate::delivery::Completion;
+pub use crate::delivery::{DeliveryFuture, RecordMetadata};
 use crate::error::{Error, Result};
 use crate::partitioner::{next_sticky, partition_for_key};
 
@@ -89,10 +88,12 @@ impl Default for ProducerConfig {
     }
 }
 
-/// A record to send. `partition: None` lets the partitioner choose.
+/// A record to send. `partition: None` lets the partitioner choose. The topic is shared
+/// (`Arc<str>`): a sender that keeps one `Arc` per topic names it without an allocation
+/// per record.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: Option<u32>,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
@@ -102,7 +103,7 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> ProducerRecord {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> ProducerRecord {
         ProducerRecord {
             topic: topic.into(),
             value: Some(value.into()),
@@ -145,34 +146,14 @@ impl ProducerRecord {
     }
 }
 
-/// Where an acknowledged record landed. `offset` is -1 with acks `None`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordMetadata {
-    pub partition: u32,
-    pub offset: i64,
-    pub timestamp: i64,
-}
-
-/// Resolves when the broker acknowledges the record (or it finally fails).
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(Error::Closed)))
-    }
-}
-
 type TopicPartition = (Arc<str>, u32);
-type Delivery = (oneshot::Sender<Result<RecordMetadata>>, i64);
 
 /// A batch being filled, or sealed and waiting for the sender.
 struct OpenBatch {
     builder: BatchBuilder,
-    deliveries: Vec<Delivery>,
+    /// Its records' delivery futures; `records` of them handed out.
+    completion: Completion,
+    records: u32,
     reserved_bytes: usize,
     created: Instant,
 }
@@ -180,7 +161,7 @@ struct OpenBatch {
 /// A batch encoded for the wire, possibly on its second or later attempt.
 struct Batch {
     bytes: Bytes,
-    deliveries: Vec<Delivery>,
+    completion: Completion,
     reserved_bytes: usize,
     created: Instant,
     attempts: u32,
@@ -199,15 +180,26 @@ struct PartitionQueue {
     retry_at: Option<Instant>,
 }
 
+/// Per-record maps hash with foldhash: SipHash of the topic name was a visible cost.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct State {
-    queues: HashMap<TopicPartition, PartitionQueue>,
-    /// Per topic: the partition keyless records stick to, and the topic's partition count.
-    sticky: HashMap<Arc<str>, (u32, u32)>,
+    queues: FastMap<TopicPartition, PartitionQueue>,
+    topics: FastMap<Arc<str>, TopicState>,
     /// `flush` calls under way: lingering is off while any is.
     flushing: usize,
     /// Batches created and not yet completed (open, sealed or in flight).
     outstanding: usize,
+}
+
+/// What `send` needs to know of a topic, kept under the accumulator's lock.
+struct TopicState {
+    /// Partition count, as the client's metadata cache said at `version`.
+    partitions: u32,
+    version: u64,
+    /// The partition keyless records stick to.
+    sticky: u32,
 }
 
 struct Inner {
@@ -270,10 +262,10 @@ impl Producer {
         if size + BATCH_HEADER_BYTES > max {
             return Err(Error::RecordTooLarge { size, max });
         }
-        let count = inner.client.partition_count(&record.topic).await?;
+        let count = self.partition_count(&record.topic).await?;
         if let Some(p) = record.partition.filter(|p| *p >= count) {
             return Err(Error::InvalidPartition {
-                topic: record.topic,
+                topic: record.topic.to_string(),
                 partition: p,
                 count,
             });
@@ -298,21 +290,16 @@ impl Producer {
             }
         }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let (tx, rx) = oneshot::channel();
         let mut st = inner.lock();
-        let topic: Arc<str> = match st.sticky.get_key_value(record.topic.as_str()) {
-            Some((t, _)) => t.clone(),
-            None => Arc::from(record.topic.as_str()),
-        };
+        let (topic, t) = st
+            .topics
+            .get_key_value(&*record.topic)
+            .expect("partition_count entered the topic; entries are never removed");
+        let topic = topic.clone();
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => p,
             (None, Some(key)) => partition_for_key(key, count),
-            (None, None) => {
-                st.sticky
-                    .entry(topic.clone())
-                    .or_insert_with(|| (next_sticky(None, count), count))
-                    .0
-            }
+            (None, None) => t.sticky,
         };
         let tp = (topic, partition);
         let cfg = &inner.config;
@@ -336,7 +323,8 @@ impl Producer {
                     },
                     cfg.batch_size_bytes.min(size * 4).max(size),
                 ),
-                deliveries: Vec::new(),
+                completion: Completion::new(),
+                records: 0,
                 reserved_bytes: 0,
                 created: Instant::now(),
             }
@@ -347,7 +335,8 @@ impl Producer {
             record.value.as_deref(),
             &record.headers,
         );
-        batch.deliveries.push((tx, timestamp));
+        let delivery = batch.completion.future(batch.records, partition, timestamp);
+        batch.records += 1;
         batch.reserved_bytes += size;
         let full = batch.builder.uncompressed_bytes() >= cfg.batch_size_bytes;
         if full {
@@ -364,7 +353,39 @@ impl Producer {
         if opened || full {
             inner.wake.notify_one();
         }
-        Ok(DeliveryFuture { rx })
+        Ok(delivery)
+    }
+
+    /// The topic's partition count: from the accumulator's own table while the client's
+    /// metadata cache has not changed since (one atomic load), else from the client.
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        let inner = &self.inner;
+        let version = inner.client.partitions_version();
+        if let Some(t) = inner.lock().topics.get(topic).filter(|t| t.version == version) {
+            return Ok(t.partitions);
+        }
+        let count = inner.client.partition_count(topic).await?;
+        let mut st = inner.lock();
+        match st.topics.get_mut(topic) {
+            Some(t) => {
+                if t.sticky >= count {
+                    t.sticky = next_sticky(None, count);
+                }
+                t.partitions = count;
+                t.version = version;
+            }
+            None => {
+                st.topics.insert(
+                    Arc::from(topic),
+                    TopicState {
+                        partitions: count,
+                        version,
+                        sticky: next_sticky(None, count),
+                    },
+                );
+            }
+        }
+        Ok(count)
     }
 
     /// Sends every buffered record now and waits until all are acknowledged or failed.
@@ -404,9 +425,9 @@ impl Drop for Producer {
 
 /// Once the sticky partition's batch is sealed or sent, keyless records move on.
 fn rotate_sticky(st: &mut State, tp: &TopicPartition) {
-    if let Some((p, count)) = st.sticky.get_mut(&tp.0) {
-        if *p == tp.1 {
-            *p = next_sticky(Some(*p), *count);
+    if let Some(t) = st.topics.get_mut(&tp.0) {
+        if t.sticky == tp.1 {
+            t.sticky = next_sticky(Some(t.sticky), t.partitions);
         }
     }
 }
@@ -464,22 +485,7 @@ impl Inner {
 
     /// Completes a batch: hands out offsets or the error, frees its memory.
     fn complete(&self, tp: &TopicPartition, batch: Batch, result: Result<(i64, i64)>) {
-        match result {
-            Ok((base_offset, log_append_time)) => {
-                for (i, (tx, ts)) in batch.deliveries.into_iter().enumerate() {
-                    let _ = tx.send(Ok(RecordMetadata {
-                        partition: tp.1,
-                        offset: if base_offset < 0 { -1 } else { base_offset + i as i64 },
-                        timestamp: if log_append_time >= 0 { log_append_time } else { ts },
-                    }));
-                }
-            }
-            Err(e) => {
-                for (tx, _) in batch.deliveries {
-                    let _ = tx.send(Err(e.clone()));
-                }
-            }
-        }
+        batch.completion.complete(result);
         self.memory.add_permits(batch.reserved_bytes);
         let mut st = self.lock();
         st.outstanding -= 1;
@@ -527,7 +533,7 @@ async fn run_sender(inner: Arc<Inner>) {
                             tp,
                             Batch {
                                 bytes: bytes.freeze(),
-                                deliveries: open.deliveries,
+                                completion: open.completion,
                                 reserved_bytes: open.reserved_bytes,
                                 created: open.created,
                                 attempts: 0,
@@ -536,7 +542,7 @@ async fn run_sender(inner: Arc<Inner>) {
                         Err(e) => {
                             let failed = Batch {
                                 bytes: Bytes::new(),
-                                deliveries: open.deliveries,
+                                completion: open.completion,
                                 reserved_bytes: open.reserved_bytes,
                                 created: open.created,
                                 attempts: 0,

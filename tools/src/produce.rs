@@ -75,6 +75,7 @@ pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), String> {
         ..ProducerConfig::default()
     };
     let producer = Producer::connect(broker, config).await.map_err(|e| e.to_string())?;
+    let topic: std::sync::Arc<str> = args.topic.as_str().into();
     let input: Box<dyn AsyncBufRead + Unpin + Send> = match &args.file {
         Some(path) => {
             let f = tokio::fs::File::open(path)
@@ -129,7 +130,7 @@ pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), String> {
                 Some((at, n)) => (Some(line.slice(..at)), line.slice(at + n..)),
                 None => (None, line),
             };
-            let mut r = ProducerRecord::new(args.topic.clone(), value);
+            let mut r = ProducerRecord::new(topic.clone(), value);
             r.key = key;
             r.partition = args.partition;
             r.headers = headers.clone();

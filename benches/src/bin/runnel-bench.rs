@@ -307,6 +307,7 @@ async fn produce_all(
             let partitions = a.partitions.max(1) as u64;
             let mut queues: Vec<VecDeque<(DeliveryFuture, Instant)>> =
                 (0..partitions).map(|_| VecDeque::new()).collect();
+            let topic: Arc<str> = a.topic.as_str().into();
             let mut i = 0u64;
             loop {
                 if duration.map_or(i >= mine, |d| start.elapsed() >= d) {
@@ -334,14 +335,17 @@ async fn produce_all(
                     pool.slice(off..off + size)
                 };
                 let partition = ((k * 7 + i / per_batch) % partitions) as usize;
-                let record = ProducerRecord::new(a.topic.clone(), value).partition(partition as u32);
+                let record = ProducerRecord::new(topic.clone(), value).partition(partition as u32);
                 let d = p.send(record).await.map_err(|e| e.to_string())?;
                 s.sent.fetch_add(1, Ordering::Relaxed);
                 queues[partition].push_back((d, scheduled));
+                // One clock read per pass for the acknowledgements it finds (a batch's
+                // records are acknowledged together).
+                let mut now = None;
                 for q in queues.iter_mut() {
                     while let Some((d, at)) = q.front_mut() {
                         let Some(r) = d.now_or_never() else { break };
-                        ack(&a, &s, r, *at)?;
+                        ack(&a, &s, r, *at, *now.get_or_insert_with(Instant::now))?;
                         q.pop_front();
                     }
                 }
@@ -349,7 +353,8 @@ async fn produce_all(
             }
             for q in queues {
                 for (d, at) in q {
-                    ack(&a, &s, d.await, at)?;
+                    let r = d.await;
+                    ack(&a, &s, r, at, Instant::now())?;
                 }
             }
             p.close().await;
@@ -367,10 +372,11 @@ fn ack(
     s: &Shared,
     r: runnel_client::Result<runnel_client::RecordMetadata>,
     scheduled: Instant,
+    now: Instant,
 ) -> Result<(), String> {
     r.map_err(|e| format!("send failed: {e}"))?;
     if args.mode == Mode::Produce {
-        let us = scheduled.elapsed().as_micros().max(1) as u64;
+        let us = now.saturating_duration_since(scheduled).as_micros().max(1) as u64;
         s.latency.lock().expect("histogram").saturating_record(us);
         s.done.fetch_add(1, Ordering::Relaxed);
         s.bytes.fetch_add(args.message_size as u64, Ordering::Relaxed);
