@@ -76,5 +76,109 @@ fn encode_decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, crc, validate, encode_decode);
+/// The native frame codec around a produce request and a fetch response of 4 partitions,
+/// each carrying 64 KiB of records in the trailer: what the broker and client run once per
+/// request. The trailer is never copied by the codec (the broker splices fetched records
+/// from the segment files; a parsed frame's trailer is a view of the frame).
+fn frame(c: &mut Criterion) {
+    use bytes::BytesMut;
+    use prost::Message;
+    use runnel_protocol::frame::{self, RequestHeader, REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES};
+    use runnel_protocol::messages::{
+        FetchPartitionResult, FetchResponse, FetchTopicResult, ProducePartition, ProduceRequest, ProduceTopic,
+    };
+    const TRAILER: usize = 4 * 64 * 1024;
+    let mut trailer = vec![0u8; TRAILER];
+    rng(4).fill_bytes(&mut trailer);
+    let produce = ProduceRequest {
+        acks: 1,
+        timeout_ms: 30_000,
+        topics: vec![ProduceTopic {
+            name: "runnel-bench".into(),
+            partitions: (0..4)
+                .map(|p| ProducePartition {
+                    partition: p,
+                    records_bytes: (TRAILER / 4) as u32,
+                })
+                .collect(),
+        }],
+    };
+    let fetch = FetchResponse {
+        error_code: 0,
+        error_message: String::new(),
+        topics: vec![FetchTopicResult {
+            name: "runnel-bench".into(),
+            partitions: (0..4)
+                .map(|p| FetchPartitionResult {
+                    partition: p,
+                    error_code: 0,
+                    error_message: String::new(),
+                    high_watermark: 1 << 40,
+                    log_start_offset: 0,
+                    records_bytes: (TRAILER / 4) as u32,
+                })
+                .collect(),
+        }],
+    };
+    let header = RequestHeader {
+        api_key: 0,
+        api_version: 0,
+        correlation_id: 7,
+    };
+    let mut g = c.benchmark_group("frame_4_partitions");
+    g.bench_function("produce_request_encode", |b| {
+        let mut dst = BytesMut::with_capacity(1024);
+        b.iter(|| {
+            dst.clear();
+            frame::encode_request(&mut dst, header, black_box(&produce), TRAILER);
+            black_box(dst.len())
+        })
+    });
+    let mut whole = BytesMut::new();
+    frame::encode_request(&mut whole, header, &produce, TRAILER);
+    whole.extend_from_slice(&trailer);
+    g.bench_function("produce_request_check_parse_decode", |b| {
+        b.iter_batched(
+            || whole.clone(),
+            |f| {
+                let n = frame::check_frame(&f, REQUEST_HEADER_BYTES, 100 << 20)
+                    .expect("valid")
+                    .expect("whole");
+                assert_eq!(n, f.len());
+                let parsed = frame::parse_request(f).expect("parses");
+                let req = ProduceRequest::decode(parsed.body).expect("decodes");
+                // Returned, so the frame's memory is freed outside the timed part.
+                (req, parsed.trailer)
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("fetch_response_encode", |b| {
+        let mut dst = BytesMut::with_capacity(1024);
+        b.iter(|| {
+            dst.clear();
+            frame::encode_response(&mut dst, 7, black_box(&fetch), TRAILER);
+            black_box(dst.len())
+        })
+    });
+    let mut whole = BytesMut::new();
+    frame::encode_response(&mut whole, 7, &fetch, TRAILER);
+    whole.extend_from_slice(&trailer);
+    let whole = whole.freeze();
+    g.bench_function("fetch_response_check_parse_decode", |b| {
+        b.iter(|| {
+            let f = black_box(&whole).clone();
+            let n = frame::check_frame(&f, RESPONSE_HEADER_BYTES, 100 << 20)
+                .expect("valid")
+                .expect("whole");
+            assert_eq!(n, f.len());
+            let parsed = frame::parse_response(f).expect("parses");
+            let resp = FetchResponse::decode(parsed.body).expect("decodes");
+            black_box((resp, parsed.trailer.len()))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, crc, validate, encode_decode, frame);
 criterion_main!(benches);
