@@ -263,6 +263,45 @@ fn per_connection_memory_is_bounded_and_pipelined_responses_stay_in_order() {
 }
 
 #[test]
+fn pipelined_produce_requests_append_in_request_order() {
+    // Requests run as tasks on a 2-thread runtime; without ordering, a burst of
+    // back-to-back produce requests for one partition can append out of order (Kafka
+    // clients pipeline up to 5 per partition and rely on the order).
+    let (_dir, s) = start(ServerConfig::default());
+    let mut c = Wire::connect(s.addr);
+    c.create_topic("ordered", 1, &[("flush.policy", "os")]);
+    const REQUESTS: usize = 2_000;
+    let mut frames = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..REQUESTS {
+        // Two records per batch, tagged with the request's number.
+        let batch = common::batch(i as u64, 2, 16, 1_000).to_vec();
+        let (id, f) = c.frame(
+            ApiKey::Produce as i16,
+            0,
+            &produce_request("ordered", 0, Acks::Leader, batch.len()),
+            &batch,
+        );
+        ids.push(id);
+        frames.extend_from_slice(&f);
+    }
+    let mut writer = c.sock.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&frames).unwrap());
+    for (i, id) in ids.iter().enumerate() {
+        let r = c.read_response().unwrap();
+        assert_eq!(r.correlation_id, *id);
+        let p = ProduceResponse::decode(r.body).unwrap().topics[0].partitions[0].clone();
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, i as i64 * 2),
+            "request {i} appended out of order"
+        );
+    }
+    sender.join().unwrap();
+    s.shutdown();
+}
+
+#[test]
 fn a_consumer_that_stops_reading_stalls_no_one_else() {
     let (_dir, s) = start(ServerConfig::default());
     let mut good = Wire::connect(s.addr);

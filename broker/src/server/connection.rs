@@ -30,11 +30,11 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use runnel_protocol::frame::{self, FrameError, REQUEST_HEADER_BYTES};
-use runnel_protocol::ErrorCode;
+use runnel_protocol::{ApiKey, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
@@ -95,6 +95,8 @@ async fn read_loop(
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     // Permits for the frame being read, taken once its length is known.
     let mut permit: Option<OwnedSemaphorePermit> = None;
+    // Signalled when the latest produce request has appended: the next one waits for it.
+    let mut last_append: Option<oneshot::Receiver<()>> = None;
     loop {
         // Start every whole frame in the buffer.
         loop {
@@ -137,8 +139,16 @@ async fn read_loop(
             let frame = buf.split_to(total);
             ServerStats::add(&broker.stats.bytes_read, total as u64);
             ServerStats::add(&broker.stats.requests, 1);
-            let correlation_id = frame::request_header(&frame).correlation_id;
-            let task = tokio::spawn(dispatch::run(broker.clone(), frame, permit));
+            let header = frame::request_header(&frame);
+            let correlation_id = header.correlation_id;
+            let order = (header.api_key == ApiKey::Produce as i16).then(|| {
+                let (done, next) = oneshot::channel();
+                dispatch::AppendOrder {
+                    after: last_append.replace(next),
+                    done,
+                }
+            });
+            let task = tokio::spawn(dispatch::run(broker.clone(), frame, permit, order));
             in_flight.fetch_add(1, Ordering::AcqRel);
             if tx.send(InFlight { correlation_id, task }).await.is_err() {
                 return Close::WriterGone;

@@ -17,10 +17,39 @@ use super::Broker;
 
 /// Runs one request. `permit` holds the frame's bytes against the connection's budget
 /// until the request is done. `None`: the request wants no response (acks none).
-pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, permit: OwnedSemaphorePermit) -> Option<Reply> {
+/// Keeps a connection's produce requests appending in the order they arrived, although
+/// each runs as its own task: a request appends only after its predecessor on the
+/// connection has appended (or failed) — `after` resolves when that one drops its `done`.
+/// Kafka clients pipeline several produce requests per partition and rely on this.
+pub(crate) struct AppendOrder {
+    pub after: Option<tokio::sync::oneshot::Receiver<()>>,
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl AppendOrder {
+    /// Waits for the predecessor's appends.
+    pub async fn wait_turn(&mut self) {
+        if let Some(prev) = self.after.take() {
+            let _ = prev.await;
+        }
+    }
+
+    /// This request's appends are done: the next may go. (Dropping it does the same, so
+    /// a request that fails or is cancelled never holds up the connection.)
+    pub fn appended(self) {
+        let _ = self.done.send(());
+    }
+}
+
+pub(crate) async fn run(
+    broker: Arc<Broker>,
+    frame: BytesMut,
+    permit: OwnedSemaphorePermit,
+    order: Option<AppendOrder>,
+) -> Option<Reply> {
     let correlation_id = frame::request_header(&frame).correlation_id;
     let timeout = Duration::from_millis(broker.config.request_timeout_ms);
-    let reply = match tokio::time::timeout(timeout, handle(&broker, frame)).await {
+    let reply = match tokio::time::timeout(timeout, handle(&broker, frame, order)).await {
         Ok(reply) => reply,
         Err(_) => Some(error_reply(
             correlation_id,
@@ -35,7 +64,7 @@ pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, permit: OwnedSemap
     reply
 }
 
-async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Option<Reply> {
+async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>) -> Option<Reply> {
     let f = match frame::parse_request(frame) {
         Ok(f) => f,
         Err((h, e)) => return Some(error_reply(h.correlation_id, ErrorCode::InvalidRequest, e.to_string())),
@@ -116,7 +145,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut) -> Option<Reply> {
                 Ok(r) => r,
                 Err(e) => return Some(e),
             };
-            let resp = handlers::produce::handle(b, req, f.trailer).await?;
+            let resp = handlers::produce::handle(b, req, f.trailer, order).await?;
             Some(Reply::new(correlation_id, &resp, Vec::new()))
         }
         ApiKey::Fetch => {

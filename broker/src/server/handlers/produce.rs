@@ -16,13 +16,19 @@ use runnel_protocol::messages::{Acks, ProducePartitionResult, ProduceRequest, Pr
 use runnel_protocol::{ErrorCode, Response};
 
 use super::code_and_message;
+use crate::server::dispatch::AppendOrder;
 use crate::server::Broker;
 use crate::storage::DurableWait;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
 /// `None` for acks `none`: Kafka's acks=0 sends no response at all.
-pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, mut trailer: BytesMut) -> Option<ProduceResponse> {
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    req: ProduceRequest,
+    mut trailer: BytesMut,
+    order: Option<AppendOrder>,
+) -> Option<ProduceResponse> {
     let Ok(acks) = Acks::try_from(req.acks) else {
         return Some(ProduceResponse::with_error(
             ErrorCode::InvalidRequiredAcks,
@@ -51,6 +57,12 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, mut trailer: Byte
         ));
     }
 
+    // Appends in the connection's request order; the successor may append once this
+    // request's appends are done (not durable: durability is awaited below, together).
+    let mut order = order;
+    if let Some(o) = order.as_mut() {
+        o.wait_turn().await;
+    }
     let mut topics = Vec::with_capacity(req.topics.len());
     // (topic index, partition index, wait) for acks `all`.
     let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
@@ -89,6 +101,9 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, mut trailer: Byte
             name: t.name.clone(),
             partitions: results,
         });
+    }
+    if let Some(o) = order {
+        o.appended();
     }
     if acks == Acks::None {
         return None;
