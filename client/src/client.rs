@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use runnel_protocol::frame::DEFAULT_MAX_RESPONSE_FRAME_BYTES;
+use runnel_protocol::frame::{ResponseFrame, DEFAULT_MAX_RESPONSE_FRAME_BYTES};
 use runnel_protocol::messages::{ApiVersionsRequest, MetadataRequest, MetadataResponse};
 use runnel_protocol::{ErrorCode, Request, Response};
 
@@ -106,22 +106,42 @@ impl Client {
         trailer: Vec<Bytes>,
         extra: Duration,
     ) -> Result<(R::Response, Bytes)> {
-        let conn = self.connection().await?;
+        self.start_call(req, trailer, extra).await?.response().await
+    }
+
+    /// Queues a request on the connection and returns once it is queued (requests leave
+    /// in the order they were queued); its response is awaited separately. The request
+    /// timeout covers both parts.
+    pub(crate) async fn start_call<R: Request>(
+        &self,
+        req: &R,
+        trailer: Vec<Bytes>,
+        extra: Duration,
+    ) -> Result<PendingCall<R>> {
         let timeout = self.inner.config.request_timeout + extra;
-        let frame = match tokio::time::timeout(timeout, conn.send(req, trailer, true)).await {
-            Ok(r) => r?.ok_or(Error::Closed)?,
+        let deadline = tokio::time::Instant::now() + timeout;
+        let queued = async {
+            let conn = self.connection().await?;
+            let rx = conn.enqueue(req, trailer, true).await?.ok_or(Error::Closed)?;
+            Ok::<_, Error>((conn, rx))
+        };
+        let (conn, rx) = match tokio::time::timeout_at(deadline, queued).await {
+            Ok(r) => r?,
             Err(_) => return Err(Error::Timeout(timeout)),
         };
-        let resp = <R::Response as prost::Message>::decode(frame.body)
-            .map_err(|e| Error::Protocol(format!("cannot decode {} response: {e}", R::KEY.name())))?;
-        Error::check(resp.error_code(), resp.error_message())?;
-        Ok((resp, frame.trailer))
+        Ok(PendingCall {
+            conn,
+            rx,
+            deadline,
+            timeout,
+            _response: std::marker::PhantomData,
+        })
     }
 
     /// Sends a request that gets no response (produce with acks none).
     pub(crate) async fn send_only<R: Request>(&self, req: &R, trailer: Vec<Bytes>) -> Result<()> {
         let conn = self.connection().await?;
-        conn.send(req, trailer, false).await.map(|_| ())
+        conn.enqueue(req, trailer, false).await.map(|_| ())
     }
 
     /// Metadata for `topics` (all topics if empty).
@@ -171,6 +191,29 @@ impl Client {
     /// Changes whenever a cached partition count changes or is forgotten.
     pub(crate) fn partitions_version(&self) -> u64 {
         self.inner.partitions_version.load(Ordering::Acquire)
+    }
+}
+
+/// A request queued by [`Client::start_call`], awaiting its response.
+pub(crate) struct PendingCall<R> {
+    conn: Arc<Connection>,
+    rx: tokio::sync::oneshot::Receiver<Result<ResponseFrame>>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    _response: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> PendingCall<R> {
+    /// The decoded response and its trailer, or the request-level error it carries.
+    pub(crate) async fn response(self) -> Result<(R::Response, Bytes)> {
+        let frame = match tokio::time::timeout_at(self.deadline, self.conn.response(self.rx)).await {
+            Ok(r) => r?,
+            Err(_) => return Err(Error::Timeout(self.timeout)),
+        };
+        let resp = <R::Response as prost::Message>::decode(frame.body)
+            .map_err(|e| Error::Protocol(format!("cannot decode {} response: {e}", R::KEY.name())))?;
+        Error::check(resp.error_code(), resp.error_message())?;
+        Ok((resp, frame.trailer))
     }
 }
 

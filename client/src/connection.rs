@@ -109,14 +109,16 @@ impl Connection {
         }
     }
 
-    /// Sends a request with `trailer` after its body. With `want_response` false (a
-    /// produce with acks none) nothing is awaited and `Ok(None)` returns once queued.
-    pub(crate) async fn send<R: Request>(
+    /// Queues a request with `trailer` after its body for the writer; requests leave in
+    /// the order they were queued. With `want_response` false (a produce with acks none)
+    /// there is nothing to wait for and `Ok(None)` returns once queued; otherwise the
+    /// receiver yields the response.
+    pub(crate) async fn enqueue<R: Request>(
         &self,
         req: &R,
         trailer: Vec<Bytes>,
         want_response: bool,
-    ) -> Result<Option<ResponseFrame>> {
+    ) -> Result<Option<oneshot::Receiver<Result<ResponseFrame>>>> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let trailer_bytes: usize = trailer.iter().map(Bytes::len).sum();
         let mut head = BytesMut::new();
@@ -142,10 +144,12 @@ impl Connection {
         if self.is_dead() || self.queue.send(Outgoing { parts, waiter }).await.is_err() {
             return Err(self.disconnected());
         }
-        match rx {
-            None => Ok(None),
-            Some(rx) => rx.await.unwrap_or_else(|_| Err(self.disconnected())).map(Some),
-        }
+        Ok(rx)
+    }
+
+    /// The response a receiver from [`Connection::enqueue`] yields.
+    pub(crate) async fn response(&self, rx: oneshot::Receiver<Result<ResponseFrame>>) -> Result<ResponseFrame> {
+        rx.await.unwrap_or_else(|_| Err(self.disconnected()))
     }
 }
 

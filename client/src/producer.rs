@@ -11,8 +11,10 @@
 //!   and returns a [`DeliveryFuture`] of its partition and offset.
 //! - A batch is sealed when it reaches `batch_size_bytes`; the sender sends it then, or
 //!   when its `linger` passes, or at once on [`Producer::flush`].
-//! - Ordering: a partition has at most one request in flight, so retries never reorder
-//!   its records. Different partitions' batches travel together and in parallel.
+//! - Ordering: by default a partition has at most one request in flight, so retries
+//!   never reorder (`max_in_flight_per_partition` allows more: requests are queued on the
+//!   connection in order and the broker appends them in order; only a retry can reorder).
+//!   Different partitions' batches travel together and in parallel.
 //! - Retries: retriable errors (broker shutting down, timeouts, lost connection) resend
 //!   the batch after an exponential backoff, until `delivery_timeout` since the batch was
 //!   created. Without idempotent sequencing (not yet implemented) a retry after a lost
@@ -36,7 +38,7 @@ use tracing::debug;
 
 pub use runnel_protocol::messages::Acks;
 
-use crate::client::{check, is_unknown_topic, Client, ClientConfig};
+use crate::client::{check, is_unknown_topic, Client, ClientConfig, PendingCall};
 use crate::delivery::Completion;
 pub use crate::delivery::{DeliveryFuture, RecordMetadata};
 use crate::error::{Error, Result};
@@ -67,6 +69,13 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
+    /// Requests in flight per partition (Kafka's `max.in.flight.requests.per.connection`).
+    /// The broker appends a connection's requests in order, so more than 1 keeps the
+    /// order of records — except across a retry: a batch that fails and is resent lands
+    /// after batches sent behind it, as with Kafka's non-idempotent producer. More in
+    /// flight lets one `fdatasync` on the broker cover more of this producer's batches
+    /// under `flush.policy=always`.
+    pub max_in_flight_per_partition: usize,
     pub client: ClientConfig,
 }
 
@@ -79,6 +88,7 @@ impl Default for ProducerConfig {
             buffer_memory_bytes: 32 * 1024 * 1024,
             max_block: Duration::from_secs(60),
             max_request_bytes: 1024 * 1024,
+            max_in_flight_per_partition: 1,
             compression: Compression::None,
             delivery_timeout: Duration::from_secs(120),
             retry_backoff: Duration::from_millis(100),
@@ -176,7 +186,8 @@ enum Queued {
 struct PartitionQueue {
     open: Option<OpenBatch>,
     sealed: VecDeque<Queued>,
-    in_flight: bool,
+    /// Requests of this partition sent and not yet completed.
+    in_flight: usize,
     retry_at: Option<Instant>,
 }
 
@@ -450,7 +461,7 @@ impl Inner {
         let mut soonest = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
         let mut drained_sticky = Vec::new();
         for (tp, q) in st.queues.iter_mut() {
-            if q.in_flight {
+            if q.in_flight >= self.config.max_in_flight_per_partition.max(1) {
                 continue;
             }
             if let Some(at) = q.retry_at {
@@ -474,7 +485,7 @@ impl Inner {
                     None => continue,
                 },
             };
-            q.in_flight = true;
+            q.in_flight += 1;
             ready.push((tp.clone(), item));
         }
         for tp in drained_sticky {
@@ -490,7 +501,7 @@ impl Inner {
         let mut st = self.lock();
         st.outstanding -= 1;
         if let Some(q) = st.queues.get_mut(tp) {
-            q.in_flight = false;
+            q.in_flight = q.in_flight.saturating_sub(1);
         }
         drop(st);
         self.progress.notify_waiters();
@@ -508,7 +519,7 @@ impl Inner {
         debug!(topic = %tp.0, partition = tp.1, attempt = batch.attempts, ?backoff, error = %error, "retrying batch");
         let mut st = self.lock();
         let q = st.queues.entry(tp.clone()).or_default();
-        q.in_flight = false;
+        q.in_flight = q.in_flight.saturating_sub(1);
         q.retry_at = Some(Instant::now() + backoff);
         q.sealed.push_front(Queued::Retry(batch));
         drop(st);
@@ -552,8 +563,11 @@ async fn run_sender(inner: Arc<Inner>) {
                     },
                 }
             }
+            // Queued on the connection here, in order (a partition with several requests
+            // in flight relies on it); the responses are awaited in tasks of their own.
             for request in split_requests(batches, inner.config.max_request_bytes) {
-                tokio::spawn(send_request(inner.clone(), request));
+                let started = start_request(&inner, &request).await;
+                tokio::spawn(finish_request(inner.clone(), request, started));
             }
             continue;
         }
@@ -592,11 +606,15 @@ fn split_requests(batches: Vec<(TopicPartition, Batch)>, max_bytes: usize) -> Ve
     out
 }
 
-async fn send_request(inner: Arc<Inner>, batches: Vec<(TopicPartition, Batch)>) {
+/// Queues one Produce request for `batches`. `Ok(None)`: acks none, nothing to await.
+async fn start_request(
+    inner: &Inner,
+    batches: &[(TopicPartition, Batch)],
+) -> Result<Option<PendingCall<ProduceRequest>>> {
     let acks = inner.config.acks;
     let mut topics: Vec<ProduceTopic> = Vec::new();
     let mut trailer = Vec::with_capacity(batches.len());
-    for (tp, b) in &batches {
+    for (tp, b) in batches {
         let partition = ProducePartition {
             partition: tp.1,
             records_bytes: b.bytes.len() as u32,
@@ -624,14 +642,23 @@ async fn send_request(inner: Arc<Inner>, batches: Vec<(TopicPartition, Batch)>) 
         timeout_ms: inner.config.client.request_timeout.as_millis().min(u32::MAX as u128) as u32,
         topics,
     };
-    let outcome: Result<Option<ProduceResponse>> = if acks == Acks::None {
+    if acks == Acks::None {
         inner.client.send_only(&req, trailer).await.map(|()| None)
     } else {
-        inner
-            .client
-            .call_with(&req, trailer, Duration::ZERO)
-            .await
-            .map(|(r, _)| Some(r))
+        inner.client.start_call(&req, trailer, Duration::ZERO).await.map(Some)
+    }
+}
+
+/// Awaits a started Produce request's response and completes (or retries) its batches.
+async fn finish_request(
+    inner: Arc<Inner>,
+    batches: Vec<(TopicPartition, Batch)>,
+    started: Result<Option<PendingCall<ProduceRequest>>>,
+) {
+    let outcome: Result<Option<ProduceResponse>> = match started {
+        Ok(Some(call)) => call.response().await.map(|(r, _)| Some(r)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
     };
     for (tp, batch) in batches {
         let result = match &outcome {

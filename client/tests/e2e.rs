@@ -243,3 +243,57 @@ async fn seek_by_timestamp_latest_and_admin_errors() {
     assert!(admin.list_topics().await.unwrap().is_empty());
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_requests_in_flight_per_partition_keep_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_broker(dir.path()).await;
+    let addr = common::addr(&server);
+    Admin::connect(&addr)
+        .await
+        .unwrap()
+        .create_topic("pipelined", 2, BTreeMap::new())
+        .await
+        .unwrap();
+    // Small batches and no linger: many requests per partition, up to 5 in flight each.
+    let config = ProducerConfig {
+        acks: Acks::Leader,
+        batch_size_bytes: 256,
+        linger: Duration::ZERO,
+        max_in_flight_per_partition: 5,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(&addr, config).await.unwrap();
+    const N: usize = 4_000;
+    let topic: std::sync::Arc<str> = "pipelined".into();
+    let mut deliveries = Vec::with_capacity(N);
+    for i in 0..N {
+        let record = ProducerRecord::new(topic.clone(), value(0, i)).partition((i % 2) as u32);
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    let mut next = [0i64; 2];
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let m = d.await.unwrap();
+        assert_eq!(m.partition, (i % 2) as u32);
+        assert_eq!(m.offset, next[i % 2], "record {i} out of order");
+        next[i % 2] += 1;
+    }
+    producer.close().await;
+
+    let mut c = Consumer::connect(&addr, ConsumerConfig::default()).await.unwrap();
+    c.assign_topic("pipelined").await.unwrap();
+    c.seek_all(Offset::Earliest).await.unwrap();
+    let records = read_n(c, N).await;
+    let mut last = [None::<usize>; 2];
+    for r in &records {
+        let (_, seq) = parse(r);
+        assert_eq!(seq % 2, r.partition as usize);
+        let p = r.partition as usize;
+        assert!(
+            last[p].is_none_or(|l| seq == l + 2),
+            "partition {p}: {seq} after {:?}",
+            last[p]
+        );
+        last[p] = Some(seq);
+    }
+}

@@ -72,6 +72,10 @@ struct Args {
     batch_bytes: usize,
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Produce requests in flight per partition, per producer (Kafka's
+    /// max.in.flight.requests.per.connection)
+    #[arg(long, default_value_t = 1)]
+    max_in_flight: usize,
     #[arg(long, default_value_t = 1)]
     producers: usize,
     #[arg(long, default_value_t = 1)]
@@ -290,6 +294,7 @@ async fn produce_all(
             },
             batch_size_bytes: args.batch_bytes,
             linger: Duration::from_millis(args.linger_ms),
+            max_in_flight_per_partition: args.max_in_flight,
             ..ProducerConfig::default()
         };
         let p = Producer::connect(broker, config).await.map_err(|e| e.to_string())?;
@@ -473,6 +478,7 @@ fn report(args: &Args, s: &Shared, secs: f64, broker_cpu: Option<f64>) {
         "mb_per_sec": bytes as f64 / secs / 1e6,
         "message_size": args.message_size,
         "batch_bytes": args.batch_bytes,
+        "max_in_flight": args.max_in_flight,
         "producers": args.producers,
         "consumers": args.consumers,
         "partitions": args.partitions,
