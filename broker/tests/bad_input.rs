@@ -235,13 +235,30 @@ fn per_connection_memory_is_bounded_and_pipelined_responses_stay_in_order() {
     good.create_topic("t", 1, &[("flush.policy", "os")]);
     let mut c = Wire::connect(s.addr);
     let batch = common::batch(3, 40, 1_000, 1_000).to_vec();
+    pipeline_produces(&mut c, "t", (0..50).map(|_| batch.clone()), |i, p| {
+        assert_eq!((p.error_code, p.base_offset), (0, i as i64 * 40));
+        if i % 10 == 0 {
+            good.ping();
+        }
+    });
+    s.shutdown();
+}
+
+/// Writes one produce request per batch (partition 0 of `topic`) back to back from
+/// another thread, and hands each response, checked to come in request order, to `each`.
+fn pipeline_produces(
+    c: &mut Wire,
+    topic: &str,
+    batches: impl Iterator<Item = Vec<u8>>,
+    mut each: impl FnMut(usize, ProducePartitionResult),
+) {
     let mut frames = Vec::new();
     let mut ids = Vec::new();
-    for _ in 0..50 {
+    for batch in batches {
         let (id, f) = c.frame(
             ApiKey::Produce as i16,
             0,
-            &produce_request("t", 0, Acks::Leader, batch.len()),
+            &produce_request(topic, 0, Acks::Leader, batch.len()),
             &batch,
         );
         ids.push(id);
@@ -252,14 +269,12 @@ fn per_connection_memory_is_bounded_and_pipelined_responses_stay_in_order() {
     for (i, id) in ids.iter().enumerate() {
         let r = c.read_response().unwrap();
         assert_eq!(r.correlation_id, *id);
-        let p = ProduceResponse::decode(r.body).unwrap().topics[0].partitions[0].clone();
-        assert_eq!((p.error_code, p.base_offset), (0, i as i64 * 40));
-        if i % 10 == 0 {
-            good.ping();
-        }
+        each(
+            i,
+            ProduceResponse::decode(r.body).unwrap().topics[0].partitions[0].clone(),
+        );
     }
     sender.join().unwrap();
-    s.shutdown();
 }
 
 #[test]
@@ -270,34 +285,15 @@ fn pipelined_produce_requests_append_in_request_order() {
     let (_dir, s) = start(ServerConfig::default());
     let mut c = Wire::connect(s.addr);
     c.create_topic("ordered", 1, &[("flush.policy", "os")]);
-    const REQUESTS: usize = 2_000;
-    let mut frames = Vec::new();
-    let mut ids = Vec::new();
-    for i in 0..REQUESTS {
-        // Two records per batch, tagged with the request's number.
-        let batch = common::batch(i as u64, 2, 16, 1_000).to_vec();
-        let (id, f) = c.frame(
-            ApiKey::Produce as i16,
-            0,
-            &produce_request("ordered", 0, Acks::Leader, batch.len()),
-            &batch,
-        );
-        ids.push(id);
-        frames.extend_from_slice(&f);
-    }
-    let mut writer = c.sock.try_clone().unwrap();
-    let sender = std::thread::spawn(move || writer.write_all(&frames).unwrap());
-    for (i, id) in ids.iter().enumerate() {
-        let r = c.read_response().unwrap();
-        assert_eq!(r.correlation_id, *id);
-        let p = ProduceResponse::decode(r.body).unwrap().topics[0].partitions[0].clone();
+    // Two records per batch, tagged with the request's number.
+    let batches = (0..2_000u64).map(|i| common::batch(i, 2, 16, 1_000).to_vec());
+    pipeline_produces(&mut c, "ordered", batches, |i, p| {
         assert_eq!(
             (p.error_code, p.base_offset),
             (0, i as i64 * 2),
             "request {i} appended out of order"
         );
-    }
-    sender.join().unwrap();
+    });
     s.shutdown();
 }
 

@@ -38,17 +38,23 @@ async fn read_n(mut consumer: Consumer, n: usize) -> Vec<ConsumerRecord> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn producers_and_consumers_at_once_exactly_once_in_order() {
+/// An in-process broker on a temporary directory, with `topic` created.
+async fn broker_with_topic(topic: &str, partitions: u32) -> (tempfile::TempDir, runnel_broker::server::Server, String) {
     let dir = tempfile::tempdir().unwrap();
     let server = common::start_broker(dir.path()).await;
     let addr = common::addr(&server);
     Admin::connect(&addr)
         .await
         .unwrap()
-        .create_topic("events", PARTITIONS, BTreeMap::new())
+        .create_topic(topic, partitions, BTreeMap::new())
         .await
         .unwrap();
+    (dir, server, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_and_consumers_at_once_exactly_once_in_order() {
+    let (_dir, server, addr) = broker_with_topic("events", PARTITIONS).await;
 
     // Consumers start first, from the beginning, and read while producers write.
     let total = PRODUCERS * RECORDS_PER_PRODUCER;
@@ -133,15 +139,7 @@ async fn producers_and_consumers_at_once_exactly_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_all_records_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start_broker(dir.path()).await;
-    let addr = common::addr(&server);
-    Admin::connect(&addr)
-        .await
-        .unwrap()
-        .create_topic("durable", 2, BTreeMap::new())
-        .await
-        .unwrap();
+    let (dir, server, addr) = broker_with_topic("durable", 2).await;
     let p = Producer::connect(&addr, ProducerConfig::default()).await.unwrap();
     let mut acked = Vec::new();
     for i in 0..500 {
@@ -246,15 +244,7 @@ async fn seek_by_timestamp_latest_and_admin_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_requests_in_flight_per_partition_keep_the_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start_broker(dir.path()).await;
-    let addr = common::addr(&server);
-    Admin::connect(&addr)
-        .await
-        .unwrap()
-        .create_topic("pipelined", 2, BTreeMap::new())
-        .await
-        .unwrap();
+    let (_dir, _server, addr) = broker_with_topic("pipelined", 2).await;
     // Small batches and no linger: many requests per partition, up to 5 in flight each.
     let config = ProducerConfig {
         acks: Acks::Leader,
