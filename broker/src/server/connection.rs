@@ -46,6 +46,57 @@ use super::Broker;
 /// Bytes the reader asks the socket for when no frame length says otherwise.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// What a listener's wire protocol supplies to the connection machinery (the native
+/// protocol and Kafka's share framing: a 4-byte length, then a header whose bytes 4..8
+/// after the length hold the correlation id).
+pub(crate) trait Protocol: Send + Sync + 'static {
+    /// Bytes a frame holds at least after its length prefix (its fixed header).
+    const MIN_FRAME_BYTES: usize;
+    /// Whether a whole frame is a produce request (appends keep arrival order).
+    fn is_produce(frame: &[u8]) -> bool;
+    /// Runs one request (bounded by the request timeout); `None` sends nothing back.
+    fn dispatch(
+        broker: Arc<Broker>,
+        frame: BytesMut,
+        order: Option<dispatch::AppendOrder>,
+    ) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static;
+    /// The answer to a request that cannot be served (its handler failed, or its frame
+    /// cannot be delimited); `None` closes the connection instead.
+    fn error_reply(correlation_id: i32, code: ErrorCode, message: String) -> Option<Reply>;
+}
+
+/// The native protocol.
+pub(crate) struct Native;
+
+impl Protocol for Native {
+    const MIN_FRAME_BYTES: usize = REQUEST_HEADER_BYTES - 4;
+
+    fn is_produce(frame: &[u8]) -> bool {
+        frame::request_header(frame).api_key == ApiKey::Produce as i16
+    }
+
+    fn dispatch(
+        broker: Arc<Broker>,
+        frame: BytesMut,
+        order: Option<dispatch::AppendOrder>,
+    ) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static {
+        dispatch::run(broker, frame, order)
+    }
+
+    fn error_reply(correlation_id: i32, code: ErrorCode, message: String) -> Option<Reply> {
+        Some(dispatch::error_reply(correlation_id, code, message))
+    }
+}
+
+/// The correlation id of a frame (bytes 8..12, both protocols), zero-padded if short.
+fn correlation_id(buf: &[u8]) -> i32 {
+    let mut id = [0u8; 4];
+    for (i, b) in buf.iter().skip(8).take(4).enumerate() {
+        id[i] = *b;
+    }
+    i32::from_be_bytes(id)
+}
+
 /// A request read and started, awaiting its turn to be answered.
 struct InFlight {
     correlation_id: i32,
@@ -64,12 +115,12 @@ enum Close {
     WriterGone,
 }
 
-pub(crate) async fn run(broker: Arc<Broker>, sock: TcpStream, peer: SocketAddr) {
+pub(crate) async fn run<P: Protocol>(broker: Arc<Broker>, sock: TcpStream, peer: SocketAddr) {
     let (rd, wr) = sock.into_split();
     let (tx, rx) = mpsc::channel(broker.config.max_in_flight_requests);
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let writer = tokio::spawn(write_loop(broker.clone(), wr, rx, in_flight.clone(), peer));
-    let close = read_loop(&broker, rd, tx, &in_flight).await;
+    let writer = tokio::spawn(write_loop::<P>(broker.clone(), wr, rx, in_flight.clone(), peer));
+    let close = read_loop::<P>(&broker, rd, tx, &in_flight).await;
     match &close {
         Close::Peer | Close::Shutdown | Close::WriterGone => debug!(%peer, ?close, "connection closing"),
         Close::Idle => info!(%peer, idle_timeout_ms = broker.config.idle_timeout_ms, "closing idle connection"),
@@ -83,7 +134,7 @@ pub(crate) async fn run(broker: Arc<Broker>, sock: TcpStream, peer: SocketAddr) 
     let _ = writer.await;
 }
 
-async fn read_loop(
+async fn read_loop<P: Protocol>(
     broker: &Arc<Broker>,
     mut rd: OwnedReadHalf,
     tx: mpsc::Sender<InFlight>,
@@ -100,7 +151,7 @@ async fn read_loop(
     loop {
         // Start every whole frame in the buffer.
         loop {
-            let total = match frame::check_frame(&buf, REQUEST_HEADER_BYTES, cfg.max_request_frame_bytes) {
+            let total = match frame::check_frame(&buf, 4 + P::MIN_FRAME_BYTES, cfg.max_request_frame_bytes) {
                 Ok(Some(total)) => total,
                 Ok(None) => {
                     if let (None, Some(len)) = (&permit, frame::announced_len(&buf)) {
@@ -114,17 +165,18 @@ async fn read_loop(
                     break;
                 }
                 Err(e) => {
-                    if buf.len() >= REQUEST_HEADER_BYTES - 4 {
-                        let h = frame::request_header(&pad_header(&buf));
-                        let reply = dispatch::error_reply(h.correlation_id, ErrorCode::InvalidRequest, e.to_string());
-                        let task = tokio::spawn(async move { Some(reply) });
-                        in_flight.fetch_add(1, Ordering::AcqRel);
-                        let _ = tx
-                            .send(InFlight {
-                                correlation_id: h.correlation_id,
-                                task,
-                            })
-                            .await;
+                    let id = correlation_id(&buf);
+                    if buf.len() >= 12 {
+                        if let Some(reply) = P::error_reply(id, ErrorCode::InvalidRequest, e.to_string()) {
+                            let task = tokio::spawn(async move { Some(reply) });
+                            in_flight.fetch_add(1, Ordering::AcqRel);
+                            let _ = tx
+                                .send(InFlight {
+                                    correlation_id: id,
+                                    task,
+                                })
+                                .await;
+                        }
                     }
                     return Close::Protocol(e);
                 }
@@ -139,16 +191,20 @@ async fn read_loop(
             let frame = buf.split_to(total);
             ServerStats::add(&broker.stats.bytes_read, total as u64);
             ServerStats::add(&broker.stats.requests, 1);
-            let header = frame::request_header(&frame);
-            let correlation_id = header.correlation_id;
-            let order = (header.api_key == ApiKey::Produce as i16).then(|| {
+            let correlation_id = correlation_id(&frame);
+            let order = P::is_produce(&frame).then(|| {
                 let (done, next) = oneshot::channel();
                 dispatch::AppendOrder {
                     after: last_append.replace(next),
                     done,
                 }
             });
-            let task = tokio::spawn(dispatch::run(broker.clone(), frame, permit, order));
+            let request = P::dispatch(broker.clone(), frame, order);
+            let task = tokio::spawn(async move {
+                let reply = request.await;
+                drop(permit);
+                reply
+            });
             in_flight.fetch_add(1, Ordering::AcqRel);
             if tx.send(InFlight { correlation_id, task }).await.is_err() {
                 return Close::WriterGone;
@@ -192,16 +248,7 @@ async fn take_budget(budget: &Arc<Semaphore>, bytes: usize, broker: &Broker) -> 
     }
 }
 
-/// The first 16 bytes of `buf`, zero-padded, so a header can be read from a frame that
-/// is shorter than one (only its correlation id is used).
-fn pad_header(buf: &[u8]) -> [u8; REQUEST_HEADER_BYTES] {
-    let mut h = [0u8; REQUEST_HEADER_BYTES];
-    let n = buf.len().min(REQUEST_HEADER_BYTES);
-    h[..n].copy_from_slice(&buf[..n]);
-    h
-}
-
-async fn write_loop(
+async fn write_loop<P: Protocol>(
     broker: Arc<Broker>,
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<InFlight>,
@@ -212,13 +259,17 @@ async fn write_loop(
         let reply = match task.await {
             Ok(reply) => reply,
             Err(e) => {
-                // A handler panicked: a bug. Answer it; this connection and the others go on.
+                // A handler panicked: a bug. Answer it if the protocol can (else close this
+                // connection); the others go on.
                 error!(%peer, correlation_id, error = %e, "request handler failed");
-                Some(dispatch::error_reply(
+                match P::error_reply(
                     correlation_id,
                     ErrorCode::UnknownServerError,
                     "internal error in the broker (logged)".into(),
-                ))
+                ) {
+                    Some(reply) => Some(reply),
+                    None => return,
+                }
             }
         };
         if let Some(reply) = reply {

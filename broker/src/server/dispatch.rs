@@ -8,7 +8,6 @@ use bytes::BytesMut;
 use runnel_protocol::frame;
 use runnel_protocol::messages::ErrorResponse;
 use runnel_protocol::{ApiKey, ErrorCode, Request};
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use super::handlers;
@@ -41,12 +40,7 @@ impl AppendOrder {
     }
 }
 
-pub(crate) async fn run(
-    broker: Arc<Broker>,
-    frame: BytesMut,
-    permit: OwnedSemaphorePermit,
-    order: Option<AppendOrder>,
-) -> Option<Reply> {
+pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>) -> Option<Reply> {
     let correlation_id = frame::request_header(&frame).correlation_id;
     let timeout = Duration::from_millis(broker.config.request_timeout_ms);
     let reply = match tokio::time::timeout(timeout, handle(&broker, frame, order)).await {
@@ -60,7 +54,6 @@ pub(crate) async fn run(
             ),
         )),
     };
-    drop(permit);
     reply
 }
 

@@ -7,12 +7,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, error};
 
-use super::{connection, stats::ServerStats, Broker};
+use super::connection::{self, Protocol};
+use super::{stats::ServerStats, Broker};
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
 
-pub(crate) async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, done: mpsc::Sender<()>) {
+pub(crate) async fn accept_loop<P: Protocol>(broker: Arc<Broker>, listener: TcpListener, done: mpsc::Sender<()>) {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
     loop {
         // At the limit, stop accepting: new clients wait in the kernel's backlog.
@@ -41,7 +42,7 @@ pub(crate) async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, done
         let broker = broker.clone();
         let done = done.clone();
         tokio::spawn(async move {
-            connection::run(broker, sock, peer).await;
+            connection::run::<P>(broker, sock, peer).await;
             drop(permit);
             drop(done);
         });

@@ -119,7 +119,11 @@ impl Server {
             shutdown,
         });
         let (done_tx, connections_done) = mpsc::channel(1);
-        let accept_task = tokio::spawn(listener::accept_loop(broker.clone(), listener, done_tx));
+        let accept_task = tokio::spawn(listener::accept_loop::<connection::Native>(
+            broker.clone(),
+            listener,
+            done_tx,
+        ));
         info!(listen = %local_addr, "listening (native protocol)");
         Ok(Server {
             broker,
