@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod group;
+pub mod kafka;
 pub mod server;
 pub mod storage;
 

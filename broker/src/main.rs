@@ -41,6 +41,11 @@ struct Args {
     #[arg(long, env = "RUNNEL_ADVERTISED_HOST", value_name = "HOST")]
     advertised_host: Option<String>,
 
+    /// Address of the Kafka-protocol listener (experimental: see the README), e.g.
+    /// 127.0.0.1:9092; port 0 picks a free port [default: none]
+    #[arg(long, env = "RUNNEL_KAFKA_LISTEN", value_name = "ADDR")]
+    kafka_listen: Option<SocketAddr>,
+
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runnel_broker=debug` [default: info]
     #[arg(long, env = "RUNNEL_LOG", value_name = "FILTER")]
     log: Option<String>,
@@ -115,6 +120,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     advertised_host: Option<String>,
+    kafka_listen: Option<SocketAddr>,
     log: Option<String>,
     flush_threads: Option<usize>,
     retention_check_interval_ms: Option<u64>,
@@ -194,6 +200,7 @@ fn settings(args: Args) -> Settings {
         fetch_max_bytes
     );
     server.advertised_host = args.advertised_host.or(file.advertised_host);
+    server.kafka_listen = args.kafka_listen.or(file.kafka_listen);
     let g = &mut server.group;
     if let Some(v) = args.group_min_session_timeout_ms.or(file.group_min_session_timeout_ms) {
         g.min_session_timeout_ms = v;
@@ -257,6 +264,7 @@ fn main() {
         info!(
             data_dir = %data_dir.display(),
             listen = %server.local_addr(),
+            kafka_listen = ?server.kafka_addr(),
             topics = storage.topics().len(),
             "runnel-broker started"
         );

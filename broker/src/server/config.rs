@@ -10,6 +10,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The host clients are told to connect to (Metadata); defaults to the bound address.
     pub advertised_host: Option<String>,
+    /// Where the Kafka-protocol listener binds; `None` runs none. The daemon's default is
+    /// `127.0.0.1:9092`; the library's is `None` (tests bind what they need).
+    pub kafka_listen: Option<SocketAddr>,
     /// Largest request frame accepted; a longer announced length closes the connection
     /// (the stream cannot be resynchronised without reading it).
     pub max_request_frame_bytes: u32,
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: DEFAULT_PORT_ADDR.parse().expect("valid default address"),
             advertised_host: None,
+            kafka_listen: None,
             max_request_frame_bytes: DEFAULT_MAX_REQUEST_FRAME_BYTES,
             max_connections: 4096,
             request_timeout_ms: 30_000,

@@ -273,6 +273,11 @@ async fn write_loop<P: Protocol>(
             }
         };
         if let Some(reply) = reply {
+            if reply.close {
+                debug!(%peer, correlation_id, "closing connection: undecodable request");
+                ServerStats::add(&broker.stats.connections_rejected, 1);
+                break;
+            }
             if let Err(e) = write_reply(&mut wr, &reply, &broker.stats).await {
                 debug!(%peer, error = %e, "write failed; closing connection");
                 return;

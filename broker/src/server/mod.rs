@@ -48,6 +48,8 @@ pub struct Broker {
     pub node_id: i32,
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// The Kafka listener's port (advertised in Kafka Metadata), if it runs.
+    pub kafka_port: Option<u16>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -68,6 +70,7 @@ impl Broker {
 pub struct Server {
     broker: Arc<Broker>,
     local_addr: SocketAddr,
+    kafka_addr: Option<SocketAddr>,
     /// Each connection task holds a clone; `recv` returns `None` once all have ended.
     connections_done: mpsc::Receiver<()>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -93,6 +96,15 @@ impl Server {
             path: config.listen.to_string().into(),
             source,
         })?;
+        let kafka_listener = match config.kafka_listen {
+            None => None,
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Io {
+                op: "listen (Kafka protocol) on",
+                path: addr.to_string().into(),
+                source,
+            })?),
+        };
+        let kafka_addr = kafka_listener.as_ref().and_then(|l| l.local_addr().ok());
         let groups = {
             let storage = storage.clone();
             let cfg = config.group.clone();
@@ -113,21 +125,32 @@ impl Server {
                 .clone()
                 .unwrap_or_else(|| local_addr.ip().to_string()),
             advertised_port: local_addr.port(),
+            kafka_port: kafka_addr.map(|a| a.port()),
             config,
             stats: ServerStats::default(),
             node_id: 0,
             shutdown,
         });
         let (done_tx, connections_done) = mpsc::channel(1);
+        let kafka_done = done_tx.clone();
         let accept_task = tokio::spawn(listener::accept_loop::<connection::Native>(
             broker.clone(),
             listener,
             done_tx,
         ));
         info!(listen = %local_addr, "listening (native protocol)");
+        if let (Some(listener), Some(addr)) = (kafka_listener, kafka_addr) {
+            tokio::spawn(listener::accept_loop::<crate::kafka::Kafka>(
+                broker.clone(),
+                listener,
+                kafka_done,
+            ));
+            info!(listen = %addr, "listening (Kafka protocol)");
+        }
         Ok(Server {
             broker,
             local_addr,
+            kafka_addr,
             connections_done,
             accept_task,
         })
@@ -135,6 +158,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The Kafka listener's bound address, if it runs.
+    pub fn kafka_addr(&self) -> Option<SocketAddr> {
+        self.kafka_addr
     }
 
     pub fn broker(&self) -> &Arc<Broker> {

@@ -16,12 +16,18 @@ use tokio::net::TcpStream;
 use super::stats::ServerStats;
 use crate::storage::FileRegion;
 
-/// One response frame: its head (prefix, header, protobuf body) and the file regions
-/// that follow it as the frame's trailer.
+/// One response frame: its head (prefix, header, body) and the file regions spliced into
+/// it: region `i` goes out after `head[..region_at[i]]` (the native protocol puts them all
+/// at the end, as the frame's trailer; Kafka's Fetch between partitions' fields).
 #[derive(Debug)]
 pub struct Reply {
     pub head: BytesMut,
     pub regions: Vec<FileRegion>,
+    /// Non-decreasing offsets into `head`, one per region.
+    pub region_at: Vec<usize>,
+    /// Close the connection instead of answering (a request that cannot be decoded, in a
+    /// protocol without a generic error response).
+    pub close: bool,
 }
 
 impl Reply {
@@ -30,7 +36,31 @@ impl Reply {
         let trailer_bytes: u64 = regions.iter().map(|r| r.len).sum();
         let mut head = BytesMut::new();
         frame::encode_response(&mut head, correlation_id, body, trailer_bytes as usize);
-        Reply { head, regions }
+        let region_at = vec![head.len(); regions.len()];
+        Reply {
+            head,
+            regions,
+            region_at,
+            close: false,
+        }
+    }
+
+    /// A whole frame in `head`, without file regions.
+    pub fn from_head(head: BytesMut) -> Reply {
+        Reply {
+            head,
+            regions: Vec::new(),
+            region_at: Vec::new(),
+            close: false,
+        }
+    }
+
+    /// Closes the connection once the replies before it are written.
+    pub fn close() -> Reply {
+        Reply {
+            close: true,
+            ..Reply::from_head(BytesMut::new())
+        }
     }
 
     pub fn frame_bytes(&self) -> u64 {
@@ -38,13 +68,16 @@ impl Reply {
     }
 }
 
-/// Writes one reply: the head with `write`, each region with `sendfile`.
+/// Writes one reply: the head with `write`, each region with `sendfile` at its place.
 pub async fn write_reply(sock: &mut OwnedWriteHalf, reply: &Reply, stats: &ServerStats) -> io::Result<()> {
-    sock.write_all(&reply.head).await?;
-    ServerStats::add(&stats.bytes_written, reply.head.len() as u64);
-    for region in &reply.regions {
+    let mut at = 0;
+    for (region, &to) in reply.regions.iter().zip(&reply.region_at) {
+        sock.write_all(&reply.head[at..to]).await?;
+        at = to;
         send_region(sock.as_ref(), region, stats).await?;
     }
+    sock.write_all(&reply.head[at..]).await?;
+    ServerStats::add(&stats.bytes_written, reply.head.len() as u64);
     Ok(())
 }
 

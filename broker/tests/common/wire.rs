@@ -20,6 +20,8 @@ use runnel_protocol::{ApiKey, Request, Response};
 /// A server on its own runtime thread.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The Kafka listener, when the config asked for one.
+    pub kafka_addr: Option<SocketAddr>,
     pub storage: Arc<LogManager>,
     runtime: Option<tokio::runtime::Runtime>,
     server: Option<Server>,
@@ -40,6 +42,7 @@ impl TestServer {
         let server = runtime.block_on(Server::bind(storage.clone(), cfg)).unwrap();
         TestServer {
             addr: server.local_addr(),
+            kafka_addr: server.kafka_addr(),
             storage,
             runtime: Some(runtime),
             server: Some(server),

@@ -50,6 +50,34 @@ pub(crate) async fn handle(
             ),
         ));
     }
+    // Each partition's batches as a view of the frame (no copy).
+    let parts = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition, trailer.split_to(p.records_bytes as usize)))
+                .collect();
+            (t.name, partitions)
+        })
+        .collect();
+    append(broker, acks, req.timeout_ms, parts, order).await
+}
+
+/// One topic's part of a produce request: its partitions and their batches.
+pub(crate) type TopicParts = (String, Vec<(u32, BytesMut)>);
+
+/// Appends each partition's batches and answers per `acks` (`None` for acks `none`).
+/// Shared by the native and the Kafka listener.
+pub(crate) async fn append(
+    broker: &Arc<Broker>,
+    acks: Acks,
+    timeout_ms: u32,
+    parts: Vec<TopicParts>,
+    order: Option<AppendOrder>,
+) -> Option<ProduceResponse> {
     if broker.is_shutting_down() {
         return Some(ProduceResponse::with_error(
             ErrorCode::BrokerShuttingDown,
@@ -63,21 +91,20 @@ pub(crate) async fn handle(
     if let Some(o) = order.as_mut() {
         o.wait_turn().await;
     }
-    let mut topics = Vec::with_capacity(req.topics.len());
+    let mut topics = Vec::with_capacity(parts.len());
     // (topic index, partition index, wait) for acks `all`.
     let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
-    for (ti, t) in req.topics.iter().enumerate() {
-        let mut results = Vec::with_capacity(t.partitions.len());
-        for (pi, p) in t.partitions.iter().enumerate() {
-            let mut batches = trailer.split_to(p.records_bytes as usize);
+    for (ti, (name, partitions)) in parts.into_iter().enumerate() {
+        let mut results = Vec::with_capacity(partitions.len());
+        for (pi, (partition, mut batches)) in partitions.into_iter().enumerate() {
             let mut r = ProducePartitionResult {
-                partition: p.partition,
+                partition,
                 base_offset: -1,
                 log_append_time_ms: -1,
                 log_start_offset: -1,
                 ..Default::default()
             };
-            let appended = broker.storage.partition(&t.name, p.partition).and_then(|log| {
+            let appended = broker.storage.partition(&name, partition).and_then(|log| {
                 r.log_start_offset = log.start_offset() as i64;
                 if acks == Acks::All {
                     log.append_durable(&mut batches).map(|(info, wait)| (info, Some(wait)))
@@ -98,7 +125,7 @@ pub(crate) async fn handle(
             results.push(r);
         }
         topics.push(ProduceTopicResult {
-            name: t.name.clone(),
+            name,
             partitions: results,
         });
     }
@@ -112,10 +139,10 @@ pub(crate) async fn handle(
     // Durable acks: all partitions' syncs proceed together (group commit on the flusher
     // threads); the response waits for the slowest, bounded by the request's timeout.
     if !waits.is_empty() {
-        let timeout_ms = if req.timeout_ms == 0 {
+        let timeout_ms = if timeout_ms == 0 {
             broker.config.request_timeout_ms
         } else {
-            (req.timeout_ms as u64).min(broker.config.request_timeout_ms)
+            (timeout_ms as u64).min(broker.config.request_timeout_ms)
         };
         let outcomes = futures::future::join_all(waits.into_iter().map(|(ti, pi, w)| async move {
             let r = tokio::time::timeout(Duration::from_millis(timeout_ms), w.wait()).await;

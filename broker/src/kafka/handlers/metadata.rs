@@ -1,0 +1,69 @@
+//! Metadata: this broker (at its Kafka address) and the topics asked for.
+
+use std::ops::RangeInclusive;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use runnel_protocol::ErrorCode;
+
+use super::{str_bytes, topic_name};
+use crate::kafka::Request;
+use crate::server::Broker;
+use crate::storage::log::INITIAL_LEADER_EPOCH;
+use crate::storage::Topic;
+
+pub const VERSIONS: RangeInclusive<i16> = 0..=12;
+
+pub fn handle(broker: &Broker, req: &Request, body: MetadataRequest) -> MetadataResponse {
+    // v0: an empty list means every topic; v1+: a null list does.
+    let all = match &body.topics {
+        None => true,
+        Some(t) => t.is_empty() && req.version == 0,
+    };
+    let topics = if all {
+        broker.storage.topics().iter().map(|t| describe(broker, t)).collect()
+    } else {
+        body.topics
+            .iter()
+            .flatten()
+            .filter_map(|t| t.name.as_ref())
+            .map(|name| match broker.storage.topic(name) {
+                Some(t) => describe(broker, &t),
+                // Topics are created explicitly (CreateTopics, `runnel topic create`); no
+                // auto-creation on metadata requests.
+                None => MetadataResponseTopic::default()
+                    .with_name(Some(name.clone()))
+                    .with_error_code(ErrorCode::UnknownTopicOrPartition.code() as i16),
+            })
+            .collect()
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(broker.node_id))
+            .with_host(str_bytes(&broker.advertised_host))
+            .with_port(i32::from(broker.kafka_port.unwrap_or(0)))])
+        .with_cluster_id(Some(str_bytes("runnel")))
+        .with_controller_id(BrokerId(broker.node_id))
+        .with_topics(topics)
+}
+
+fn describe(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
+    let node = BrokerId(broker.node_id);
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&t.name)))
+        .with_is_internal(false)
+        .with_partitions(
+            (0..t.partitions.len())
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p as i32)
+                        .with_leader_id(node)
+                        .with_leader_epoch(INITIAL_LEADER_EPOCH)
+                        .with_replica_nodes(vec![node])
+                        .with_isr_nodes(vec![node])
+                })
+                .collect(),
+        )
+}

@@ -1,0 +1,80 @@
+//! One file per Kafka API. Each declares the versions it serves (`VERSIONS`, advertised
+//! by ApiVersions exactly) and maps the request onto the broker's storage and native
+//! handlers; per-topic and per-partition failures are error codes in the response.
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{decode, respond, Request};
+use crate::server::dispatch::AppendOrder;
+use crate::server::reply::Reply;
+use crate::server::Broker;
+
+/// The APIs this listener serves, with their version ranges.
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 6] = [
+    (ApiKey::Produce, produce::VERSIONS),
+    (ApiKey::Fetch, fetch::VERSIONS),
+    (ApiKey::ListOffsets, list_offsets::VERSIONS),
+    (ApiKey::Metadata, metadata::VERSIONS),
+    (ApiKey::ApiVersions, api_versions::VERSIONS),
+    (ApiKey::CreateTopics, create_topics::VERSIONS),
+];
+
+/// The versions of `key` served, `None` if the API is not.
+pub fn versions(key: ApiKey) -> Option<RangeInclusive<i16>> {
+    SERVED.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+}
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    req: Request,
+    body: Bytes,
+    order: Option<AppendOrder>,
+) -> Option<Reply> {
+    serve(broker, req, body, order).await.unwrap_or_else(Some)
+}
+
+/// `Err`: the request could not be decoded; the reply closes the connection.
+async fn serve(
+    broker: &Arc<Broker>,
+    req: Request,
+    body: Bytes,
+    order: Option<AppendOrder>,
+) -> Result<Option<Reply>, Reply> {
+    Ok(match req.key {
+        ApiKey::ApiVersions => respond(&req, &api_versions::handle(&decode(&req, body)?)),
+        ApiKey::Metadata => respond(&req, &metadata::handle(broker, &req, decode(&req, body)?)),
+        ApiKey::CreateTopics => respond(&req, &create_topics::handle(broker, decode(&req, body)?).await),
+        ApiKey::ListOffsets => respond(
+            &req,
+            &list_offsets::handle(broker, req.version, decode(&req, body)?).await,
+        ),
+        ApiKey::Produce => produce::handle(broker, &req, body, order).await?,
+        ApiKey::Fetch => fetch::handle(broker, &req, decode(&req, body)?).await,
+        _ => None,
+    })
+}
+
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+pub fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+/// Kafka's error codes are ours (`ErrorCode` uses Kafka's numbers).
+pub fn kafka_code(code: i32) -> i16 {
+    code as i16
+}

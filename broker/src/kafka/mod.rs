@@ -1,0 +1,159 @@
+//! The Kafka wire protocol listener: unmodified Kafka clients produce and consume.
+//!
+//! A second listener (`kafka_listen`), served by the same connection machinery as the
+//! native one (`server::connection`: limits, request concurrency, ordered replies,
+//! produce appends in arrival order, shutdown). Requests and responses are encoded by the
+//! `kafka-protocol` crate; each API's handler (`handlers/`) declares the versions it
+//! serves and maps the request onto the same storage and handlers as the native protocol.
+//!
+//! Header rules: request header v1, or v2 for flexible versions; response header v0, or
+//! v1 for flexible versions — except ApiVersions, whose response header is always v0.
+//! Record bytes of a Fetch response go out with `sendfile` (see [`splice`]).
+//!
+//! Errors: a request whose header or body cannot be decoded closes the connection (the
+//! client cannot be told which request failed in a form it can parse); an API or version
+//! this broker does not serve gets `UNSUPPORTED_VERSION` (ApiVersions: with the supported
+//! ranges, in a v0 body).
+
+pub mod handlers;
+pub mod splice;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use runnel_protocol::ErrorCode;
+use tracing::debug;
+
+use crate::server::connection::Protocol;
+use crate::server::dispatch::AppendOrder;
+use crate::server::reply::Reply;
+use crate::server::Broker;
+
+/// The Kafka protocol, for the connection machinery.
+pub(crate) struct Kafka;
+
+impl Protocol for Kafka {
+    /// api key, api version, correlation id.
+    const MIN_FRAME_BYTES: usize = 8;
+
+    fn is_produce(frame: &[u8]) -> bool {
+        i16::from_be_bytes([frame[4], frame[5]]) == ApiKey::Produce as i16
+    }
+
+    async fn dispatch(broker: Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>) -> Option<Reply> {
+        let timeout = Duration::from_millis(broker.config.request_timeout_ms);
+        // A request still unanswered at the timeout gets no answer: the client times it
+        // out (Kafka responses have no common error shape to send instead).
+        tokio::time::timeout(timeout, handle(&broker, frame, order))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn error_reply(_correlation_id: i32, _code: ErrorCode, _message: String) -> Option<Reply> {
+        None
+    }
+}
+
+/// A decoded request header and the version its body is in.
+pub struct Request {
+    pub key: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+}
+
+async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>) -> Option<Reply> {
+    let mut body = frame.freeze();
+    body.advance(4);
+    let raw_key = i16::from_be_bytes([body[0], body[1]]);
+    let version = i16::from_be_bytes([body[2], body[3]]);
+    let correlation_id = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+    let key = match ApiKey::try_from(raw_key) {
+        Ok(k) => k,
+        Err(()) => {
+            debug!(api_key = raw_key, "unknown Kafka api key");
+            return Some(unsupported(correlation_id));
+        }
+    };
+    let Some(range) = handlers::versions(key) else {
+        debug!(api = ?key, version, "Kafka api not served");
+        return Some(unsupported(correlation_id));
+    };
+    if !range.contains(&version) {
+        if key == ApiKey::ApiVersions {
+            // Answered in v0, which every client can read, with the ranges we serve.
+            return Some(handlers::api_versions::unsupported(correlation_id));
+        }
+        debug!(api = ?key, version, "Kafka api version not served");
+        return Some(unsupported(correlation_id));
+    }
+    let header = match RequestHeader::decode(&mut body, key.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => {
+            debug!(error = %e, "undecodable Kafka request header; closing");
+            return Some(Reply::close());
+        }
+    };
+    let req = Request { key, version, header };
+    handlers::handle(broker, req, body, order).await
+}
+
+/// Decodes a request body of type `T`; `Err` holds the reply that closes the connection.
+pub fn decode<T: Decodable>(req: &Request, mut body: Bytes) -> Result<T, Reply> {
+    T::decode(&mut body, req.version).map_err(|e| {
+        debug!(api = ?req.key, version = req.version, error = %e, "undecodable Kafka request; closing");
+        Reply::close()
+    })
+}
+
+/// A response frame: length, header (v0 or v1 as the API and version say), body.
+pub fn respond<T: Encodable>(req: &Request, body: &T) -> Option<Reply> {
+    let mut buf = splice::SpliceBuf::new(BytesMut::with_capacity(256));
+    Some(match encode_response(req, body, &mut buf) {
+        Some(()) => reply(buf, Vec::new()),
+        None => Reply::close(),
+    })
+}
+
+/// Encodes header and body into `buf` after a 4-byte length placeholder.
+pub fn encode_response<T: Encodable>(req: &Request, body: &T, buf: &mut splice::SpliceBuf) -> Option<()> {
+    buf.head.put_u32(0);
+    let header = ResponseHeader::default().with_correlation_id(req.header.correlation_id);
+    let encoded = header
+        .encode(buf, req.key.response_header_version(req.version))
+        .and_then(|()| body.encode(buf, req.version));
+    match encoded {
+        Ok(()) => Some(()),
+        Err(e) => {
+            // A bug (a field this version cannot carry): log it, close the connection.
+            tracing::error!(api = ?req.key, version = req.version, error = %e, "cannot encode Kafka response");
+            None
+        }
+    }
+}
+
+/// Fills in the frame length and places the regions where the encoder left them out.
+pub fn reply(buf: splice::SpliceBuf, regions: Vec<crate::storage::FileRegion>) -> Reply {
+    let len = (buf.logical_len() - 4) as u32;
+    let mut head = buf.head;
+    head[..4].copy_from_slice(&len.to_be_bytes());
+    Reply {
+        region_at: buf.splices,
+        regions,
+        ..Reply::from_head(head)
+    }
+}
+
+/// For an API or version we do not serve: the response header (v0) and
+/// `UNSUPPORTED_VERSION` as the first field, where most responses' versions 0 carry
+/// their error code.
+fn unsupported(correlation_id: i32) -> Reply {
+    let mut head = BytesMut::with_capacity(10);
+    head.put_u32(6);
+    head.put_i32(correlation_id);
+    head.put_i16(ErrorCode::UnsupportedVersion.code() as i16);
+    Reply::from_head(head)
+}
