@@ -376,11 +376,19 @@ fn bad_kafka_requests_never_take_the_broker_down() {
     let resp: ApiVersionsResponse = k.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(resp.error_code, 0);
 
-    // Truncated body, oversized length: closed, never a panic. (Not yet: absurd array
-    // counts. kafka-protocol 0.18 reserves `count` elements before decoding any, so a
-    // Metadata request claiming 2^31-1 topics aborts the process on allocation failure;
-    // see the README's Kafka section.)
-    let garbage: [&[u8]; 2] = [
+    // Truncated body, absurd array counts, oversized length: closed, never a panic or an
+    // abort (kafka-protocol 0.18 reserves a declared count up front: `alloc_guard`).
+    let garbage: [&[u8]; 4] = [
+        // Metadata v1 whose topic array claims 2^31-1 entries.
+        &[0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 5, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff],
+        // Fetch v12 (flexible): topics as a compact array of 2^32-2 entries.
+        &[
+            0, 0, 0, 41, // length
+            0, 1, 0, 12, 0, 0, 0, 7, 0xff, 0xff, 0, // header v2: key, version, id, null client, no tags
+            0xff, 0xff, 0xff, 0xff, 0, 0, 0, 100, 0, 0, 0, 1, 0, 16, 0, 0, // replica, wait, min, max
+            0, 0, 0, 0, 0, 0, 0, 0, 0, // isolation, session id, session epoch
+            0xff, 0xff, 0xff, 0xff, 0x0f, // topics: uvarint 2^32-1, so 2^32-2 entries
+        ],
         // Produce v3 cut short inside its body.
         &[0, 0, 0, 12, 0, 0, 0, 3, 0, 0, 0, 6, 0xff, 0xff, 0, 1],
         // A length far over the frame limit.
