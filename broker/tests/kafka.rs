@@ -412,3 +412,59 @@ fn bad_kafka_requests_never_take_the_broker_down() {
     native.ping();
     s.shutdown();
 }
+
+#[test]
+fn describe_configs_and_delete_topics() {
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let (_dir, s) = start();
+    let mut native = Wire::connect(s.addr);
+    native.create_topic("conf", 1, &[("retention.ms", "60000")]);
+    native.create_topic("gone", 1, &[]);
+    native.create_topic("gone6", 1, &[]);
+    let mut k = Kafka::connect(s.kafka_addr.unwrap());
+    for version in [1i16, 4] {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("conf"))
+                .with_configuration_keys(None),
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("nope")),
+        ]);
+        let resp: DescribeConfigsResponse = k.call(ApiKey::DescribeConfigs, version, &req);
+        let conf = &resp.results[0];
+        assert_eq!(conf.error_code, 0);
+        let retention = conf.configs.iter().find(|c| c.name.as_str() == "retention.ms").unwrap();
+        assert_eq!(retention.value.as_deref(), Some("60000"));
+        assert_eq!(retention.config_source, 1, "an override is a dynamic topic config");
+        let other = conf
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == "segment.bytes")
+            .unwrap();
+        assert_eq!(other.config_source, 5, "the rest are defaults");
+        assert_eq!(resp.results[1].error_code, 3);
+    }
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topic_names(vec![name("gone"), name("never")]);
+    let resp: DeleteTopicsResponse = k.call(ApiKey::DeleteTopics, 4, &req);
+    let codes: Vec<i16> = resp.responses.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, [0, 3]);
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![DeleteTopicState::default().with_name(Some(name("gone6")))]);
+    let resp: DeleteTopicsResponse = k.call(ApiKey::DeleteTopics, 6, &req);
+    assert_eq!(resp.responses[0].error_code, 0);
+    let resp: MetadataResponse = k.call(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
+    let left: Vec<String> = resp
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref())
+        .map(|n| n.0.to_string())
+        .collect();
+    assert_eq!(left, ["conf"]);
+    s.shutdown();
+}

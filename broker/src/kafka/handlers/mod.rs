@@ -4,6 +4,8 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_configs;
 pub mod fetch;
 pub mod list_offsets;
 pub mod metadata;
@@ -22,13 +24,15 @@ use crate::server::reply::Reply;
 use crate::server::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 6] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 8] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
     (ApiKey::Metadata, metadata::VERSIONS),
     (ApiKey::ApiVersions, api_versions::VERSIONS),
     (ApiKey::CreateTopics, create_topics::VERSIONS),
+    (ApiKey::DeleteTopics, delete_topics::VERSIONS),
+    (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -56,6 +60,11 @@ async fn serve(
         ApiKey::ApiVersions => respond(&req, &api_versions::handle(&decode(&req, body)?)),
         ApiKey::Metadata => respond(&req, &metadata::handle(broker, &req, decode(&req, body)?)),
         ApiKey::CreateTopics => respond(&req, &create_topics::handle(broker, decode(&req, body)?).await),
+        ApiKey::DeleteTopics => respond(
+            &req,
+            &delete_topics::handle(broker, req.version, decode(&req, body)?).await,
+        ),
+        ApiKey::DescribeConfigs => respond(&req, &describe_configs::handle(broker, decode(&req, body)?)),
         ApiKey::ListOffsets => respond(
             &req,
             &list_offsets::handle(broker, req.version, decode(&req, body)?).await,
