@@ -58,11 +58,13 @@ impl Protocol for Kafka {
     }
 }
 
-/// A decoded request header and the version its body is in.
+/// A request's header, decoded, and the version its body is in. Owned: nothing here
+/// refers to the frame, so a Produce can take the frame's buffer back without copying.
 pub struct Request {
     pub key: ApiKey,
     pub version: i16,
-    pub header: RequestHeader,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
 }
 
 async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>) -> Option<Reply> {
@@ -97,7 +99,12 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
             return Some(Reply::close());
         }
     };
-    let req = Request { key, version, header };
+    let req = Request {
+        key,
+        version,
+        correlation_id: header.correlation_id,
+        client_id: header.client_id.map(|c| c.to_string()),
+    };
     handlers::handle(broker, req, body, order).await
 }
 
@@ -121,7 +128,7 @@ pub fn respond<T: Encodable>(req: &Request, body: &T) -> Option<Reply> {
 /// Encodes header and body into `buf` after a 4-byte length placeholder.
 pub fn encode_response<T: Encodable>(req: &Request, body: &T, buf: &mut splice::SpliceBuf) -> Option<()> {
     buf.head.put_u32(0);
-    let header = ResponseHeader::default().with_correlation_id(req.header.correlation_id);
+    let header = ResponseHeader::default().with_correlation_id(req.correlation_id);
     let encoded = header
         .encode(buf, req.key.response_header_version(req.version))
         .and_then(|()| body.encode(buf, req.version));

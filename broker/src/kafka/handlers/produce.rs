@@ -1,24 +1,25 @@
-//! Produce (magic 2 batches): appended through the native path, zero-copy.
+//! Produce (magic 2 batches): appended through the native path.
 //!
-//! The decoded request's `records` are views of the frame. Their places in the frame are
-//! noted, the decoded request dropped, and the frame — now uniquely owned again — split
-//! into one buffer per partition (no copy), which the storage engine validates, stamps
-//! and appends as for the native protocol. Batches of an older magic fail validation and
-//! get `CORRUPT_MESSAGE` (Produce v3+ carries only magic 2).
+//! One copy per request, unlike the native protocol: the storage engine stamps offsets
+//! into a mutable buffer, and the frame a Kafka request was decoded from is shared (with
+//! the connection's read buffer and the decoder's views), so each partition's records are
+//! copied into a buffer of their own. Removing it needs appends that write the stamped
+//! base offset beside the bytes rather than into them. Batches of an older magic fail
+//! validation and get `CORRUPT_MESSAGE` (Produce v3+ carries only magic 2).
 //!
 //! Not yet: idempotent sequence checks (producer ids are stored as sent) and
 //! transactions (not advertised).
 
-use std::ops::{Range, RangeInclusive};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_protocol::messages::Acks;
 use runnel_protocol::ErrorCode;
 
-use super::{kafka_code, str_bytes};
+use super::{kafka_code, str_bytes, topic_name};
 use crate::kafka::{decode, respond, Request};
 use crate::server::dispatch::AppendOrder;
 use crate::server::handlers::produce::{append, TopicParts};
@@ -33,31 +34,27 @@ pub(crate) async fn handle(
     body: Bytes,
     order: Option<AppendOrder>,
 ) -> Result<Option<Reply>, Reply> {
-    let frame_start = body.as_ptr() as usize;
-    let produce: ProduceRequest = decode(req, body.clone())?;
-    // The request's shape (topic names, partition indexes) for the response, and where
-    // each partition's records sit in `body`.
-    let mut shape: Vec<(TopicName, Vec<i32>)> = Vec::with_capacity(produce.topic_data.len());
-    let mut layout: Layout = Vec::with_capacity(produce.topic_data.len());
+    let produce: ProduceRequest = decode(req, body)?;
+    // The request's shape (topic names, partition indexes) for the response, and each
+    // partition's records in a buffer of their own.
+    let mut shape: Vec<(String, Vec<i32>)> = Vec::with_capacity(produce.topic_data.len());
+    let mut parts: Vec<TopicParts> = Vec::with_capacity(produce.topic_data.len());
     for t in &produce.topic_data {
-        let mut ranges = Vec::with_capacity(t.partition_data.len());
-        for p in &t.partition_data {
-            let range = match &p.records {
-                Some(r) if !r.is_empty() => {
-                    let start = r.as_ptr() as usize - frame_start;
-                    start..start + r.len()
-                }
-                _ => 0..0,
-            };
-            ranges.push((p.index as u32, range));
-        }
-        shape.push((t.name.clone(), t.partition_data.iter().map(|p| p.index).collect()));
-        layout.push((t.name.0.to_string(), ranges));
+        let name = t.name.0.to_string();
+        let records = t
+            .partition_data
+            .iter()
+            .map(|p| {
+                (
+                    p.index as u32,
+                    p.records.as_deref().map(BytesMut::from).unwrap_or_default(),
+                )
+            })
+            .collect();
+        shape.push((name.clone(), t.partition_data.iter().map(|p| p.index).collect()));
+        parts.push((name, records));
     }
-    let (acks, timeout_ms) = (produce.acks, produce.timeout_ms.max(0) as u32);
-    // Only `body` refers to the frame now: it splits without copying.
-    drop(produce);
-    let acks = match acks {
+    let acks = match produce.acks {
         -1 => Acks::All,
         1 => Acks::Leader,
         0 => Acks::None,
@@ -70,12 +67,8 @@ pub(crate) async fn handle(
             ));
         }
     };
-    let mut frame = match body.try_into_mut() {
-        Ok(f) => f,
-        // Still shared (not expected): copy once rather than fail.
-        Err(shared) => BytesMut::from(&shared[..]),
-    };
-    let parts = split_parts(&mut frame, layout);
+    let timeout_ms = produce.timeout_ms.max(0) as u32;
+    drop(produce);
     let Some(native) = append(broker, acks, timeout_ms, parts, order).await else {
         return Ok(None); // acks 0: no response
     };
@@ -96,31 +89,6 @@ pub(crate) async fn handle(
     Ok(respond(req, &resp))
 }
 
-/// Splits `frame` into each partition's records, in order, without copying.
-/// Per topic: its partitions and where each one's records sit in the frame.
-type Layout = Vec<(String, Vec<(u32, Range<usize>)>)>;
-
-fn split_parts(frame: &mut BytesMut, layout: Layout) -> Vec<TopicParts> {
-    let mut consumed = 0usize;
-    layout
-        .into_iter()
-        .map(|(name, partitions)| {
-            let parts = partitions
-                .into_iter()
-                .map(|(p, range)| {
-                    if range.is_empty() || range.start < consumed {
-                        return (p, BytesMut::new());
-                    }
-                    let _ = frame.split_to(range.start - consumed);
-                    consumed = range.end;
-                    (p, frame.split_to(range.len()))
-                })
-                .collect();
-            (name, parts)
-        })
-        .collect()
-}
-
 /// (error code, message, base offset, log append time, log start offset) of a partition.
 type Outcome<'a> = (i32, &'a String, i64, i64, i64);
 
@@ -128,7 +96,7 @@ type Outcome<'a> = (i32, &'a String, i64, i64, i64);
 /// index, partition index)`, with only the fields `version` carries.
 fn response<'a>(
     version: i16,
-    shape: Vec<(TopicName, Vec<i32>)>,
+    shape: Vec<(String, Vec<i32>)>,
     outcome: impl Fn(usize, usize) -> Outcome<'a>,
 ) -> ProduceResponse {
     let responses = shape
@@ -155,7 +123,7 @@ fn response<'a>(
                 })
                 .collect();
             TopicProduceResponse::default()
-                .with_name(name)
+                .with_name(topic_name(&name))
                 .with_partition_responses(partitions)
         })
         .collect();
