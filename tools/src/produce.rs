@@ -52,6 +52,10 @@ pub struct ProduceArgs {
     /// Batch linger in milliseconds
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Largest batch per partition, in bytes (kcat's librdkafka default is 1,000,000):
+    /// one request is in flight per partition, so this sets how much moves per round trip
+    #[arg(long, default_value_t = 1 << 20)]
+    batch_bytes: usize,
 }
 
 /// Outstanding deliveries checked in order by a second task; a bound keeps memory flat.
@@ -72,6 +76,7 @@ pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), String> {
             CompressionArg::Zstd => Compression::Zstd,
         },
         linger: Duration::from_millis(args.linger_ms),
+        batch_size_bytes: args.batch_bytes.max(1),
         ..ProducerConfig::default()
     };
     let producer = Producer::connect(broker, config).await.map_err(|e| e.to_string())?;
