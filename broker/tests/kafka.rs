@@ -468,3 +468,31 @@ fn describe_configs_and_delete_topics() {
     assert_eq!(left, ["conf"]);
     s.shutdown();
 }
+
+#[test]
+fn find_coordinator_in_old_and_batched_forms() {
+    let (_dir, s) = start();
+    let port = i32::from(s.kafka_addr.unwrap().port());
+    let mut k = Kafka::connect(s.kafka_addr.unwrap());
+    for version in [0i16, 1, 3] {
+        let req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
+        let resp: FindCoordinatorResponse = k.call(ApiKey::FindCoordinator, version, &req);
+        assert_eq!((resp.error_code, resp.node_id.0, resp.port), (0, 0, port), "v{version}");
+    }
+    let req = FindCoordinatorRequest::default()
+        .with_coordinator_keys(vec![StrBytes::from_static_str("g1"), StrBytes::from_static_str("g2")]);
+    let resp: FindCoordinatorResponse = k.call(ApiKey::FindCoordinator, 4, &req);
+    let keys: Vec<(&str, i16, i32)> = resp
+        .coordinators
+        .iter()
+        .map(|c| (c.key.as_str(), c.error_code, c.port))
+        .collect();
+    assert_eq!(keys, [("g1", 0, port), ("g2", 0, port)]);
+    // Transaction coordinators do not exist: COORDINATOR_NOT_AVAILABLE (15).
+    let req = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_static_str("tx"))
+        .with_key_type(1);
+    let resp: FindCoordinatorResponse = k.call(ApiKey::FindCoordinator, 3, &req);
+    assert_eq!(resp.error_code, 15);
+    s.shutdown();
+}

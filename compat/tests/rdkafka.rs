@@ -235,3 +235,73 @@ async fn records_cross_between_native_and_kafka_clients_field_for_field() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assigning_consumer_commits_and_a_new_one_resumes_there() {
+    use rdkafka::consumer::CommitMode;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let addr = server.local_addr().to_string();
+    runnel_client::Admin::connect(&addr)
+        .await
+        .unwrap()
+        .create_topic("resume", 2, BTreeMap::new())
+        .await
+        .unwrap();
+    let producer: FutureProducer = config(&server).set("enable.idempotence", "false").create().unwrap();
+    for i in 0..20 {
+        let value = format!("v{i}");
+        let record = FutureRecord::<(), _>::to("resume").partition(i % 2).payload(&value);
+        producer.send(record, TIMEOUT).await.map_err(|(e, _)| e).unwrap();
+    }
+    tokio::task::block_in_place(|| {
+        let group = || {
+            config(&server)
+                .set("group.id", "assigners")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .create::<BaseConsumer>()
+                .unwrap()
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("resume", 0);
+        tpl.add_partition("resume", 1);
+        // Nothing committed yet: OffsetFetch says so (-1, "invalid" to librdkafka).
+        let first = group();
+        let committed = first.committed_offsets(tpl.clone(), TIMEOUT).unwrap();
+        assert!(
+            committed.elements().iter().all(|e| e.offset() == KOffset::Invalid),
+            "{committed:?}"
+        );
+        // Read 4 records from each partition, commit 4 and 6 (the next offsets to read).
+        first.assign(&tpl).unwrap();
+        let mut read = 0;
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while read < 20 && std::time::Instant::now() < deadline {
+            if first.poll(Duration::from_millis(100)).is_some() {
+                read += 1;
+            }
+        }
+        assert_eq!(read, 20);
+        let mut commit = TopicPartitionList::new();
+        commit.add_partition_offset("resume", 0, KOffset::Offset(4)).unwrap();
+        commit.add_partition_offset("resume", 1, KOffset::Offset(6)).unwrap();
+        first.commit(&commit, CommitMode::Sync).unwrap();
+        drop(first);
+        // A new consumer of the group resumes at the committed offsets.
+        let second = group();
+        let committed = second.committed_offsets(tpl.clone(), TIMEOUT).unwrap();
+        let offsets: Vec<KOffset> = committed.elements().iter().map(|e| e.offset()).collect();
+        assert_eq!(offsets, [KOffset::Offset(4), KOffset::Offset(6)]);
+        second.assign(&tpl).unwrap();
+        let mut firsts = BTreeMap::new();
+        while firsts.len() < 2 && std::time::Instant::now() < deadline + TIMEOUT {
+            if let Some(m) = second.poll(Duration::from_millis(100)) {
+                let m = m.unwrap();
+                firsts.entry(m.partition()).or_insert(m.offset());
+            }
+        }
+        assert_eq!(firsts, BTreeMap::from([(0, 4), (1, 6)]));
+    });
+    server.shutdown().await.unwrap();
+}

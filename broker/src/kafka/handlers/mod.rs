@@ -7,8 +7,11 @@ pub mod create_topics;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
 
 use std::ops::RangeInclusive;
@@ -24,7 +27,7 @@ use crate::server::reply::Reply;
 use crate::server::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 8] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 11] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
@@ -33,6 +36,9 @@ pub const SERVED: [(ApiKey, RangeInclusive<i16>); 8] = [
     (ApiKey::CreateTopics, create_topics::VERSIONS),
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
+    (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
+    (ApiKey::OffsetCommit, offset_commit::VERSIONS),
+    (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -65,6 +71,12 @@ async fn serve(
             &delete_topics::handle(broker, req.version, decode(&req, body)?).await,
         ),
         ApiKey::DescribeConfigs => respond(&req, &describe_configs::handle(broker, decode(&req, body)?)),
+        ApiKey::FindCoordinator => respond(
+            &req,
+            &find_coordinator::handle(broker, req.version, decode(&req, body)?),
+        ),
+        ApiKey::OffsetCommit => respond(&req, &offset_commit::handle(broker, decode(&req, body)?).await),
+        ApiKey::OffsetFetch => respond(&req, &offset_fetch::handle(broker, decode(&req, body)?).await),
         ApiKey::ListOffsets => respond(
             &req,
             &list_offsets::handle(broker, req.version, decode(&req, body)?).await,
