@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Unmodified Kafka clients against the Kafka listener (run by scripts/test): Debian's own
 # kcat (librdkafka) lists metadata, produces keyed records with headers, consumes them
-# back, and the native CLI reads what kcat wrote (and kcat what the CLI wrote).
-# Python clients (confluent-kafka, kafka-python) and groups: not yet (issue 6).
+# back, and the native CLI reads what kcat wrote (and kcat what the CLI wrote); then
+# confluent-kafka and kafka-python (in a venv under target/) read each other's records
+# (scripts/kafka_clients.py). Group consumers: not yet (issue 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v kcat >/dev/null || { echo "kafka-clients: kcat is not installed" >&2; exit 1; }
@@ -34,3 +35,10 @@ got=$(timeout 20 kcat -b "$kafka" -C -t kc -p 0 -e -q -f '%o %s\n')
 got=$(timeout 20 kcat -b "$kafka" -C -t kc -p 1 -o -1 -e -q -f '%o %s\n')
 [ "$got" = "2 three" ] || fail "kcat -o -1 (ListOffsets): $got"
 echo "kafka-clients: kcat round trips passed"
+
+venv=target/py-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check confluent-kafka kafka-python
+timeout 120 "$venv/bin/python" scripts/kafka_clients.py "$kafka"

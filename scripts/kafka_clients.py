@@ -1,0 +1,90 @@
+"""Python Kafka clients against Runnel's Kafka listener (run by scripts/kafka-clients.sh).
+
+confluent-kafka (librdkafka) and kafka-python each produce keyed records with headers and
+explicit timestamps, and each reads — by assignment — what the other wrote, field for
+field. Not yet: group consumers and kafka-python's default idempotent producer (issue 6);
+kafka-python's producer is created with enable_idempotence=False until InitProducerId
+is served.
+
+    python kafka_clients.py HOST:PORT
+"""
+
+import sys
+import time
+
+from confluent_kafka import Consumer as CConsumer, Producer as CProducer, TopicPartition as CTP
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+TIMEOUT_S = 20
+
+
+def fail(msg):
+    print(f"kafka_clients.py: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def records(writer, n, base_ts):
+    return [
+        (f"{writer}-k{i}".encode(), f"{writer} value {i}".encode(), base_ts + i, [("from", writer.encode()), ("i", str(i).encode())])
+        for i in range(n)
+    ]
+
+
+def main(bootstrap):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic("py-confluent", 1, 1), NewTopic("py-kafkapython", 1, 1)])
+    for topic, f in futures.items():
+        f.result(TIMEOUT_S)
+
+    # confluent-kafka writes py-confluent.
+    sent_c = records("confluent", 50, 1_700_000_000_000)
+    p = CProducer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for k, v, ts, h in sent_c:
+        p.produce("py-confluent", value=v, key=k, timestamp=ts, headers=h, partition=0)
+    if p.flush(TIMEOUT_S) != 0:
+        fail("confluent-kafka producer did not deliver everything")
+
+    # kafka-python writes py-kafkapython.
+    sent_k = records("kafka-python", 50, 1_700_000_100_000)
+    kp = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", linger_ms=5)
+    futs = [kp.send("py-kafkapython", value=v, key=k, timestamp_ms=ts, headers=h, partition=0) for k, v, ts, h in sent_k]
+    offsets = [f.get(timeout=TIMEOUT_S).offset for f in futs]
+    if offsets != list(range(50)):
+        fail(f"kafka-python producer offsets {offsets[:5]}...")
+    kp.close()
+
+    # kafka-python reads what confluent-kafka wrote.
+    kc = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=TIMEOUT_S * 1000)
+    tp = TopicPartition("py-confluent", 0)
+    kc.assign([tp])
+    kc.seek_to_beginning(tp)
+    got = []
+    for m in kc:
+        got.append((m.key, m.value, m.timestamp, [(hk, hv) for hk, hv in m.headers]))
+        if len(got) == len(sent_c):
+            break
+    kc.close()
+    if got != sent_c:
+        fail(f"kafka-python read {got[:2]}... instead of {sent_c[:2]}...")
+
+    # confluent-kafka reads what kafka-python wrote.
+    cc = CConsumer({"bootstrap.servers": bootstrap, "group.id": "py-assign", "enable.auto.commit": False})
+    cc.assign([CTP("py-kafkapython", 0, 0)])
+    got = []
+    deadline = time.time() + TIMEOUT_S
+    while len(got) < len(sent_k) and time.time() < deadline:
+        m = cc.poll(0.2)
+        if m is None:
+            continue
+        if m.error():
+            fail(f"confluent-kafka consumer: {m.error()}")
+        got.append((m.key(), m.value(), m.timestamp()[1], [(hk, hv) for hk, hv in (m.headers() or [])]))
+    cc.close()
+    if got != sent_k:
+        fail(f"confluent-kafka read {got[:2]}... instead of {sent_k[:2]}...")
+    print("kafka_clients.py: confluent-kafka and kafka-python read each other's records")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
