@@ -193,7 +193,10 @@ fn retention_runs_in_the_background() {
     while t.partitions[0].size_bytes() >= 4096 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(t.partitions[0].size_bytes() < 4096, "retention did not bound the log in 10 s");
+    assert!(
+        t.partitions[0].size_bytes() < 4096,
+        "retention did not bound the log in 10 s"
+    );
     assert!(t.partitions[0].start_offset() > 0);
 }
 
