@@ -2,9 +2,8 @@
 
 confluent-kafka (librdkafka) and kafka-python each produce keyed records with headers and
 explicit timestamps, and each reads — by assignment — what the other wrote, field for
-field. Not yet: group consumers and kafka-python's default idempotent producer (issue 6);
-kafka-python's producer is created with enable_idempotence=False until InitProducerId
-is served.
+field; kafka-python's producer runs with its defaults (idempotent, acks all). Not yet:
+group consumers (issue 6).
 
     python kafka_clients.py HOST:PORT
 """
@@ -47,7 +46,7 @@ def main(bootstrap):
 
     # kafka-python writes py-kafkapython.
     sent_k = records("kafka-python", 50, 1_700_000_100_000)
-    kp = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", linger_ms=5)
+    kp = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)  # defaults: idempotent, acks all
     futs = [kp.send("py-kafkapython", value=v, key=k, timestamp_ms=ts, headers=h, partition=0) for k, v, ts, h in sent_k]
     offsets = [f.get(timeout=TIMEOUT_S).offset for f in futs]
     if offsets != list(range(50)):

@@ -40,6 +40,14 @@ pub enum Error {
     CorruptMetadata(String),
     #[error("the storage engine is shutting down")]
     ShuttingDown,
+    #[error("producer {producer_id}: batch with sequence {sequence} does not follow {expected}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        sequence: i32,
+        expected: String,
+    },
+    #[error("producer {producer_id}: epoch {epoch} is older than {current}, which fenced it")]
+    InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
 }
 
 impl Error {
@@ -65,6 +73,8 @@ impl Error {
             Error::UnknownTopic(_) | Error::UnknownPartition { .. } => C::UnknownTopicOrPartition,
             Error::CorruptMetadata(_) => C::UnknownServerError,
             Error::ShuttingDown => C::BrokerShuttingDown,
+            Error::OutOfOrderSequence { .. } => C::OutOfOrderSequenceNumber,
+            Error::InvalidProducerEpoch { .. } => C::InvalidProducerEpoch,
         }
     }
 }

@@ -178,10 +178,7 @@ fn api_versions_follow_the_header_rules_and_advertise_only_what_is_served() {
         for key in [ApiKey::Produce, ApiKey::Fetch, ApiKey::Metadata, ApiKey::ApiVersions] {
             assert!(keys.contains(&(key as i16)), "{key:?} missing in v{version}");
         }
-        assert!(
-            !keys.contains(&(ApiKey::InitProducerId as i16)),
-            "nothing without a handler"
-        );
+        assert!(!keys.contains(&(ApiKey::JoinGroup as i16)), "nothing without a handler");
         let av = resp
             .api_keys
             .iter()
@@ -359,7 +356,7 @@ fn bad_kafka_requests_never_take_the_broker_down() {
     let mut frame = BytesMut::new();
     for (key, version) in [
         (999i16, 0i16),
-        (ApiKey::InitProducerId as i16, 0),
+        (ApiKey::JoinGroup as i16, 0),
         (ApiKey::Produce as i16, 2),
     ] {
         frame.clear();
@@ -494,5 +491,92 @@ fn find_coordinator_in_old_and_batched_forms() {
         .with_key_type(1);
     let resp: FindCoordinatorResponse = k.call(ApiKey::FindCoordinator, 3, &req);
     assert_eq!(resp.error_code, 15);
+    s.shutdown();
+}
+
+/// A batch of `n` records from idempotent producer `pid`/`epoch`, sequences from `seq`.
+fn idempotent_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
+    let recs: Vec<Record> = records(1_700_000_000_000, n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            producer_id: pid,
+            producer_epoch: epoch,
+            sequence: seq + i as i32,
+            ..r
+        })
+        .collect();
+    batch(&recs)
+}
+
+#[test]
+fn idempotent_producers_get_ids_duplicates_their_offsets_and_gaps_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || ServerConfig {
+        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServerConfig::default()
+    };
+    let s = TestServer::start(dir.path(), cfg());
+    Wire::connect(s.addr).create_topic("idem", 1, &[("flush.policy", "os")]);
+    let mut k = Kafka::connect(s.kafka_addr.unwrap());
+    let resp: InitProducerIdResponse = k.call(
+        ApiKey::InitProducerId,
+        1,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(-1),
+    );
+    assert_eq!((resp.error_code, resp.producer_epoch), (0, 0));
+    let pid = resp.producer_id.0;
+    assert!(pid > 0);
+    let other: InitProducerIdResponse = k.call(
+        ApiKey::InitProducerId,
+        1,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(-1),
+    );
+    assert_ne!(other.producer_id.0, pid, "ids are unique");
+
+    assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 0, 0, 3)), (0, 0));
+    // The retry of a batch whose answer was lost: its original offset, nothing appended.
+    assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 0, 0, 3)), (0, 0));
+    assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 0, 3, 2)), (0, 3));
+    // A gap: OUT_OF_ORDER_SEQUENCE_NUMBER (45), nothing appended.
+    assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 0, 9, 1)).0, 45);
+    assert_eq!(fetch(&mut k, 12, "idem", 0, 0).1, 5, "high watermark: 5 records");
+
+    // A new incarnation (v3+: same id, next epoch) fences the old one.
+    let bumped: InitProducerIdResponse = k.call(
+        ApiKey::InitProducerId,
+        3,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(-1)
+            .with_producer_id(kafka_protocol::messages::ProducerId(pid))
+            .with_producer_epoch(0),
+    );
+    assert_eq!((bumped.producer_id.0, bumped.producer_epoch), (pid, 1));
+    assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 1, 0, 1)), (0, 5));
+    assert_eq!(
+        produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 0, 5, 1)).0,
+        47,
+        "INVALID_PRODUCER_EPOCH"
+    );
+    // Transactions: not served.
+    let txn: InitProducerIdResponse = k.call(
+        ApiKey::InitProducerId,
+        1,
+        &InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("t")))),
+    );
+    assert_eq!(txn.error_code, 15);
+    s.shutdown();
+
+    // After a restart the state is rebuilt from the log: the retry is still recognised.
+    let s = TestServer::start(dir.path(), cfg());
+    let mut k = Kafka::connect(s.kafka_addr.unwrap());
+    assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 1, 0, 1)), (0, 5));
+    assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 1, 1, 1)), (0, 6));
+    assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 1, 3, 1)).0, 45);
     s.shutdown();
 }

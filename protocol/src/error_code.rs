@@ -45,6 +45,12 @@ pub enum ErrorCode {
     /// A commit from an older epoch, or for a partition the member no longer owns.
     StaleMemberEpoch = 113,
     InvalidRegularExpression = 128,
+    /// An idempotent producer's batch does not follow its previous one (a gap or a
+    /// reordering): the batch is not appended.
+    OutOfOrderSequenceNumber = 45,
+    /// An idempotent producer's epoch is older than the partition has seen: a newer
+    /// instance of the producer fenced it.
+    InvalidProducerEpoch = 47,
     /// The request's api key is not one this broker knows.
     UnknownApi = 1000,
     /// The broker is stopping; retry against it (or another) later.
@@ -82,6 +88,8 @@ impl ErrorCode {
         ErrorCode::UnsupportedAssignor,
         ErrorCode::StaleMemberEpoch,
         ErrorCode::InvalidRegularExpression,
+        ErrorCode::OutOfOrderSequenceNumber,
+        ErrorCode::InvalidProducerEpoch,
         ErrorCode::UnknownApi,
         ErrorCode::BrokerShuttingDown,
     ];
@@ -146,6 +154,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedAssignor => "UNSUPPORTED_ASSIGNOR",
             ErrorCode::StaleMemberEpoch => "STALE_MEMBER_EPOCH",
             ErrorCode::InvalidRegularExpression => "INVALID_REGULAR_EXPRESSION",
+            ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
             ErrorCode::UnknownApi => "UNKNOWN_API",
             ErrorCode::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
         }

@@ -50,6 +50,8 @@ pub struct Broker {
     pub advertised_port: u16,
     /// The Kafka listener's port (advertised in Kafka Metadata), if it runs.
     pub kafka_port: Option<u16>,
+    /// The next idempotent producer id (Kafka's InitProducerId).
+    pub next_producer_id: std::sync::atomic::AtomicI64,
     shutdown: watch::Sender<bool>,
 }
 
@@ -126,6 +128,12 @@ impl Server {
                 .unwrap_or_else(|| local_addr.ip().to_string()),
             advertised_port: local_addr.port(),
             kafka_port: kafka_addr.map(|a| a.port()),
+            next_producer_id: std::sync::atomic::AtomicI64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_millis() as i64)
+                    << 20,
+            ),
             config,
             stats: ServerStats::default(),
             node_id: 0,

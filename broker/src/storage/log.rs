@@ -32,6 +32,7 @@ use tracing::{error, info, warn};
 
 use super::config::{FlushPolicy, LogConfig, TimestampType};
 use super::flusher::Flusher;
+use super::producers::{Check, ProducerTable};
 use super::recovery;
 use super::segment::{FileRegion, IndexCursor, Segment};
 use crate::error::{Error, Result};
@@ -99,6 +100,9 @@ impl DurableWait {
 
 struct Writer {
     cursor: IndexCursor,
+    /// Idempotent producers' last batches; built from the active segment on the first
+    /// append that needs it (logs without idempotent producers never pay for it).
+    producers: Option<ProducerTable>,
 }
 
 struct Waiter {
@@ -155,7 +159,10 @@ impl PartitionLog {
             dir: dir.to_owned(),
             config: ArcSwap::from_pointee(config),
             segments: ArcSwap::from_pointee(opened.segments),
-            writer: Mutex::new(Writer { cursor: opened.cursor }),
+            writer: Mutex::new(Writer {
+                cursor: opened.cursor,
+                producers: None,
+            }),
             start_offset: AtomicU64::new(start),
             end_offset: AtomicU64::new(end),
             durable_offset: AtomicU64::new(if clean { end } else { 0 }),
@@ -236,6 +243,12 @@ impl PartitionLog {
 
         let mut w = lock(&self.writer);
         self.check_open()?;
+        let idempotent = headers(batches).any(|h| h.producer_id >= 0);
+        if idempotent {
+            if let Some(dup) = self.check_sequences(&mut w, batches)? {
+                return Ok(dup);
+            }
+        }
         let base = self.end_offset.load(Ordering::Relaxed);
         let mut active = self.active();
         if self.should_roll(&active, &cfg, batches.len() as u64, base + records - 1, max_timestamp) {
@@ -265,6 +278,11 @@ impl PartitionLog {
             let h = BatchHeader::parse(&batches[at..]).expect("validated");
             w.cursor
                 .on_batch(&active, cfg.index_interval_bytes, &h, position + at as u64);
+            if idempotent {
+                if let Some(p) = w.producers.as_mut() {
+                    p.record(&h, h.base_offset as u64);
+                }
+            }
             at += h.total_bytes();
         }
         let seg_max_ts = active.max_timestamp().max(max_timestamp);
@@ -319,6 +337,41 @@ impl PartitionLog {
             for w in s.waiters.drain(..) {
                 let _ = w.tx.send(Err(Error::ShuttingDown));
             }
+        }
+    }
+
+    /// Idempotent producers' batches must follow their previous ones (see
+    /// [`ProducerTable`]). `Some`: the append is a retried duplicate, already in the log
+    /// at these offsets.
+    fn check_sequences(&self, w: &mut Writer, batches: &[u8]) -> Result<Option<AppendInfo>> {
+        if w.producers.is_none() {
+            w.producers = Some(ProducerTable::rebuild(&self.active())?);
+        }
+        let table = w.producers.as_ref().expect("built above");
+        let mut pending = Vec::new();
+        let mut duplicate = None;
+        for h in headers(batches) {
+            match table.check(&h, &pending)? {
+                Check::Append => pending.push((h, 0)),
+                Check::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => duplicate = Some((h, base_offset, last_offset)),
+            }
+        }
+        match duplicate {
+            None => Ok(None),
+            Some((_, base_offset, last_offset)) if pending.is_empty() => Ok(Some(AppendInfo {
+                base_offset,
+                last_offset,
+                log_append_time_ms: None,
+            })),
+            // A retried batch next to new ones: not something a producer sends.
+            Some((h, _, _)) => Err(Error::OutOfOrderSequence {
+                producer_id: h.producer_id,
+                sequence: h.base_sequence,
+                expected: "no duplicate batch among new ones in one append".into(),
+            }),
         }
     }
 
@@ -829,4 +882,17 @@ impl PartitionLog {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
+}
+
+/// The headers of the (validated) batches in `batches`.
+fn headers(batches: &[u8]) -> impl Iterator<Item = BatchHeader> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= batches.len() {
+            return None;
+        }
+        let h = BatchHeader::parse(&batches[at..]).expect("validated");
+        at += h.total_bytes();
+        Some(h)
+    })
 }

@@ -14,6 +14,7 @@ pub mod log;
 pub mod manager;
 mod metadata;
 mod offset_index;
+pub mod producers;
 mod recovery;
 pub mod segment;
 mod time_index;

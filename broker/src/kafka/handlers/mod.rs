@@ -8,6 +8,7 @@ pub mod delete_topics;
 pub mod describe_configs;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
@@ -27,7 +28,7 @@ use crate::server::reply::Reply;
 use crate::server::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 11] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 12] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
@@ -39,6 +40,7 @@ pub const SERVED: [(ApiKey, RangeInclusive<i16>); 11] = [
     (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
     (ApiKey::OffsetCommit, offset_commit::VERSIONS),
     (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
+    (ApiKey::InitProducerId, init_producer_id::VERSIONS),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -77,6 +79,7 @@ async fn serve(
         ),
         ApiKey::OffsetCommit => respond(&req, &offset_commit::handle(broker, decode(&req, body)?).await),
         ApiKey::OffsetFetch => respond(&req, &offset_fetch::handle(broker, decode(&req, body)?).await),
+        ApiKey::InitProducerId => respond(&req, &init_producer_id::handle(broker, decode(&req, body)?)),
         ApiKey::ListOffsets => respond(
             &req,
             &list_offsets::handle(broker, req.version, decode(&req, body)?).await,

@@ -7,8 +7,8 @@
 //! base offset beside the bytes rather than into them. Batches of an older magic fail
 //! validation and get `CORRUPT_MESSAGE` (Produce v3+ carries only magic 2).
 //!
-//! Not yet: idempotent sequence checks (producer ids are stored as sent) and
-//! transactions (not advertised).
+//! Idempotent producers' sequences are checked by the log (`storage::producers`).
+//! Transactions: not served (not advertised).
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
