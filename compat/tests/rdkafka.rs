@@ -36,6 +36,18 @@ fn config(server: &Server) -> ClientConfig {
     c
 }
 
+/// Creates `topic` through the native listener; returns that listener's address.
+async fn create_topic(server: &Server, topic: &str, partitions: u32) -> String {
+    let addr = server.local_addr().to_string();
+    runnel_client::Admin::connect(&addr)
+        .await
+        .unwrap()
+        .create_topic(topic, partitions, BTreeMap::new())
+        .await
+        .unwrap();
+    addr
+}
+
 /// (partition, offset, timestamp, key, value, headers) as a Kafka client sees a record.
 type Seen = (
     i32,
@@ -173,13 +185,7 @@ async fn librdkafka_creates_produces_consumes_and_finds_offsets_by_time() {
 async fn records_cross_between_native_and_kafka_clients_field_for_field() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
-    let addr = server.local_addr().to_string();
-    runnel_client::Admin::connect(&addr)
-        .await
-        .unwrap()
-        .create_topic("cross", 1, BTreeMap::new())
-        .await
-        .unwrap();
+    let addr = create_topic(&server, "cross", 1).await;
 
     // Native → Kafka.
     let native = Producer::connect(&addr, ProducerConfig::default()).await.unwrap();
@@ -241,13 +247,7 @@ async fn an_assigning_consumer_commits_and_a_new_one_resumes_there() {
     use rdkafka::consumer::CommitMode;
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
-    let addr = server.local_addr().to_string();
-    runnel_client::Admin::connect(&addr)
-        .await
-        .unwrap()
-        .create_topic("resume", 2, BTreeMap::new())
-        .await
-        .unwrap();
+    create_topic(&server, "resume", 2).await;
     let producer: FutureProducer = config(&server).set("enable.idempotence", "false").create().unwrap();
     for i in 0..20 {
         let value = format!("v{i}");
@@ -310,13 +310,7 @@ async fn an_assigning_consumer_commits_and_a_new_one_resumes_there() {
 async fn an_idempotent_librdkafka_producer_delivers_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
-    let addr = server.local_addr().to_string();
-    runnel_client::Admin::connect(&addr)
-        .await
-        .unwrap()
-        .create_topic("idem", 2, BTreeMap::new())
-        .await
-        .unwrap();
+    create_topic(&server, "idem", 2).await;
     // InitProducerId, then sequenced batches with 5 requests in flight per connection.
     let producer: FutureProducer = config(&server)
         .set("enable.idempotence", "true")

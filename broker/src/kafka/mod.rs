@@ -87,7 +87,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
     if !range.contains(&version) {
         if key == ApiKey::ApiVersions {
             // Answered in v0, which every client can read, with the ranges we serve.
-            return Some(handlers::api_versions::unsupported(correlation_id));
+            return handlers::api_versions::unsupported(correlation_id);
         }
         debug!(api = ?key, version, "Kafka api version not served");
         return Some(unsupported(correlation_id));

@@ -2,14 +2,13 @@
 
 use std::ops::RangeInclusive;
 
-use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
-use kafka_protocol::protocol::Encodable;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use runnel_protocol::ErrorCode;
 use tracing::debug;
 
 use super::SERVED;
+use crate::kafka::{respond, Request};
 use crate::server::reply::Reply;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=4;
@@ -40,16 +39,15 @@ pub fn handle(req: &ApiVersionsRequest) -> ApiVersionsResponse {
 /// The answer to a version newer than 4: UNSUPPORTED_VERSION and our ranges, in a v0
 /// body after a v0 header, as Kafka brokers do so a client can retry with a version we
 /// serve.
-pub fn unsupported(correlation_id: i32) -> Reply {
+pub fn unsupported(correlation_id: i32) -> Option<Reply> {
     let body = ApiVersionsResponse::default()
         .with_error_code(ErrorCode::UnsupportedVersion.code() as i16)
         .with_api_keys(api_keys());
-    let mut head = BytesMut::new();
-    head.put_u32(0);
-    head.put_i32(correlation_id);
-    body.encode(&mut head, 0)
-        .expect("a v0 ApiVersions response always encodes");
-    let len = (head.len() - 4) as u32;
-    head[..4].copy_from_slice(&len.to_be_bytes());
-    Reply::from_head(head)
+    let v0 = Request {
+        key: ApiKey::ApiVersions,
+        version: 0,
+        correlation_id,
+        client_id: None,
+    };
+    respond(&v0, &body)
 }
