@@ -30,10 +30,18 @@ pub enum ErrorCode {
     NotCoordinator = 16,
     /// A member asked for a different assignor than the group uses.
     InconsistentGroupProtocol = 23,
+    /// A classic-protocol member's generation is not the group's: it must rejoin.
+    IllegalGeneration = 22,
     InvalidGroupId = 24,
     /// The coordinator has no such member (it left or its session expired): rejoin.
     UnknownMemberId = 25,
     InvalidSessionTimeout = 26,
+    /// The classic group is rebalancing: rejoin.
+    RebalanceInProgress = 27,
+    /// A classic member joined without an id; it was given one to join with.
+    MemberIdRequired = 79,
+    /// The group still consumes the topic, so its offsets cannot be deleted.
+    GroupSubscribedToTopic = 86,
     /// The group has members; stop them first.
     NonEmptyGroup = 68,
     GroupIdNotFound = 69,
@@ -78,9 +86,13 @@ impl ErrorCode {
         ErrorCode::CoordinatorNotAvailable,
         ErrorCode::NotCoordinator,
         ErrorCode::InconsistentGroupProtocol,
+        ErrorCode::IllegalGeneration,
         ErrorCode::InvalidGroupId,
         ErrorCode::UnknownMemberId,
         ErrorCode::InvalidSessionTimeout,
+        ErrorCode::RebalanceInProgress,
+        ErrorCode::MemberIdRequired,
+        ErrorCode::GroupSubscribedToTopic,
         ErrorCode::NonEmptyGroup,
         ErrorCode::GroupIdNotFound,
         ErrorCode::FencedInstanceId,
@@ -144,9 +156,13 @@ impl ErrorCode {
             ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
             ErrorCode::NotCoordinator => "NOT_COORDINATOR",
             ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
+            ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
             ErrorCode::InvalidGroupId => "INVALID_GROUP_ID",
             ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
             ErrorCode::InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
+            ErrorCode::RebalanceInProgress => "REBALANCE_IN_PROGRESS",
+            ErrorCode::MemberIdRequired => "MEMBER_ID_REQUIRED",
+            ErrorCode::GroupSubscribedToTopic => "GROUP_SUBSCRIBED_TO_TOPIC",
             ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
             ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
             ErrorCode::FencedInstanceId => "FENCED_INSTANCE_ID",

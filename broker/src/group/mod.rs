@@ -3,6 +3,8 @@
 //!
 //! - [`assignor`]: `range` and `uniform`, pure functions of subscriptions and topics
 //! - [`state`]: one group's members, epochs, target assignment and handover rules
+//! - [`classic`]: Kafka's JoinGroup/SyncGroup protocol for the same groups (a group's
+//!   members all speak one protocol; offsets are shared)
 //! - [`store`]: the offsets log's records, replay at start, and snapshots that bound it
 //! - this file: [`Coordinator`], which owns the groups, serialises each group's changes,
 //!   persists them before answering, and expires members whose session ended
@@ -14,6 +16,7 @@
 //! `FindCoordinator` tells clients where each group lives.
 
 pub mod assignor;
+pub mod classic;
 pub mod lag;
 pub mod state;
 pub mod store;
@@ -23,11 +26,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use runnel_protocol::ErrorCode;
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::error::Result;
 use crate::storage::{DurableWait, LogManager, PartitionLog};
 pub use assignor::{Assignment, Assignor, Tp};
+pub use classic::{ClassicMember, ClassicState, Delivery, JoinRequest, JoinResult, SyncRequest, SyncResult};
 pub use state::{Committed, Group, GroupError, GroupResult, Heartbeat, HeartbeatReply, Member};
 use store::Records;
 
@@ -57,6 +62,10 @@ pub struct GroupConfig {
     pub offsets_segment_bytes: u64,
     /// How often sessions are checked and snapshots considered.
     pub tick_ms: u64,
+    /// How long a classic group starting from empty waits for more members before its
+    /// first rebalance completes (Kafka's `group.initial.rebalance.delay.ms`, 3 s there;
+    /// shorter here so a lone consumer gets records quickly).
+    pub initial_rebalance_delay_ms: u32,
 }
 
 impl Default for GroupConfig {
@@ -70,6 +79,7 @@ impl Default for GroupConfig {
             max_metadata_bytes: 4096,
             offsets_segment_bytes: 16 << 20,
             tick_ms: 100,
+            initial_rebalance_delay_ms: 1_000,
         }
     }
 }
@@ -99,12 +109,37 @@ struct ShardState {
     snapshot_bytes: u64,
 }
 
+/// A group in a listing.
+#[derive(Debug, Clone)]
+pub struct GroupListing {
+    pub id: String,
+    pub state: &'static str,
+    pub members: usize,
+    /// The assignor (consumer protocol) or the classic protocol chosen (`range`,
+    /// `cooperative-sticky`, ...).
+    pub assignor: String,
+    pub classic: bool,
+    pub protocol_type: String,
+}
+
+/// A classic group's generation and members.
+#[derive(Debug, Clone)]
+pub struct ClassicSnapshot {
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub leader: String,
+    pub members: Vec<ClassicMember>,
+}
+
 /// A group as described to admins.
 #[derive(Debug, Clone)]
 pub struct GroupSnapshot {
     pub id: String,
     pub state: &'static str,
     pub assignor: Assignor,
+    /// Set when its members speak the classic protocol (then `members` is empty).
+    pub classic: Option<ClassicSnapshot>,
     pub epoch: i32,
     pub assignment_epoch: i32,
     pub members: Vec<Member>,
@@ -199,18 +234,10 @@ impl Coordinator {
         if hb.session_timeout_ms == 0 {
             hb.session_timeout_ms = self.config.default_session_timeout_ms;
         }
-        let (lo, hi) = (self.config.min_session_timeout_ms, self.config.max_session_timeout_ms);
-        if hb.session_timeout_ms < lo || hb.session_timeout_ms > hi {
-            let e = GroupError::new(
-                ErrorCode::InvalidSessionTimeout,
-                format!(
-                    "session timeout {} ms is outside the broker's bounds [{lo}, {hi}] ms",
-                    hb.session_timeout_ms
-                ),
-            );
+        let session = hb.session_timeout_ms;
+        if let Err(e) = self.check_session(session) {
             return (Err(e), DurableWait::ready());
         }
-        let session = hb.session_timeout_ms;
         let catalog = self.catalog();
         let shard = self.shard(group_id);
         let mut st = lock(shard);
@@ -232,6 +259,167 @@ impl Coordinator {
         }
         let wait = self.write(shard, &mut st, records);
         (result.map(|r| (r, interval)), wait)
+    }
+
+    fn check_session(&self, session_timeout_ms: u32) -> GroupResult<()> {
+        let (lo, hi) = (self.config.min_session_timeout_ms, self.config.max_session_timeout_ms);
+        if session_timeout_ms < lo || session_timeout_ms > hi {
+            return Err(GroupError::new(
+                ErrorCode::InvalidSessionTimeout,
+                format!("session timeout {session_timeout_ms} ms is outside the broker's bounds [{lo}, {hi}] ms"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the group (created if absent), persists what changed and delivers
+    /// the answers once that is durable. A group created for nothing is dropped again.
+    fn classic_change<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&mut Group, &mut Vec<Delivery>) -> T,
+    ) -> (T, DurableWait) {
+        let shard = self.shard(group_id);
+        let mut st = lock(shard);
+        let existed = st.groups.contains_key(group_id);
+        let group = st
+            .groups
+            .entry(group_id.to_owned())
+            .or_insert_with(|| Group::new(group_id));
+        let mut out = Vec::new();
+        let result = f(group, &mut out);
+        let mut records = Records::default();
+        if !existed && group.is_dead() {
+            st.groups.remove(group_id);
+        } else {
+            persist_group(&mut st, group_id, &mut records);
+        }
+        let wait = self.write(shard, &mut st, records);
+        drop(st);
+        if out.is_empty() {
+            return (result, wait);
+        }
+        // Answers wait for the change to be durable; so does the caller, after them.
+        let (tx, rx) = oneshot::channel();
+        deliver(out, wait, Some(tx));
+        (result, DurableWait::from_receiver(rx))
+    }
+
+    /// Handles a classic JoinGroup. The answer comes when the join phase ends.
+    pub fn join(&self, group_id: &str, req: JoinRequest) -> oneshot::Receiver<JoinResult> {
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = check_group_id(group_id).and_then(|()| self.check_session(req.session_timeout_ms)) {
+            let _ = tx.send(Err(e));
+            return rx;
+        }
+        let delay = Duration::from_millis(self.config.initial_rebalance_delay_ms as u64);
+        // The answer itself waits for durability (see `classic_change`).
+        let (_, _answered_once_stored) = self.classic_change(group_id, |g, out| {
+            if !g.members.is_empty() {
+                let e = GroupError::new(
+                    ErrorCode::InconsistentGroupProtocol,
+                    format!(
+                        "group {group_id} has members of the consumer protocol (ConsumerGroupHeartbeat); a group uses one protocol at a time"
+                    ),
+                );
+                out.push(Delivery::Join(tx, Err(e)));
+                return;
+            }
+            g.classic.join(req, tx, Instant::now(), delay, || uuid::Uuid::new_v4().to_string(), out);
+        });
+        rx
+    }
+
+    /// Handles a classic SyncGroup. Followers' answers come with the leader's assignment.
+    pub fn sync(&self, group_id: &str, req: SyncRequest) -> oneshot::Receiver<SyncResult> {
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = check_group_id(group_id) {
+            let _ = tx.send(Err(e));
+            return rx;
+        }
+        let (_, _answered_once_stored) =
+            self.classic_change(group_id, |g, out| g.classic.sync(req, tx, Instant::now(), out));
+        rx
+    }
+
+    /// Handles a classic Heartbeat.
+    pub fn classic_heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> GroupResult<()> {
+        check_group_id(group_id)?;
+        let mut st = lock(self.shard(group_id));
+        match st.groups.get_mut(group_id) {
+            Some(g) => g.classic.heartbeat(member_id, instance_id, generation, Instant::now()),
+            None => Err(GroupError::new(
+                ErrorCode::UnknownMemberId,
+                format!("group {group_id} does not exist: rejoin"),
+            )),
+        }
+    }
+
+    /// Handles a classic LeaveGroup: (member id, instance id) each, answered per member
+    /// with the member id that left.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: Vec<(String, Option<String>)>,
+    ) -> (Vec<GroupResult<String>>, DurableWait) {
+        if let Err(e) = check_group_id(group_id) {
+            return (members.iter().map(|_| Err(e.clone())).collect(), DurableWait::ready());
+        }
+        self.classic_change(group_id, |g, out| {
+            let now = Instant::now();
+            members
+                .into_iter()
+                .map(|(id, inst)| {
+                    let r = g.classic.leave(&id, inst.as_deref(), now, out);
+                    if let Ok(id) = &r {
+                        info!(group = %g.id, member = %id, "member left the group");
+                    }
+                    r
+                })
+                .collect()
+        })
+    }
+
+    /// Deletes committed offsets of partitions the group no longer consumes.
+    pub fn delete_offsets(&self, group_id: &str, tps: Vec<Tp>) -> GroupResult<(Vec<CommitResult>, DurableWait)> {
+        check_group_id(group_id)?;
+        let catalog = self.catalog();
+        let shard = self.shard(group_id);
+        let mut st = lock(shard);
+        let g = st
+            .groups
+            .get_mut(group_id)
+            .ok_or_else(|| GroupError::new(ErrorCode::GroupIdNotFound, format!("group {group_id} does not exist")))?;
+        let subscribed = g.subscribed_topics(&catalog)?;
+        let mut records = Records::default();
+        let results = tps
+            .into_iter()
+            .map(|tp| {
+                if subscribed.contains(&tp.0) {
+                    let e = GroupError::new(
+                        ErrorCode::GroupSubscribedToTopic,
+                        format!("group {group_id} still consumes {}", tp.0),
+                    );
+                    return (tp, Err(e));
+                }
+                if g.offsets.remove(&tp).is_some() {
+                    records.offset(group_id, &tp, None);
+                }
+                (tp, Ok(()))
+            })
+            .collect();
+        if g.is_dead() {
+            st.groups.remove(group_id);
+            records.group(group_id, None);
+        }
+        let wait = self.write(shard, &mut st, records);
+        Ok((results, wait))
     }
 
     /// Commits offsets. Per-partition results; what was accepted is durable once the
@@ -310,16 +498,32 @@ impl Coordinator {
         }
     }
 
-    /// Every group: (id, state, members, assignor).
-    pub fn list(&self) -> Vec<(String, &'static str, usize, Assignor)> {
+    /// Every group.
+    pub fn list(&self) -> Vec<GroupListing> {
         let mut out = Vec::new();
         for shard in &self.shards {
             let st = lock(shard);
             for g in st.groups.values() {
-                out.push((g.id.clone(), g.state(), g.members.len(), g.assignor));
+                let classic = g.is_classic();
+                out.push(GroupListing {
+                    id: g.id.clone(),
+                    state: g.state(),
+                    members: g.members.len() + g.classic.members.len(),
+                    assignor: if classic {
+                        g.classic.protocol.clone()
+                    } else {
+                        g.assignor.name().to_owned()
+                    },
+                    classic,
+                    protocol_type: if classic {
+                        g.classic.protocol_type.clone()
+                    } else {
+                        "consumer".to_owned()
+                    },
+                });
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
@@ -331,6 +535,13 @@ impl Coordinator {
             id: g.id.clone(),
             state: g.state(),
             assignor: g.assignor,
+            classic: g.is_classic().then(|| ClassicSnapshot {
+                generation: g.classic.generation,
+                protocol_type: g.classic.protocol_type.clone(),
+                protocol: g.classic.protocol.clone(),
+                leader: g.classic.leader.clone(),
+                members: g.classic.members.values().cloned().collect(),
+            }),
             epoch: g.epoch,
             assignment_epoch: g.assignment_epoch,
             members: g.members.values().cloned().collect(),
@@ -348,13 +559,11 @@ impl Coordinator {
             .groups
             .get(group_id)
             .ok_or_else(|| GroupError::new(ErrorCode::GroupIdNotFound, format!("group {group_id} does not exist")))?;
-        if !g.members.is_empty() {
+        let members = g.members.len() + g.classic.members.len();
+        if members > 0 {
             return Err(GroupError::new(
                 ErrorCode::NonEmptyGroup,
-                format!(
-                    "group {group_id} has {} member(s); stop them before deleting it",
-                    g.members.len()
-                ),
+                format!("group {group_id} has {members} member(s); stop them before deleting it"),
             ));
         }
         let g = st.groups.remove(group_id).expect("present");
@@ -392,6 +601,7 @@ impl Coordinator {
         let now = Instant::now();
         let catalog = self.catalog();
         for shard in &self.shards {
+            let mut out = Vec::new();
             let (wait, snapshot_start) = {
                 let mut st = lock(shard);
                 let mut records = Records::default();
@@ -403,6 +613,9 @@ impl Coordinator {
                     }
                     if !g.members.is_empty() {
                         g.update_target(&catalog, false);
+                    }
+                    for m in g.classic.tick(now, &mut out) {
+                        info!(group = %id, member = %m, "classic member removed (session or rebalance timeout)");
                     }
                     persist_group(&mut st, &id, &mut records);
                 }
@@ -425,6 +638,8 @@ impl Coordinator {
                 (wait, snapshot_start)
             };
             let durable = wait.wait().await;
+            let stored = durable.as_ref().err().map(not_stored);
+            out.into_iter().for_each(|d| d.send(stored.as_ref()));
             if let (Ok(()), Some(start)) = (durable, snapshot_start) {
                 // Everything before the snapshot is superseded by it, now that it is durable.
                 let log = shard.log.clone();
@@ -466,12 +681,40 @@ fn persist_group(st: &mut ShardState, group_id: &str, records: &mut Records) {
         g.changed.notify_waiters();
         st.groups.remove(group_id);
         records.group(group_id, None);
-    } else if g.dirty {
+    } else if g.dirty || g.classic.dirty {
         g.dirty = false;
+        g.classic.dirty = false;
         g.version += 1;
         g.changed.notify_waiters();
         records.group(group_id, Some(g));
     }
+}
+
+fn not_stored(e: &crate::error::Error) -> GroupError {
+    GroupError::new(
+        ErrorCode::CoordinatorNotAvailable,
+        format!("group change not stored: {e}"),
+    )
+}
+
+/// Sends the answers once `wait` resolves (at once when nothing was written), then
+/// passes the outcome on to `after`.
+fn deliver(out: Vec<Delivery>, wait: DurableWait, after: Option<oneshot::Sender<Result<()>>>) {
+    if wait.is_ready() {
+        out.into_iter().for_each(|d| d.send(None));
+        if let Some(after) = after {
+            let _ = after.send(Ok(()));
+        }
+        return;
+    }
+    tokio::spawn(async move {
+        let durable = wait.wait().await;
+        let stored = durable.as_ref().err().map(not_stored);
+        out.into_iter().for_each(|d| d.send(stored.as_ref()));
+        if let Some(after) = after {
+            let _ = after.send(durable);
+        }
+    });
 }
 
 fn check_group_id(group_id: &str) -> GroupResult<()> {

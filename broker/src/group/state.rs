@@ -139,6 +139,9 @@ pub struct Group {
     /// Partition counts of the subscribed topics the target was computed for.
     pub topics: BTreeMap<String, u32>,
     pub offsets: BTreeMap<Tp, Committed>,
+    /// Members of the classic protocol (Kafka's JoinGroup/SyncGroup). A group has
+    /// members of one protocol at a time; its offsets are shared.
+    pub classic: super::classic::Classic,
     /// Membership changed since it was last persisted.
     pub dirty: bool,
     /// Bumped, and `changed` notified, whenever a membership change is persisted: wakes
@@ -168,6 +171,7 @@ impl Group {
             target: Assignment::new(),
             topics: BTreeMap::new(),
             offsets: BTreeMap::new(),
+            classic: Default::default(),
             dirty: false,
             version: 0,
             changed: Default::default(),
@@ -175,8 +179,11 @@ impl Group {
     }
 
     /// `empty`, `reconciling` (someone holds other than its target) or `stable`.
+    /// Classic groups report Kafka's classic state names.
     pub fn state(&self) -> &'static str {
-        if self.members.is_empty() {
+        if self.is_classic() {
+            self.classic.state.name()
+        } else if self.members.is_empty() {
             "empty"
         } else if self.members.values().any(|m| {
             let target = self.target.get(&m.id);
@@ -191,7 +198,34 @@ impl Group {
 
     /// Whether the group holds nothing worth keeping.
     pub fn is_dead(&self) -> bool {
-        self.members.is_empty() && self.offsets.is_empty()
+        self.members.is_empty() && self.classic.is_empty() && self.offsets.is_empty()
+    }
+
+    /// Every topic some member consumes. For a classic group that means reading its
+    /// members' `consumer`-protocol subscriptions; other protocol types are opaque.
+    pub fn subscribed_topics(&self, catalog: &BTreeMap<String, u32>) -> GroupResult<BTreeSet<String>> {
+        let mut out: BTreeSet<String> = self.members.values().flat_map(|m| m.subscribed(catalog)).collect();
+        for m in self.classic.members.values() {
+            let topics = (self.classic.protocol_type == "consumer")
+                .then(|| super::classic::subscription_topics(&m.metadata(&self.classic.protocol)))
+                .flatten()
+                .ok_or_else(|| {
+                    GroupError::new(
+                        ErrorCode::NonEmptyGroup,
+                        format!(
+                            "group {} has members of protocol type {:?} whose subscriptions the broker cannot read",
+                            self.id, self.classic.protocol_type
+                        ),
+                    )
+                })?;
+            out.extend(topics);
+        }
+        Ok(out)
+    }
+
+    /// Whether its members speak the classic protocol.
+    pub fn is_classic(&self) -> bool {
+        !self.classic.is_empty()
     }
 
     pub fn owner_of(&self, tp: &Tp) -> Option<&str> {
@@ -234,6 +268,15 @@ impl Group {
                 });
             }
             JOIN_EPOCH => {
+                if self.is_classic() {
+                    return Err(GroupError::new(
+                        ErrorCode::InconsistentGroupProtocol,
+                        format!(
+                            "group {} has members of the classic protocol (JoinGroup); a group uses one protocol at a time",
+                            self.id
+                        ),
+                    ));
+                }
                 let assignor = match hb.assignor.as_deref().filter(|a| !a.is_empty()) {
                     Some(name) => Some(Assignor::parse(name).ok_or_else(|| {
                         GroupError::new(
@@ -461,19 +504,23 @@ impl Group {
 
     /// Whether a commit for `tp` from this member (at this epoch) is accepted. An admin
     /// (empty member id, negative epoch) commits only while the group has no members.
+    /// Classic members commit with their generation.
     pub fn check_commit(&self, member_id: &str, epoch: i32, tp: &Tp) -> GroupResult<()> {
         if member_id.is_empty() {
-            if !self.members.is_empty() {
+            let members = self.members.len() + self.classic.members.len();
+            if members > 0 {
                 return Err(GroupError::new(
                     ErrorCode::NonEmptyGroup,
                     format!(
-                        "group {} has {} member(s); stop them before changing its offsets",
+                        "group {} has {members} member(s); stop them before changing its offsets",
                         self.id,
-                        self.members.len()
                     ),
                 ));
             }
             return Ok(());
+        }
+        if self.is_classic() {
+            return self.classic.check_commit(member_id, epoch);
         }
         let m = self
             .members

@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use prost::Message;
 use runnel_protocol::group_log::{
-    GroupLogKey, GroupValue, MemberValue, OffsetValue, OwnedPartition, TargetPartition, TopicCount,
+    ClassicGroupValue, ClassicMemberValue, ClassicProtocol, GroupLogKey, GroupValue, MemberValue, OffsetValue,
+    OwnedPartition, TargetPartition, TopicCount,
 };
 use runnel_protocol::{BatchBuilder, BatchOptions, RecordBatch};
 use tracing::warn;
 
 use super::assignor::{Assignor, Tp};
+use super::classic::{Classic, ClassicMember, ClassicState};
 use super::state::{compile_regex, Committed, Group, Member};
 use super::GroupConfig;
 use crate::error::{Error, Result};
@@ -160,7 +162,71 @@ fn group_value(g: &Group) -> GroupValue {
                 partitions: *n,
             })
             .collect(),
+        classic: (g.classic.generation > 0 || !g.classic.members.is_empty()).then(|| classic_value(&g.classic)),
     }
+}
+
+fn classic_value(c: &Classic) -> ClassicGroupValue {
+    ClassicGroupValue {
+        generation: c.generation,
+        state: c.state.name().to_owned(),
+        protocol_type: c.protocol_type.clone(),
+        protocol: c.protocol.clone(),
+        leader: c.leader.clone(),
+        members: c
+            .members
+            .values()
+            .map(|m| ClassicMemberValue {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone().unwrap_or_default(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocols: m
+                    .protocols
+                    .iter()
+                    .map(|(name, metadata)| ClassicProtocol {
+                        name: name.clone(),
+                        metadata: metadata.to_vec(),
+                    })
+                    .collect(),
+                assignment: m.assignment.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+fn restore_classic(v: ClassicGroupValue, now: Instant) -> Classic {
+    let members = v
+        .members
+        .into_iter()
+        .map(|m| ClassicMember {
+            id: m.member_id,
+            instance_id: (!m.instance_id.is_empty()).then_some(m.instance_id),
+            client_id: m.client_id,
+            client_host: m.client_host,
+            session_timeout_ms: m.session_timeout_ms,
+            rebalance_timeout_ms: m.rebalance_timeout_ms,
+            protocols: m
+                .protocols
+                .into_iter()
+                .map(|p| (p.name, Bytes::from(p.metadata)))
+                .collect(),
+            assignment: Bytes::from(m.assignment),
+            deadline: now + Duration::from_millis(m.session_timeout_ms as u64),
+            synced: true,
+        })
+        .collect();
+    Classic::restore(
+        v.generation,
+        ClassicState::parse(&v.state).unwrap_or(ClassicState::PreparingRebalance),
+        v.protocol_type,
+        v.protocol,
+        v.leader,
+        members,
+        now,
+    )
 }
 
 /// Restores membership from a record. Sessions restart now: members that do not come
@@ -172,6 +238,7 @@ fn apply_group_value(g: &mut Group, v: GroupValue, now: Instant) {
     g.topics = v.topics.into_iter().map(|t| (t.topic, t.partitions)).collect();
     g.members.clear();
     g.target.clear();
+    g.classic = v.classic.map(|c| restore_classic(c, now)).unwrap_or_default();
     for m in v.members {
         let regex = (!m.subscribed_topic_regex.is_empty())
             .then(|| compile_regex(&m.subscribed_topic_regex).ok())
@@ -265,6 +332,7 @@ fn apply(groups: &mut HashMap<String, Group>, key: GroupLogKey, value: Option<&[
             None => {
                 g.members.clear();
                 g.target.clear();
+                g.classic = Classic::default();
             }
         },
         other => warn!(kind = other, group = %key.group_id, "skipping offsets-log record of unknown kind"),
@@ -275,7 +343,7 @@ fn apply(groups: &mut HashMap<String, Group>, key: GroupLogKey, value: Option<&[
 pub fn snapshot<'a>(groups: impl Iterator<Item = &'a Group>) -> Records {
     let mut records = Records::default();
     for g in groups {
-        if !g.members.is_empty() || g.epoch > 0 {
+        if !g.members.is_empty() || g.epoch > 0 || g.classic.generation > 0 {
             records.group(&g.id, Some(g));
         }
         for (tp, c) in &g.offsets {

@@ -82,6 +82,16 @@ impl DurableWait {
         DurableWait(Some(rx))
     }
 
+    /// Resolves with what is sent on the channel.
+    pub fn from_receiver(rx: oneshot::Receiver<Result<()>>) -> DurableWait {
+        DurableWait(Some(rx))
+    }
+
+    /// Nothing to wait for.
+    pub fn is_ready(&self) -> bool {
+        self.0.is_none()
+    }
+
     pub async fn wait(self) -> Result<()> {
         match self.0 {
             None => Ok(()),

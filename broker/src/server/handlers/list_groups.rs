@@ -15,11 +15,11 @@ pub fn handle(broker: &Arc<Broker>, _req: ListGroupsRequest) -> ListGroupsRespon
             .groups
             .list()
             .into_iter()
-            .map(|(group_id, state, members, assignor)| GroupListing {
-                group_id,
-                state: state.to_owned(),
-                members: members as u32,
-                assignor: assignor.name().to_owned(),
+            .map(|g| GroupListing {
+                group_id: g.id,
+                state: g.state.to_owned(),
+                members: g.members as u32,
+                assignor: g.assignor,
             })
             .collect(),
         ..Default::default()
