@@ -178,7 +178,12 @@ fn api_versions_follow_the_header_rules_and_advertise_only_what_is_served() {
         for key in [ApiKey::Produce, ApiKey::Fetch, ApiKey::Metadata, ApiKey::ApiVersions] {
             assert!(keys.contains(&(key as i16)), "{key:?} missing in v{version}");
         }
-        assert!(!keys.contains(&(ApiKey::JoinGroup as i16)), "nothing without a handler");
+        for unserved in [ApiKey::AddPartitionsToTxn, ApiKey::DescribeAcls, ApiKey::SaslHandshake] {
+            assert!(
+                !keys.contains(&(unserved as i16)),
+                "{unserved:?}: nothing without a handler"
+            );
+        }
         let av = resp
             .api_keys
             .iter()
@@ -351,12 +356,13 @@ fn native_and_kafka_listeners_share_the_log_byte_for_byte() {
 fn bad_kafka_requests_never_take_the_broker_down() {
     let (_dir, s) = start();
     let addr = s.kafka_addr.unwrap();
-    // Unknown api key: UNSUPPORTED_VERSION, and the connection goes on.
+    // Unknown api key, unserved api, unserved version: UNSUPPORTED_VERSION, and the
+    // connection goes on.
     let mut k = Kafka::connect(addr);
     let mut frame = BytesMut::new();
     for (key, version) in [
         (999i16, 0i16),
-        (ApiKey::JoinGroup as i16, 0),
+        (ApiKey::DescribeAcls as i16, 0),
         (ApiKey::Produce as i16, 2),
     ] {
         frame.clear();
@@ -578,5 +584,250 @@ fn idempotent_producers_get_ids_duplicates_their_offsets_and_gaps_an_error() {
     assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 1, 0, 1)), (0, 5));
     assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 1, 1, 1)), (0, 6));
     assert_eq!(produce(&mut k, 8, "idem", 0, idempotent_batch(pid, 1, 3, 1)).0, 45);
+    s.shutdown();
+}
+
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_i16(1);
+    ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| StrBytes::from_string(t.to_string())).collect())
+        .encode(&mut buf, 1)
+        .unwrap();
+    buf.freeze()
+}
+
+fn join_request(member: &str, instance: Option<&str>) -> JoinGroupRequest {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(5_000)
+        .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_group_instance_id(instance.map(|i| StrBytes::from_string(i.to_owned())))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(subscription(&["t"]))])
+}
+
+fn sync_request(member: &str, generation: i32, assignments: &[(&str, &'static [u8])]) -> SyncGroupRequest {
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_assignments(
+            assignments
+                .iter()
+                .map(|(m, a)| {
+                    SyncGroupRequestAssignment::default()
+                        .with_member_id(StrBytes::from_string(m.to_string()))
+                        .with_assignment(Bytes::from_static(a))
+                })
+                .collect(),
+        )
+}
+
+fn heartbeat(k: &mut Kafka, member: &str, generation: i32) -> i16 {
+    let req = HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member.to_owned()));
+    let resp: HeartbeatResponse = k.call(ApiKey::Heartbeat, 3, &req);
+    resp.error_code
+}
+
+fn commit(k: &mut Kafka, member: &str, generation: i32) -> i16 {
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name("t"))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(5)])]);
+    let resp: OffsetCommitResponse = k.call(ApiKey::OffsetCommit, 8, &req);
+    resp.topics[0].partitions[0].error_code
+}
+
+fn list_groups(k: &mut Kafka) -> Vec<(String, String, String)> {
+    let resp: ListGroupsResponse = k.call(ApiKey::ListGroups, 5, &ListGroupsRequest::default());
+    resp.groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_id.0.to_string(),
+                g.group_state.to_string(),
+                g.group_type.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Joins through MEMBER_ID_REQUIRED; sends the second JoinGroup and returns the id
+/// without waiting for the answer.
+fn start_join(k: &mut Kafka) -> String {
+    let first: JoinGroupResponse = k.call(ApiKey::JoinGroup, 5, &join_request("", None));
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let id = first.member_id.to_string();
+    k.send(ApiKey::JoinGroup, 5, &join_request(&id, None));
+    id
+}
+
+fn read_response<Resp: Decodable + HeaderVersion>(k: &mut Kafka, version: i16) -> Resp {
+    let mut frame = k.read_frame().expect("a response");
+    ResponseHeader::decode(&mut frame, Resp::header_version(version)).unwrap();
+    Resp::decode(&mut frame, version).unwrap()
+}
+
+#[test]
+fn classic_group_protocol_rebalances_fences_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig {
+        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServerConfig::default()
+    };
+    cfg.group.initial_rebalance_delay_ms = 200;
+    let s = TestServer::start(dir.path(), cfg.clone());
+    let mut a = Kafka::connect(s.kafka_addr.unwrap());
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name("t"))
+        .with_num_partitions(4)
+        .with_replication_factor(1)]);
+    let resp: CreateTopicsResponse = a.call(ApiKey::CreateTopics, 5, &create);
+    assert_eq!(resp.topics[0].error_code, 0);
+
+    // A alone: joins after the initial delay, leads generation 1.
+    let a_id = start_join(&mut a);
+    let joined: JoinGroupResponse = read_response(&mut a, 5);
+    assert_eq!(joined.error_code, 0);
+    assert_eq!((joined.generation_id, joined.leader.as_str()), (1, a_id.as_str()));
+    assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+    assert_eq!(joined.members.len(), 1);
+    assert_eq!(joined.members[0].metadata, subscription(&["t"]));
+    let synced: SyncGroupResponse = a.call(ApiKey::SyncGroup, 3, &sync_request(&a_id, 1, &[(&a_id, b"all")]));
+    assert_eq!((synced.error_code, &synced.assignment[..]), (0, &b"all"[..]));
+    assert_eq!(heartbeat(&mut a, &a_id, 1), 0);
+    assert_eq!(commit(&mut a, &a_id, 1), 0);
+    assert_eq!(commit(&mut a, &a_id, 7), 22, "ILLEGAL_GENERATION");
+    assert_eq!(commit(&mut a, "ghost", 1), 25, "UNKNOWN_MEMBER_ID");
+    assert_eq!(
+        list_groups(&mut a),
+        vec![("g".into(), "Stable".into(), "classic".into())]
+    );
+
+    // The group survives a restart: same generation, same member.
+    s.shutdown();
+    let s = TestServer::start(dir.path(), cfg);
+    let mut a = Kafka::connect(s.kafka_addr.unwrap());
+    assert_eq!(heartbeat(&mut a, &a_id, 1), 0);
+
+    // B arrives: A is told to rejoin; when it does both get generation 2.
+    let mut b = Kafka::connect(s.kafka_addr.unwrap());
+    let b_id = start_join(&mut b);
+    // (B's second JoinGroup was only sent: wait until the coordinator has it.)
+    for _ in 0..500 {
+        if list_groups(&mut a)[0].1 == "PreparingRebalance" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(heartbeat(&mut a, &a_id, 1), 27, "REBALANCE_IN_PROGRESS");
+    let rejoined: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &join_request(&a_id, None));
+    let b_joined: JoinGroupResponse = read_response(&mut b, 5);
+    assert_eq!((rejoined.generation_id, b_joined.generation_id), (2, 2));
+    assert_eq!(rejoined.leader.as_str(), a_id, "the leader stays");
+    assert_eq!(rejoined.members.len(), 2);
+    assert!(b_joined.members.is_empty(), "only the leader sees the members");
+    assert_eq!(list_groups(&mut a)[0].1, "CompletingRebalance");
+    assert_eq!(commit(&mut b, &b_id, 2), 27, "no commits between join and sync");
+    // B's SyncGroup waits for the leader's.
+    b.send(ApiKey::SyncGroup, 3, &sync_request(&b_id, 2, &[]));
+    let synced: SyncGroupResponse = a.call(
+        ApiKey::SyncGroup,
+        3,
+        &sync_request(&a_id, 2, &[(&a_id, b"p0,p1"), (&b_id, b"p2,p3")]),
+    );
+    assert_eq!(&synced.assignment[..], b"p0,p1");
+    let b_synced: SyncGroupResponse = read_response(&mut b, 3);
+    assert_eq!(&b_synced.assignment[..], b"p2,p3");
+    assert_eq!(heartbeat(&mut a, &a_id, 1), 22, "the old generation is fenced");
+    assert_eq!(commit(&mut b, &b_id, 2), 0);
+
+    // Described as Kafka tools expect.
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("g"))]);
+    let described: DescribeGroupsResponse = a.call(ApiKey::DescribeGroups, 5, &req);
+    let g = &described.groups[0];
+    assert_eq!(
+        (
+            g.group_state.as_str(),
+            g.protocol_type.as_str(),
+            g.protocol_data.as_str()
+        ),
+        ("Stable", "consumer", "range")
+    );
+    assert_eq!(g.members.len(), 2);
+    assert!(g
+        .members
+        .iter()
+        .all(|m| m.client_id.as_str() == "runnel-test" && m.client_host.as_str() == "/127.0.0.1"));
+
+    // Offsets of a topic the group consumes cannot be deleted.
+    use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
+    let delete_offsets = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_topics(vec![OffsetDeleteRequestTopic::default()
+            .with_name(name("t"))
+            .with_partitions(vec![
+                OffsetDeleteRequestPartition::default().with_partition_index(0)
+            ])]);
+    let resp: OffsetDeleteResponse = a.call(ApiKey::OffsetDelete, 0, &delete_offsets);
+    assert_eq!(resp.topics[0].partitions[0].error_code, 86, "GROUP_SUBSCRIBED_TO_TOPIC");
+    let resp: DeleteGroupsResponse = a.call(
+        ApiKey::DeleteGroups,
+        2,
+        &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))]),
+    );
+    assert_eq!(resp.results[0].error_code, 68, "NON_EMPTY_GROUP");
+
+    // B leaves (v3 batch form); A must rejoin and goes on alone in generation 3.
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_members(vec![
+            MemberIdentity::default().with_member_id(StrBytes::from_string(b_id.clone())),
+            MemberIdentity::default().with_member_id(StrBytes::from_static_str("ghost")),
+        ]);
+    let resp: LeaveGroupResponse = b.call(ApiKey::LeaveGroup, 3, &leave);
+    let codes: Vec<i16> = resp.members.iter().map(|m| m.error_code).collect();
+    assert_eq!(codes, vec![0, 25]);
+    assert_eq!(heartbeat(&mut a, &a_id, 2), 27);
+    let alone: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &join_request(&a_id, None));
+    assert_eq!((alone.generation_id, alone.members.len()), (3, 1));
+    let _: SyncGroupResponse = a.call(ApiKey::SyncGroup, 3, &sync_request(&a_id, 3, &[(&a_id, b"all")]));
+
+    // A leaves (v0 form): the group is empty; now its offsets and the group can go.
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_member_id(StrBytes::from_string(a_id.clone()));
+    let resp: LeaveGroupResponse = a.call(ApiKey::LeaveGroup, 0, &leave);
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(list_groups(&mut a)[0].1, "Empty");
+    let resp: OffsetDeleteResponse = a.call(ApiKey::OffsetDelete, 0, &delete_offsets);
+    assert_eq!((resp.error_code, resp.topics[0].partitions[0].error_code), (0, 0));
+    let resp: DeleteGroupsResponse = a.call(
+        ApiKey::DeleteGroups,
+        2,
+        &DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("g"))]),
+    );
+    assert_eq!(
+        resp.results[0].error_code, 69,
+        "GROUP_ID_NOT_FOUND: it died with its last offset"
+    );
+    let described: DescribeGroupsResponse = a.call(ApiKey::DescribeGroups, 5, &req);
+    assert_eq!(described.groups[0].group_state.as_str(), "Dead");
     s.shutdown();
 }

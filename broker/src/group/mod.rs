@@ -118,7 +118,9 @@ pub struct GroupListing {
     /// The assignor (consumer protocol) or the classic protocol chosen (`range`,
     /// `cooperative-sticky`, ...).
     pub assignor: String,
-    pub classic: bool,
+    /// `classic` (JoinGroup members, or offsets only) or `consumer`, as Kafka's
+    /// ListGroups names group types.
+    pub kind: &'static str,
     pub protocol_type: String,
 }
 
@@ -505,6 +507,11 @@ impl Coordinator {
             let st = lock(shard);
             for g in st.groups.values() {
                 let classic = g.is_classic();
+                let kind = if classic || (g.members.is_empty() && g.epoch == 0) {
+                    "classic"
+                } else {
+                    "consumer"
+                };
                 out.push(GroupListing {
                     id: g.id.clone(),
                     state: g.state(),
@@ -514,8 +521,8 @@ impl Coordinator {
                     } else {
                         g.assignor.name().to_owned()
                     },
-                    classic,
-                    protocol_type: if classic {
+                    kind,
+                    protocol_type: if kind == "classic" {
                         g.classic.protocol_type.clone()
                     } else {
                         "consumer".to_owned()

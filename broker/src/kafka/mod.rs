@@ -18,6 +18,7 @@
 pub mod handlers;
 pub mod splice;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ use crate::server::dispatch::AppendOrder;
 use crate::server::reply::Reply;
 use crate::server::Broker;
 
+const GROUP_WAIT_CAP: Duration = Duration::from_secs(3600);
+
 /// The Kafka protocol, for the connection machinery.
 pub(crate) struct Kafka;
 
@@ -43,11 +46,24 @@ impl Protocol for Kafka {
         i16::from_be_bytes([frame[4], frame[5]]) == ApiKey::Produce as i16
     }
 
-    async fn dispatch(broker: Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>) -> Option<Reply> {
-        let timeout = Duration::from_millis(broker.config.request_timeout_ms);
+    async fn dispatch(
+        broker: Arc<Broker>,
+        frame: BytesMut,
+        order: Option<AppendOrder>,
+        peer: SocketAddr,
+    ) -> Option<Reply> {
+        // JoinGroup and SyncGroup wait for the other members, up to the group's rebalance
+        // timeout (minutes, by the client's `max.poll.interval.ms`); the coordinator
+        // answers them by its deadlines. The cap only guards against a lost answer.
+        let key = i16::from_be_bytes([frame[4], frame[5]]);
+        let timeout = if key == ApiKey::JoinGroup as i16 || key == ApiKey::SyncGroup as i16 {
+            GROUP_WAIT_CAP
+        } else {
+            Duration::from_millis(broker.config.request_timeout_ms)
+        };
         // A request still unanswered at the timeout gets no answer: the client times it
         // out (Kafka responses have no common error shape to send instead).
-        tokio::time::timeout(timeout, handle(&broker, frame, order))
+        tokio::time::timeout(timeout, handle(&broker, frame, order, peer))
             .await
             .ok()
             .flatten()
@@ -65,9 +81,10 @@ pub struct Request {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    pub peer: SocketAddr,
 }
 
-async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>) -> Option<Reply> {
+async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>, peer: SocketAddr) -> Option<Reply> {
     let mut body = frame.freeze();
     body.advance(4);
     let raw_key = i16::from_be_bytes([body[0], body[1]]);
@@ -87,7 +104,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
     if !range.contains(&version) {
         if key == ApiKey::ApiVersions {
             // Answered in v0, which every client can read, with the ranges we serve.
-            return handlers::api_versions::unsupported(correlation_id);
+            return handlers::api_versions::unsupported(correlation_id, peer);
         }
         debug!(api = ?key, version, "Kafka api version not served");
         return Some(unsupported(correlation_id));
@@ -104,6 +121,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
         version,
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|c| c.to_string()),
+        peer,
     };
     handlers::handle(broker, req, body, order).await
 }

@@ -59,6 +59,7 @@ pub(crate) trait Protocol: Send + Sync + 'static {
         broker: Arc<Broker>,
         frame: BytesMut,
         order: Option<dispatch::AppendOrder>,
+        peer: SocketAddr,
     ) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static;
     /// The answer to a request that cannot be served (its handler failed, or its frame
     /// cannot be delimited); `None` closes the connection instead.
@@ -79,6 +80,7 @@ impl Protocol for Native {
         broker: Arc<Broker>,
         frame: BytesMut,
         order: Option<dispatch::AppendOrder>,
+        _peer: SocketAddr,
     ) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static {
         dispatch::run(broker, frame, order)
     }
@@ -120,7 +122,7 @@ pub(crate) async fn run<P: Protocol>(broker: Arc<Broker>, sock: TcpStream, peer:
     let (tx, rx) = mpsc::channel(broker.config.max_in_flight_requests);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let writer = tokio::spawn(write_loop::<P>(broker.clone(), wr, rx, in_flight.clone(), peer));
-    let close = read_loop::<P>(&broker, rd, tx, &in_flight).await;
+    let close = read_loop::<P>(&broker, rd, tx, &in_flight, peer).await;
     match &close {
         Close::Peer | Close::Shutdown | Close::WriterGone => debug!(%peer, ?close, "connection closing"),
         Close::Idle => info!(%peer, idle_timeout_ms = broker.config.idle_timeout_ms, "closing idle connection"),
@@ -139,6 +141,7 @@ async fn read_loop<P: Protocol>(
     mut rd: OwnedReadHalf,
     tx: mpsc::Sender<InFlight>,
     in_flight: &AtomicUsize,
+    peer: SocketAddr,
 ) -> Close {
     let cfg = &broker.config;
     let budget = Arc::new(Semaphore::new(cfg.max_connection_buffer_bytes));
@@ -199,7 +202,7 @@ async fn read_loop<P: Protocol>(
                     done,
                 }
             });
-            let request = P::dispatch(broker.clone(), frame, order);
+            let request = P::dispatch(broker.clone(), frame, order, peer);
             let task = tokio::spawn(async move {
                 let reply = request.await;
                 drop(permit);

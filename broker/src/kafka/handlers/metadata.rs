@@ -53,6 +53,7 @@ fn describe(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
     let node = BrokerId(broker.node_id);
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&t.name)))
+        .with_topic_id(uuid::Uuid::parse_str(&t.id).unwrap_or_default())
         .with_is_internal(false)
         .with_partitions(
             (0..t.partitions.len())

@@ -4,16 +4,24 @@
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -28,7 +36,7 @@ use crate::server::reply::Reply;
 use crate::server::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 12] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 20] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
@@ -41,6 +49,14 @@ pub const SERVED: [(ApiKey, RangeInclusive<i16>); 12] = [
     (ApiKey::OffsetCommit, offset_commit::VERSIONS),
     (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
+    (ApiKey::JoinGroup, join_group::VERSIONS),
+    (ApiKey::SyncGroup, sync_group::VERSIONS),
+    (ApiKey::Heartbeat, heartbeat::VERSIONS),
+    (ApiKey::LeaveGroup, leave_group::VERSIONS),
+    (ApiKey::ListGroups, list_groups::VERSIONS),
+    (ApiKey::DescribeGroups, describe_groups::VERSIONS),
+    (ApiKey::DeleteGroups, delete_groups::VERSIONS),
+    (ApiKey::OffsetDelete, offset_delete::VERSIONS),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -84,6 +100,20 @@ async fn serve(
             &req,
             &list_offsets::handle(broker, req.version, decode(&req, body)?).await,
         ),
+        ApiKey::JoinGroup => respond(&req, &join_group::handle(broker, &req, decode(&req, body)?).await),
+        ApiKey::SyncGroup => respond(
+            &req,
+            &sync_group::handle(broker, req.version, decode(&req, body)?).await,
+        ),
+        ApiKey::Heartbeat => respond(&req, &heartbeat::handle(broker, decode(&req, body)?)),
+        ApiKey::LeaveGroup => respond(
+            &req,
+            &leave_group::handle(broker, req.version, decode(&req, body)?).await,
+        ),
+        ApiKey::ListGroups => respond(&req, &list_groups::handle(broker, req.version, decode(&req, body)?)),
+        ApiKey::DescribeGroups => respond(&req, &describe_groups::handle(broker, decode(&req, body)?)),
+        ApiKey::DeleteGroups => respond(&req, &delete_groups::handle(broker, decode(&req, body)?).await),
+        ApiKey::OffsetDelete => respond(&req, &offset_delete::handle(broker, decode(&req, body)?).await),
         ApiKey::Produce => produce::handle(broker, &req, body, order).await?,
         ApiKey::Fetch => fetch::handle(broker, &req, decode(&req, body)?).await,
         _ => None,
@@ -96,6 +126,11 @@ pub fn str_bytes(s: &str) -> StrBytes {
 
 pub fn topic_name(s: &str) -> TopicName {
     TopicName(str_bytes(s))
+}
+
+/// A coordinator error as a Kafka error code.
+pub fn group_error(e: &crate::group::GroupError) -> i16 {
+    kafka_code(e.code.code())
 }
 
 /// Kafka's error codes are ours (`ErrorCode` uses Kafka's numbers).

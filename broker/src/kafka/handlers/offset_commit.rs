@@ -1,7 +1,8 @@
 //! OffsetCommit through the group coordinator. A commit with no member (empty member id,
 //! generation -1: a consumer that assigns partitions itself) is accepted for a group
-//! without members, as in Kafka; members of the classic protocol are not served yet, so
-//! their commits get UNKNOWN_MEMBER_ID.
+//! without members, as in Kafka. Classic members commit with their generation
+//! (ILLEGAL_GENERATION when it is not the group's, REBALANCE_IN_PROGRESS between join
+//! and sync).
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
