@@ -1,14 +1,18 @@
 //! librdkafka (the `rdkafka` crate, built from its bundled source) against the Kafka
 //! listener: admin, metadata, produce with and without idempotence, consume by
 //! assignment, commit and resume, offsets by timestamp, and records crossing between the
-//! native and Kafka listeners field for field. Group membership: not yet (issue 6).
+//! native and Kafka listeners field for field; group consumers (classic protocol) with
+//! the `range` and `cooperative-sticky` assignors as members come and go, static
+//! membership, and a consumer with client defaults getting records at once.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{ClientConfig, Offset as KOffset, TopicPartitionList};
@@ -345,5 +349,202 @@ async fn an_idempotent_librdkafka_producer_delivers_in_order() {
             Some(format!("v{}", offset * 2 + *p as i64).as_bytes())
         );
     }
+    server.shutdown().await.unwrap();
+}
+
+/// Counts revocations of a non-empty set of partitions (a member losing work).
+#[derive(Default, Clone)]
+struct Counting {
+    revoked: Arc<AtomicUsize>,
+}
+
+impl ClientContext for Counting {}
+
+impl ConsumerContext for Counting {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            if tpl.count() > 0 {
+                self.revoked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+type GroupConsumer = BaseConsumer<Counting>;
+
+fn group_consumer(server: &Server, group: &str, assignor: &str, instance: Option<&str>) -> GroupConsumer {
+    let mut c = config(server);
+    c.set("group.id", group)
+        .set("partition.assignment.strategy", assignor)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "200");
+    if let Some(i) = instance {
+        c.set("group.instance.id", i);
+    }
+    let consumer: GroupConsumer = c.create_with_context(Counting::default()).unwrap();
+    consumer.subscribe(&["grp"]).unwrap();
+    consumer
+}
+
+fn assigned(c: &GroupConsumer) -> BTreeSet<i32> {
+    c.assignment()
+        .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default()
+}
+
+/// Polls every consumer (which drives their rebalances), keeping what each reads and
+/// committing it, until `done` holds; panics after `TIMEOUT`.
+fn poll_until(
+    consumers: &[&GroupConsumer],
+    seen: &mut BTreeSet<(i32, i64)>,
+    what: &str,
+    done: impl Fn(&BTreeSet<(i32, i64)>) -> bool,
+) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done(seen) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        for c in consumers {
+            if let Some(m) = c.poll(Duration::from_millis(20)) {
+                let m = m.unwrap();
+                seen.insert((m.partition(), m.offset()));
+                c.store_offset_from_message(&m).unwrap();
+            }
+            // Commits fail harmlessly while a rebalance is in progress or when nothing
+            // new was read; the next one carries the same offsets.
+            let _ = c.commit_consumer_state(CommitMode::Async);
+        }
+    }
+}
+
+async fn produce_grp(server: &Server, partitions: i32, per_partition: usize) {
+    let producer: FutureProducer = config(server).create().unwrap();
+    let sends = (0..partitions as usize * per_partition).map(|i| {
+        let value = format!("r{i}");
+        let producer = producer.clone();
+        async move {
+            let record = FutureRecord::<(), _>::to("grp")
+                .payload(&value)
+                .partition((i % partitions as usize) as i32);
+            producer.send(record, TIMEOUT).await.unwrap();
+        }
+    });
+    futures::future::join_all(sends).await;
+}
+
+/// Members of one group, with `assignor`: one alone gets every partition; a second
+/// splits them 3/3 with no partition held twice; records are read exactly where the
+/// group committed; when the second leaves, the first gets all six back at once (not
+/// after a session timeout), and the group's commits cover every record.
+async fn members_come_and_go(assignor: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    create_topic(&server, "grp", 6).await;
+    produce_grp(&server, 6, 50).await;
+    let group = format!("g-{assignor}");
+    tokio::task::block_in_place(|| {
+        let mut seen = BTreeSet::new();
+        let a = group_consumer(&server, &group, assignor, None);
+        poll_until(&[&a], &mut seen, "the first member to read", |s| s.len() >= 30);
+        assert_eq!(assigned(&a).len(), 6);
+
+        let b = group_consumer(&server, &group, assignor, None);
+        poll_until(&[&a, &b], &mut seen, "a 3/3 split", |_| {
+            let (pa, pb) = (assigned(&a), assigned(&b));
+            pa.len() == 3 && pb.len() == 3 && pa.is_disjoint(&pb)
+        });
+        poll_until(&[&a, &b], &mut seen, "all 300 records", |s| s.len() == 300);
+
+        // b leaves (LeaveGroup on close): a gets everything back well before b's
+        // 6 s session would have expired.
+        let left = Instant::now();
+        drop(b);
+        poll_until(&[&a], &mut seen, "a to hold all six again", |_| assigned(&a).len() == 6);
+        assert!(left.elapsed() < Duration::from_secs(5), "took {:?}", left.elapsed());
+        a.commit_consumer_state(CommitMode::Sync).ok();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..6 {
+            tpl.add_partition("grp", p);
+        }
+        let committed = a.committed_offsets(tpl, TIMEOUT).unwrap();
+        for e in committed.elements() {
+            assert_eq!(e.offset(), KOffset::Offset(50), "partition {}", e.partition());
+        }
+    });
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_group_members_come_and_go() {
+    members_come_and_go("range").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_group_members_come_and_go() {
+    members_come_and_go("cooperative-sticky").await;
+}
+
+/// A static member (`group.instance.id`) that restarts within its session comes back
+/// to its own partitions without a rebalance: the other member never loses any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarts_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    create_topic(&server, "grp", 4).await;
+    tokio::task::block_in_place(|| {
+        let mut seen = BTreeSet::new();
+        let a = group_consumer(&server, "static", "range", Some("a"));
+        let b = group_consumer(&server, "static", "range", Some("b"));
+        poll_until(&[&a, &b], &mut seen, "a 2/2 split", |_| {
+            assigned(&a).len() == 2 && assigned(&b).len() == 2
+        });
+        let (a_had, b_had) = (assigned(&a), assigned(&b));
+        let revoked_before = a.context().revoked.load(Ordering::Relaxed);
+        drop(b);
+        let b = group_consumer(&server, "static", "range", Some("b"));
+        poll_until(&[&a, &b], &mut seen, "b back", |_| assigned(&b).len() == 2);
+        // Give a rebalance, were one coming, the time to show.
+        let settle = Instant::now() + Duration::from_millis(1_500);
+        while Instant::now() < settle {
+            a.poll(Duration::from_millis(20));
+            b.poll(Duration::from_millis(20));
+        }
+        assert_eq!((assigned(&a), assigned(&b)), (a_had, b_had));
+        assert_eq!(
+            a.context().revoked.load(Ordering::Relaxed),
+            revoked_before,
+            "a lost nothing"
+        );
+    });
+    server.shutdown().await.unwrap();
+}
+
+/// A group consumer with librdkafka's defaults (only `group.id` and where to start)
+/// reads its first record within a few seconds of subscribing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_group_consumer_gets_records_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    create_topic(&server, "grp", 3).await;
+    produce_grp(&server, 3, 1).await;
+    tokio::task::block_in_place(|| {
+        let consumer: BaseConsumer = config(&server)
+            .set("group.id", "defaults")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        let started = Instant::now();
+        consumer.subscribe(&["grp"]).unwrap();
+        let first = loop {
+            assert!(started.elapsed() < TIMEOUT, "no record");
+            if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+                m.unwrap();
+                break started.elapsed();
+            }
+        };
+        assert!(first < Duration::from_secs(4), "first record after {first:?}");
+        eprintln!("first record after {first:?}");
+    });
     server.shutdown().await.unwrap();
 }
