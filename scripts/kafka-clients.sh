@@ -3,7 +3,8 @@
 # kcat (librdkafka) lists metadata, produces keyed records with headers, consumes them
 # back, and the native CLI reads what kcat wrote (and kcat what the CLI wrote); then
 # confluent-kafka and kafka-python (in a venv under target/) read each other's records
-# (scripts/kafka_clients.py). Group consumers: not yet (issue 6).
+# (scripts/kafka_clients.py), by assignment and as group consumers. kcat -G consumes as
+# a group member (classic protocol), commits, and a second run resumes after the commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v kcat >/dev/null || { echo "kafka-clients: kcat is not installed" >&2; exit 1; }
@@ -34,7 +35,21 @@ got=$(timeout 20 kcat -b "$kafka" -C -t kc -p 0 -e -q -f '%o %s\n')
 [ "$got" = $'0 a\n1 b' ] || fail "kcat read native records: $got"
 got=$(timeout 20 kcat -b "$kafka" -C -t kc -p 1 -o -1 -e -q -f '%o %s\n')
 [ "$got" = "2 three" ] || fail "kcat -o -1 (ListOffsets): $got"
-echo "kafka-clients: kcat round trips passed"
+# kcat -G: a balanced (group) consumer over both partitions, with keys and headers;
+# it commits on exit, so a second member of the group finds nothing new.
+"$bin/runnel" --broker "$native" topic create kcg --partitions 2 >/dev/null
+printf 'k1:one\nk2:two\n' | timeout 20 kcat -b "$kafka" -P -t kcg -p 0 -K: -H src=kcat
+printf 'k3:three\n' | timeout 20 kcat -b "$kafka" -P -t kcg -p 1 -K: -H src=kcat
+started=$(date +%s%N)
+got=$(timeout 30 kcat -b "$kafka" -G kcat-group kcg -e -q -X auto.offset.reset=earliest -f '%p %o %k %s %h\n' | sort)
+took_ms=$(( ($(date +%s%N) - started) / 1000000 ))
+want=$'0 0 k1 one src=kcat\n0 1 k2 two src=kcat\n1 0 k3 three src=kcat'
+[ "$got" = "$want" ] || fail "kcat -G read: $got"
+[ "$took_ms" -lt 10000 ] || fail "kcat -G took $took_ms ms"
+printf 'k4:four\n' | timeout 20 kcat -b "$kafka" -P -t kcg -p 1 -K: -H src=kcat
+got=$(timeout 30 kcat -b "$kafka" -G kcat-group kcg -e -q -X auto.offset.reset=earliest -f '%p %o %k %s\n')
+[ "$got" = "1 1 k4 four" ] || fail "kcat -G did not resume after its commit: $got"
+echo "kafka-clients: kcat round trips passed (kcat -G in $took_ms ms)"
 
 venv=target/py-venv
 if [ ! -x "$venv/bin/python" ]; then

@@ -2,8 +2,10 @@
 
 confluent-kafka (librdkafka) and kafka-python each produce keyed records with headers and
 explicit timestamps, and each reads — by assignment — what the other wrote, field for
-field; kafka-python's producer runs with its defaults (idempotent, acks all). Not yet:
-group consumers (issue 6).
+field; kafka-python's producer runs with its defaults (idempotent, acks all). Then each
+reads the other's records again as a group consumer with client defaults (only a group
+id and where to start): the first record must come within a few seconds, and the group's
+committed offsets must cover what was read.
 
     python kafka_clients.py HOST:PORT
 """
@@ -83,6 +85,58 @@ def main(bootstrap):
     if got != sent_k:
         fail(f"confluent-kafka read {got[:2]}... instead of {sent_k[:2]}...")
     print("kafka_clients.py: confluent-kafka and kafka-python read each other's records")
+
+    # Group consumers with client defaults.
+    started = time.time()
+    cg = CConsumer({"bootstrap.servers": bootstrap, "group.id": "py-confluent-group", "auto.offset.reset": "earliest"})
+    cg.subscribe(["py-kafkapython"])
+    got, first = [], None
+    deadline = time.time() + TIMEOUT_S
+    while len(got) < len(sent_k) and time.time() < deadline:
+        m = cg.poll(0.2)
+        if m is None:
+            continue
+        if m.error():
+            fail(f"confluent-kafka group consumer: {m.error()}")
+        first = first or time.time() - started
+        got.append((m.key(), m.value(), m.timestamp()[1], [(hk, hv) for hk, hv in (m.headers() or [])]))
+    if got != sent_k:
+        fail(f"confluent-kafka group consumer read {len(got)} records: {got[:2]}...")
+    cg.commit(asynchronous=False)
+    committed = cg.committed([CTP("py-kafkapython", 0)], timeout=TIMEOUT_S)[0].offset
+    cg.close()
+    if committed != len(sent_k):
+        fail(f"confluent-kafka group committed {committed}")
+    confluent_first = first
+
+    started = time.time()
+    kg = KafkaConsumer(
+        "py-confluent",
+        bootstrap_servers=bootstrap,
+        group_id="py-kafkapython-group",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=TIMEOUT_S * 1000,
+    )
+    got, first = [], None
+    for m in kg:
+        first = first or time.time() - started
+        got.append((m.key, m.value, m.timestamp, [(hk, hv) for hk, hv in m.headers]))
+        if len(got) == len(sent_c):
+            break
+    if got != sent_c:
+        fail(f"kafka-python group consumer read {len(got)} records: {got[:2]}...")
+    kg.commit()
+    committed = kg.committed(TopicPartition("py-confluent", 0))
+    kg.close()
+    if committed != len(sent_c):
+        fail(f"kafka-python group committed {committed}")
+    for client, t in (("confluent-kafka", confluent_first), ("kafka-python", first)):
+        if t > 5:
+            fail(f"{client} group consumer got its first record after {t:.1f} s")
+    print(
+        f"kafka_clients.py: group consumers read each other's records "
+        f"(first record: confluent-kafka {confluent_first:.2f} s, kafka-python {first:.2f} s)"
+    )
 
 
 if __name__ == "__main__":
