@@ -3,7 +3,8 @@
 //! assignment, commit and resume, offsets by timestamp, and records crossing between the
 //! native and Kafka listeners field for field; group consumers (classic protocol) with
 //! the `range` and `cooperative-sticky` assignors as members come and go, static
-//! membership, and a consumer with client defaults getting records at once.
+//! membership, a consumer with client defaults getting records at once, and members of
+//! the consumer protocol (KIP-848, `group.protocol=consumer`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -545,6 +546,53 @@ async fn a_default_group_consumer_gets_records_at_once() {
         };
         assert!(first < Duration::from_secs(4), "first record after {first:?}");
         eprintln!("first record after {first:?}");
+    });
+    server.shutdown().await.unwrap();
+}
+
+/// KIP-848 members (`group.protocol=consumer`): the coordinator assigns; a second
+/// member takes half the partitions once the first releases them; when it leaves, the
+/// first gets them back; commits carry member epochs (OffsetCommit v9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_members_share_and_hand_back_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    create_topic(&server, "grp", 4).await;
+    produce_grp(&server, 4, 25).await;
+    let member = || -> GroupConsumer {
+        let consumer: GroupConsumer = config(&server)
+            .set("group.id", "kip848")
+            .set("group.protocol", "consumer")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create_with_context(Counting::default())
+            .unwrap();
+        consumer.subscribe(&["grp"]).unwrap();
+        consumer
+    };
+    tokio::task::block_in_place(|| {
+        let mut seen = BTreeSet::new();
+        let a = member();
+        poll_until(&[&a], &mut seen, "the first member to read", |s| !s.is_empty());
+        let b = member();
+        poll_until(&[&a, &b], &mut seen, "a 2/2 split", |_| {
+            let (pa, pb) = (assigned(&a), assigned(&b));
+            pa.len() == 2 && pb.len() == 2 && pa.is_disjoint(&pb)
+        });
+        poll_until(&[&a, &b], &mut seen, "all 100 records", |s| s.len() == 100);
+        drop(b);
+        poll_until(&[&a], &mut seen, "a to hold all four again", |_| {
+            assigned(&a).len() == 4
+        });
+        a.commit_consumer_state(CommitMode::Sync).ok();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..4 {
+            tpl.add_partition("grp", p);
+        }
+        let committed = a.committed_offsets(tpl, TIMEOUT).unwrap();
+        for e in committed.elements() {
+            assert_eq!(e.offset(), KOffset::Offset(25), "partition {}", e.partition());
+        }
     });
     server.shutdown().await.unwrap();
 }

@@ -485,6 +485,12 @@ impl Coordinator {
         Ok((results, wait))
     }
 
+    /// A consumer-protocol member as the coordinator knows it.
+    pub fn member(&self, group_id: &str, member_id: &str) -> Option<Member> {
+        let st = lock(self.shard(group_id));
+        st.groups.get(group_id)?.members.get(member_id).cloned()
+    }
+
     /// Committed offsets of `group`: of `partitions`, or all when `None`.
     pub fn committed(&self, group_id: &str, partitions: Option<&[Tp]>) -> BTreeMap<Tp, Committed> {
         let st = lock(self.shard(group_id));

@@ -25,16 +25,25 @@ pub fn handle(broker: &Broker, req: &Request, body: MetadataRequest) -> Metadata
     let topics = if all {
         broker.storage.topics().iter().map(|t| describe(broker, t)).collect()
     } else {
+        let by_id = |id: &uuid::Uuid| {
+            let id = id.to_string();
+            broker.storage.topics().into_iter().find(|t| t.id == id)
+        };
         body.topics
             .iter()
             .flatten()
-            .filter_map(|t| t.name.as_ref())
-            .map(|name| match broker.storage.topic(name) {
+            // v10+: a topic may be named by its id alone.
+            .map(|t| match &t.name {
+                Some(name) => (broker.storage.topic(name), t),
+                None => (by_id(&t.topic_id), t),
+            })
+            .map(|(found, asked)| match found {
                 Some(t) => describe(broker, &t),
                 // Topics are created explicitly (CreateTopics, `runnel topic create`); no
                 // auto-creation on metadata requests.
                 None => MetadataResponseTopic::default()
-                    .with_name(Some(name.clone()))
+                    .with_name(asked.name.clone())
+                    .with_topic_id(asked.topic_id)
                     .with_error_code(ErrorCode::UnknownTopicOrPartition.code() as i16),
             })
             .collect()

@@ -3,6 +3,7 @@
 //! handlers; per-topic and per-partition failures are error codes in the response.
 
 pub mod api_versions;
+pub mod consumer_group_heartbeat;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
@@ -36,7 +37,7 @@ use crate::server::reply::Reply;
 use crate::server::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 20] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 21] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
@@ -57,6 +58,7 @@ pub const SERVED: [(ApiKey, RangeInclusive<i16>); 20] = [
     (ApiKey::DescribeGroups, describe_groups::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
+    (ApiKey::ConsumerGroupHeartbeat, consumer_group_heartbeat::VERSIONS),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -94,7 +96,10 @@ async fn serve(
             &find_coordinator::handle(broker, req.version, decode(&req, body)?),
         ),
         ApiKey::OffsetCommit => respond(&req, &offset_commit::handle(broker, decode(&req, body)?).await),
-        ApiKey::OffsetFetch => respond(&req, &offset_fetch::handle(broker, decode(&req, body)?).await),
+        ApiKey::OffsetFetch => respond(
+            &req,
+            &offset_fetch::handle(broker, req.version, decode(&req, body)?).await,
+        ),
         ApiKey::InitProducerId => respond(&req, &init_producer_id::handle(broker, decode(&req, body)?)),
         ApiKey::ListOffsets => respond(
             &req,
@@ -114,6 +119,10 @@ async fn serve(
         ApiKey::DescribeGroups => respond(&req, &describe_groups::handle(broker, decode(&req, body)?)),
         ApiKey::DeleteGroups => respond(&req, &delete_groups::handle(broker, decode(&req, body)?).await),
         ApiKey::OffsetDelete => respond(&req, &offset_delete::handle(broker, decode(&req, body)?).await),
+        ApiKey::ConsumerGroupHeartbeat => respond(
+            &req,
+            &consumer_group_heartbeat::handle(broker, decode(&req, body)?).await,
+        ),
         ApiKey::Produce => produce::handle(broker, &req, body, order).await?,
         ApiKey::Fetch => fetch::handle(broker, &req, decode(&req, body)?).await,
         _ => None,

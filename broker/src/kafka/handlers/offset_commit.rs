@@ -14,7 +14,7 @@ use runnel_protocol::messages as native;
 use super::{kafka_code, topic_name};
 use crate::server::{handlers, Broker};
 
-pub const VERSIONS: RangeInclusive<i16> = 2..=8;
+pub const VERSIONS: RangeInclusive<i16> = 2..=9;
 
 pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let native_req = native::OffsetCommitRequest {
