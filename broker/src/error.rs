@@ -28,6 +28,12 @@ pub enum Error {
     InvalidTopicName { name: String, reason: &'static str },
     #[error("invalid partition count {count}: must be between 1 and {max}")]
     InvalidPartitions { count: i64, max: u32 },
+    #[error("topic {topic:?} has {current} partitions; it can only grow (asked for {requested})")]
+    PartitionsCannotShrink {
+        topic: String,
+        current: u32,
+        requested: i64,
+    },
     #[error("topic {0:?} already exists")]
     TopicExists(String),
     #[error("unknown topic {0:?}")]
@@ -68,7 +74,7 @@ impl Error {
             Error::OffsetOutOfRange { .. } => C::OffsetOutOfRange,
             Error::InvalidConfig { .. } => C::InvalidConfig,
             Error::InvalidTopicName { .. } => C::InvalidTopic,
-            Error::InvalidPartitions { .. } => C::InvalidPartitions,
+            Error::InvalidPartitions { .. } | Error::PartitionsCannotShrink { .. } => C::InvalidPartitions,
             Error::TopicExists(_) => C::TopicAlreadyExists,
             Error::UnknownTopic(_) | Error::UnknownPartition { .. } => C::UnknownTopicOrPartition,
             Error::CorruptMetadata(_) => C::UnknownServerError,

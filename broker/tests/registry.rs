@@ -218,3 +218,39 @@ fn interval_policy_syncs_in_the_background() {
     }
     assert!(p.durable_offset() > info.last_offset);
 }
+
+#[test]
+fn topics_grow_durably_and_a_crash_mid_growth_leaves_the_old_count() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let m = LogManager::open(cfg(dir.path())).unwrap();
+        let t = m
+            .create_topic("grow", 2, &configs(&[("segment.bytes", "4096")]))
+            .unwrap();
+        t.partitions[1].append(&mut batch(0, 3, 10, 0)).unwrap();
+        for bad in [2, 1, 0] {
+            let e = m.create_partitions("grow", bad).err().unwrap();
+            assert!(matches!(e, Error::PartitionsCannotShrink { current: 2, .. }), "{e}");
+        }
+        assert!(matches!(
+            m.create_partitions("missing", 3).err().unwrap(),
+            Error::UnknownTopic(_)
+        ));
+        let t = m.create_partitions("grow", 4).unwrap();
+        assert_eq!(t.partitions.len(), 4);
+        assert_eq!(t.config.segment_bytes, 4096, "new partitions take the topic's config");
+        t.partitions[3].append(&mut batch(0, 2, 10, 0)).unwrap();
+        assert_eq!(m.topic("grow").unwrap().partitions.len(), 4);
+        // A crash between the new directories and the record: the growth never happened.
+        m.inject_crash(CrashPoint::CreateAfterDirs);
+        assert!(m.create_partitions("grow", 6).is_err());
+        assert!(dir.path().join("grow-5").exists());
+    }
+    let m = LogManager::open(cfg(dir.path())).unwrap();
+    let t = m.topic("grow").unwrap();
+    assert_eq!(t.partitions.len(), 4);
+    assert!(!dir.path().join("grow-4").exists() && !dir.path().join("grow-5").exists());
+    assert_eq!(t.partitions[1].end_offset(), 3);
+    assert_eq!(t.partitions[3].end_offset(), 2);
+    assert_eq!(t.partitions[3].config().segment_bytes, 4096);
+}

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -119,6 +119,31 @@ async fn librdkafka_creates_produces_consumes_and_finds_offsets_by_time() {
     assert!(r[0].is_ok(), "{r:?}");
     let r = admin.create_topics([&topic], &opts).await.unwrap();
     assert!(r[0].is_err(), "second create must fail: {r:?}");
+
+    // CreatePartitions: grow, validate only, and never shrink.
+    let grow = NewTopic::new("rk-grow", 1, TopicReplication::Fixed(1));
+    assert!(admin.create_topics([&grow], &opts).await.unwrap()[0].is_ok());
+    let r = admin
+        .create_partitions([&NewPartitions::new("rk-grow", 3)], &opts)
+        .await
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let dry = AdminOptions::new().operation_timeout(Some(TIMEOUT)).validate_only(true);
+    let r = admin
+        .create_partitions([&NewPartitions::new("rk-grow", 5)], &dry)
+        .await
+        .unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let r = admin
+        .create_partitions([&NewPartitions::new("rk-grow", 2)], &opts)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&r[0], Err((_, e)) if *e == rdkafka::types::RDKafkaErrorCode::InvalidPartitions),
+        "{r:?}"
+    );
+    let md = admin.inner().fetch_metadata(Some("rk-grow"), TIMEOUT).unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 3);
 
     // Metadata: one broker (this listener), three partitions led by it.
     let producer: FutureProducer = config(&server)

@@ -18,7 +18,9 @@
 //! the `remove_topic` record first, durably, then the directories (renamed to
 //! `*.<id>-delete`, then removed); a crash anywhere after the record leaves directories no
 //! live topic claims. A directory is claimed only by the live topic of the same name *and*
-//! id, so a re-created topic never adopts an old incarnation's files.
+//! id, so a re-created topic never adopts an old incarnation's files. Grow (more
+//! partitions): as create — the new directories, synced, then the `topic_partitions`
+//! record; directories past the recorded count are unclaimed and removed at start.
 //!
 //! Concurrency: `topics` is a `RwLock` held only to look up or swap an `Arc<Topic>`;
 //! create, alter and delete are serialised by `admin` and are blocking (they sync the
@@ -284,39 +286,13 @@ impl LogManager {
             return Err(Error::TopicExists(name.to_owned()));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let dirs: Vec<PathBuf> = (0..partitions)
-            .map(|p| self.cfg.data_dir.join(format!("{name}-{p}")))
-            .collect();
-        let created = (|| -> Result<Vec<Arc<PartitionLog>>> {
-            let mut logs = Vec::with_capacity(dirs.len());
-            for d in &dirs {
-                create_partition_dir(d, &id)?;
-                logs.push(PartitionLog::open(d, config.clone(), self.flusher.clone(), false)?);
-            }
-            sync_dir(&self.cfg.data_dir)?;
-            self.crash_here(CrashPoint::CreateAfterDirs)?;
-            metadata::append(
-                &self.metadata,
-                &MetadataRecord::Topic {
-                    name: name.to_owned(),
-                    id: id.clone(),
-                    partitions: partitions as u32,
-                    configs: overrides.clone(),
-                },
-            )?;
-            Ok(logs)
-        })();
-        let logs = match created {
-            Ok(logs) => logs,
-            Err(e) => {
-                if self.crash_point.load(Ordering::SeqCst) == CrashPoint::None as u8 {
-                    for d in &dirs {
-                        let _ = std::fs::remove_dir_all(d);
-                    }
-                }
-                return Err(e);
-            }
+        let record = MetadataRecord::Topic {
+            name: name.to_owned(),
+            id: id.clone(),
+            partitions: partitions as u32,
+            configs: overrides.clone(),
         };
+        let logs = self.add_partitions(name, &id, 0..partitions as u32, &config, &record)?;
         let topic = Arc::new(Topic {
             name: name.to_owned(),
             id,
@@ -330,6 +306,36 @@ impl LogManager {
             .insert(name.to_owned(), topic.clone());
         info!(topic = name, partitions, "created topic");
         Ok(topic)
+    }
+
+    /// Creates and opens the directories of partitions `range`, then appends `record`
+    /// durably; on failure removes the directories again (unless a crash is injected).
+    fn add_partitions(
+        &self,
+        name: &str,
+        id: &str,
+        range: std::ops::Range<u32>,
+        config: &LogConfig,
+        record: &MetadataRecord,
+    ) -> Result<Vec<Arc<PartitionLog>>> {
+        let dirs: Vec<PathBuf> = range.map(|p| self.cfg.data_dir.join(format!("{name}-{p}"))).collect();
+        let created = (|| -> Result<Vec<Arc<PartitionLog>>> {
+            let mut logs = Vec::with_capacity(dirs.len());
+            for d in &dirs {
+                create_partition_dir(d, id)?;
+                logs.push(PartitionLog::open(d, config.clone(), self.flusher.clone(), false)?);
+            }
+            sync_dir(&self.cfg.data_dir)?;
+            self.crash_here(CrashPoint::CreateAfterDirs)?;
+            metadata::append(&self.metadata, record)?;
+            Ok(logs)
+        })();
+        if created.is_err() && self.crash_point.load(Ordering::SeqCst) == CrashPoint::None as u8 {
+            for d in &dirs {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        created
     }
 
     /// Replaces a topic's config overrides. Blocking.
@@ -360,6 +366,47 @@ impl LogManager {
             .write()
             .expect("topics")
             .insert(name.to_owned(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Grows a topic to `partitions` (Kafka's CreatePartitions; partitions are never
+    /// removed, since keys would move). Blocking.
+    pub fn create_partitions(&self, name: &str, partitions: i64) -> Result<Arc<Topic>> {
+        let _admin = self.admin.lock().expect("admin");
+        self.check_open()?;
+        let old = self.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
+        let current = old.partitions.len() as u32;
+        let max = self.cfg.max_partitions_per_topic;
+        if partitions <= current as i64 {
+            return Err(Error::PartitionsCannotShrink {
+                topic: name.to_owned(),
+                current,
+                requested: partitions,
+            });
+        }
+        if partitions > max as i64 {
+            return Err(Error::InvalidPartitions { count: partitions, max });
+        }
+        let record = MetadataRecord::TopicPartitions {
+            name: name.to_owned(),
+            id: old.id.clone(),
+            partitions: partitions as u32,
+        };
+        let logs = self.add_partitions(name, &old.id, current..partitions as u32, &old.config, &record)?;
+        let mut all = old.partitions.clone();
+        all.extend(logs);
+        let topic = Arc::new(Topic {
+            name: old.name.clone(),
+            id: old.id.clone(),
+            overrides: old.overrides.clone(),
+            config: old.config.clone(),
+            partitions: all,
+        });
+        self.topics
+            .write()
+            .expect("topics")
+            .insert(name.to_owned(), topic.clone());
+        info!(topic = name, from = current, to = partitions, "added partitions");
         Ok(topic)
     }
 

@@ -4,7 +4,7 @@
 //! policy `always`, never deleted by retention), so it gets the same framing, CRC checks and
 //! crash recovery as data, and a consensus log can carry the same records once brokers
 //! replicate (as KRaft does). Each record's value is one JSON object with a `type`
-//! (`topic`, `topic_config`, `remove_topic`); JSON keeps it readable with `runnel consume`
+//! (`topic`, `topic_config`, `topic_partitions`, `remove_topic`); JSON keeps it readable with `runnel consume`
 //! and easy to extend with new fields.
 //!
 //! Growth: one record per create, alter or delete. That is small next to data, so the log
@@ -38,6 +38,12 @@ pub(crate) enum MetadataRecord {
     RemoveTopic {
         name: String,
         id: String,
+    },
+    /// The topic grew to `partitions`.
+    TopicPartitions {
+        name: String,
+        id: String,
+        partitions: u32,
     },
 }
 
@@ -102,6 +108,11 @@ fn apply(topics: &mut BTreeMap<String, TopicMeta>, record: MetadataRecord) {
         MetadataRecord::TopicConfig { name, id, configs } => {
             if let Some(t) = topics.get_mut(&name).filter(|t| t.id == id) {
                 t.configs = configs;
+            }
+        }
+        MetadataRecord::TopicPartitions { name, id, partitions } => {
+            if let Some(t) = topics.get_mut(&name).filter(|t| t.id == id) {
+                t.partitions = t.partitions.max(partitions);
             }
         }
         MetadataRecord::RemoveTopic { name, id } => {

@@ -4,6 +4,7 @@
 
 pub mod api_versions;
 pub mod consumer_group_heartbeat;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
@@ -37,7 +38,7 @@ use crate::server::reply::Reply;
 use crate::server::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 21] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 22] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
@@ -59,6 +60,7 @@ pub const SERVED: [(ApiKey, RangeInclusive<i16>); 21] = [
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
     (ApiKey::ConsumerGroupHeartbeat, consumer_group_heartbeat::VERSIONS),
+    (ApiKey::CreatePartitions, create_partitions::VERSIONS),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -123,6 +125,7 @@ async fn serve(
             &req,
             &consumer_group_heartbeat::handle(broker, decode(&req, body)?).await,
         ),
+        ApiKey::CreatePartitions => respond(&req, &create_partitions::handle(broker, decode(&req, body)?).await),
         ApiKey::Produce => produce::handle(broker, &req, body, order).await?,
         ApiKey::Fetch => fetch::handle(broker, &req, decode(&req, body)?).await,
         _ => None,

@@ -1,0 +1,78 @@
+//! CreatePartitions: grows topics (partitions are only ever added). With one broker a
+//! replica assignment, if given, may only name this broker; `validate_only` checks
+//! without changing anything.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use runnel_protocol::ErrorCode;
+
+use super::{kafka_code, str_bytes};
+use crate::error::Error;
+use crate::server::handlers::blocking;
+use crate::server::Broker;
+
+pub const VERSIONS: RangeInclusive<i16> = 0..=3;
+
+/// Kafka's INVALID_REPLICA_ASSIGNMENT.
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+
+pub async fn handle(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let foreign = t
+            .assignments
+            .iter()
+            .flatten()
+            .flat_map(|a| a.broker_ids.iter())
+            .find(|b| b.0 != broker.node_id);
+        let outcome: Result<(), (i16, String)> = if let Some(b) = foreign {
+            Err((
+                INVALID_REPLICA_ASSIGNMENT,
+                format!(
+                    "broker {} does not exist; this cluster is broker {}",
+                    b.0, broker.node_id
+                ),
+            ))
+        } else if req.validate_only {
+            match broker.storage.topic(&name) {
+                None => Err(error(&Error::UnknownTopic(name.clone()))),
+                Some(topic) if t.count as usize <= topic.partitions.len() => {
+                    Err(error(&Error::PartitionsCannotShrink {
+                        topic: name.clone(),
+                        current: topic.partitions.len() as u32,
+                        requested: t.count as i64,
+                    }))
+                }
+                Some(_) => Ok(()),
+            }
+        } else {
+            let storage = broker.storage.clone();
+            let topic = name.clone();
+            let count = t.count as i64;
+            blocking(move || storage.create_partitions(&topic, count))
+                .await
+                .map(|_| ())
+                .map_err(|e| error(&e))
+        };
+        let (code, message) = match outcome {
+            Ok(()) => (0, None),
+            Err((code, message)) => (code, Some(str_bytes(&message))),
+        };
+        results.push(
+            CreatePartitionsTopicResult::default()
+                .with_name(t.name)
+                .with_error_code(code)
+                .with_error_message(message),
+        );
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+fn error(e: &Error) -> (i16, String) {
+    let code: ErrorCode = e.code();
+    (kafka_code(code.code()), e.to_string())
+}
