@@ -41,10 +41,10 @@ struct Args {
     #[arg(long, env = "RUNNEL_ADVERTISED_HOST", value_name = "HOST")]
     advertised_host: Option<String>,
 
-    /// Address of the Kafka-protocol listener (experimental: see the README), e.g.
-    /// 127.0.0.1:9092; port 0 picks a free port [default: none]
-    #[arg(long, env = "RUNNEL_KAFKA_LISTEN", value_name = "ADDR")]
-    kafka_listen: Option<SocketAddr>,
+    /// Address of the Kafka-protocol listener, or `off`; port 0 picks a free port
+    /// [default: 127.0.0.1:9092]
+    #[arg(long, env = "RUNNEL_KAFKA_LISTEN", value_name = "ADDR|off")]
+    kafka_listen: Option<String>,
 
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runnel_broker=debug` [default: info]
     #[arg(long, env = "RUNNEL_LOG", value_name = "FILTER")]
@@ -120,7 +120,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     advertised_host: Option<String>,
-    kafka_listen: Option<SocketAddr>,
+    kafka_listen: Option<String>,
     log: Option<String>,
     flush_threads: Option<usize>,
     retention_check_interval_ms: Option<u64>,
@@ -151,6 +151,9 @@ fn read_file_config(path: &Path) -> FileConfig {
         fail(format!("bad config file {}: {}", path.display(), msg.trim()))
     })
 }
+
+/// Where the Kafka listener is unless configured (Kafka's port, loopback only).
+const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
 
 struct Settings {
     log: String,
@@ -200,7 +203,14 @@ fn settings(args: Args) -> Settings {
         fetch_max_bytes
     );
     server.advertised_host = args.advertised_host.or(file.advertised_host);
-    server.kafka_listen = args.kafka_listen.or(file.kafka_listen);
+    server.kafka_listen = match args.kafka_listen.or(file.kafka_listen).as_deref() {
+        None => Some(DEFAULT_KAFKA_LISTEN.parse().expect("valid default address")),
+        Some("off") => None,
+        Some(addr) => Some(
+            addr.parse()
+                .unwrap_or_else(|e| fail(format!("kafka listen address {addr:?}: {e} (an IP:PORT, or off)"))),
+        ),
+    };
     let g = &mut server.group;
     if let Some(v) = args.group_min_session_timeout_ms.or(file.group_min_session_timeout_ms) {
         g.min_session_timeout_ms = v;

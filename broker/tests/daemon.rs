@@ -16,7 +16,7 @@ use runnel_broker::storage::{LogManager, StorageConfig};
 /// log line) and a thread collecting its log lines.
 fn spawn_daemon(data_dir: &std::path::Path) -> (std::process::Child, SocketAddr, JoinHandle<Vec<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -154,4 +154,28 @@ fn sigterm_under_produce_load_loses_no_acknowledged_record() {
         }
     }
     m.shutdown().unwrap();
+}
+
+#[test]
+fn kafka_listen_mistakes_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    for (value, expected) in [
+        ("nonsense", "runnel-broker: kafka listen address \"nonsense\""),
+        (
+            busy_addr.as_str(),
+            "runnel-broker: listen (Kafka protocol; `--kafka-listen off` disables it) on",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+            .args(["--listen", "127.0.0.1:0", "--kafka-listen", value, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.starts_with(expected), "{err}");
+    }
 }

@@ -481,6 +481,18 @@ async fn members_come_and_go(assignor: &str) {
             pa.len() == 3 && pb.len() == 3 && pa.is_disjoint(&pb)
         });
         poll_until(&[&a, &b], &mut seen, "all 300 records", |s| s.len() == 300);
+        // The native admin sees the classic group: its protocol, members and what each holds.
+        let native = server.local_addr().to_string();
+        let d = tokio::runtime::Handle::current().block_on(async {
+            let admin = runnel_client::Admin::connect(&native).await.unwrap();
+            admin.describe_group(&group).await.unwrap()
+        });
+        assert_eq!((d.state.as_str(), d.assignor.as_str()), ("Stable", assignor));
+        assert_eq!(d.members.len(), 2);
+        for m in &d.members {
+            assert_eq!(m.subscribed_topics, vec!["grp".to_string()]);
+            assert_eq!(m.owned.len(), 3, "{m:?}");
+        }
 
         // b leaves (LeaveGroup on close): a gets everything back well before b's
         // 6 s session would have expired.

@@ -101,7 +101,7 @@ impl Server {
         let kafka_listener = match config.kafka_listen {
             None => None,
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Io {
-                op: "listen (Kafka protocol) on",
+                op: "listen (Kafka protocol; `--kafka-listen off` disables it) on",
                 path: addr.to_string().into(),
                 source,
             })?),

@@ -11,7 +11,7 @@ use runnel_protocol::messages::{
 use runnel_protocol::ErrorCode;
 
 use super::{blocking, to_topic_partitions};
-use crate::group::{lag, GroupSnapshot, Tp};
+use crate::group::{classic, lag, GroupSnapshot, Member, Tp};
 use crate::server::Broker;
 use crate::storage::LogManager;
 
@@ -45,7 +45,44 @@ pub async fn handle(broker: &Arc<Broker>, req: DescribeGroupsRequest) -> Describ
     }
 }
 
-fn describe(storage: &LogManager, g: GroupSnapshot) -> GroupDescription {
+/// A classic group's members as consumer-protocol members: subscriptions and
+/// assignments read from the `consumer` protocol's bytes (empty when unreadable), the
+/// generation as epoch.
+fn classic_members(g: &GroupSnapshot) -> Vec<Member> {
+    let Some(c) = &g.classic else { return Vec::new() };
+    let now = std::time::Instant::now();
+    c.members
+        .iter()
+        .map(|m| Member {
+            id: m.id.clone(),
+            instance_id: m.instance_id.clone(),
+            epoch: c.generation,
+            previous_epoch: c.generation,
+            session_timeout_ms: m.session_timeout_ms,
+            topics: classic::subscription_topics(&m.metadata(&c.protocol))
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            regex: None,
+            owned: classic::assignment_partitions(&m.assignment)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|tp| (tp, c.generation))
+                .collect(),
+            left: false,
+            deadline: now,
+            rebalance_timeout_ms: m.rebalance_timeout_ms,
+            revoking_since: None,
+        })
+        .collect()
+}
+
+fn describe(storage: &LogManager, mut g: GroupSnapshot) -> GroupDescription {
+    if let Some(c) = &g.classic {
+        g.members = classic_members(&g);
+        g.epoch = c.generation;
+        g.assignment_epoch = c.generation;
+    }
     let now_ms = crate::storage::log::now_ms();
     let mut partitions: BTreeSet<Tp> = g.offsets.keys().cloned().collect();
     partitions.extend(g.target.values().flatten().cloned());
@@ -84,7 +121,10 @@ fn describe(storage: &LogManager, g: GroupSnapshot) -> GroupDescription {
     GroupDescription {
         group_id: g.id.clone(),
         state: g.state.to_owned(),
-        assignor: g.assignor.name().to_owned(),
+        assignor: match &g.classic {
+            Some(c) => c.protocol.clone(),
+            None => g.assignor.name().to_owned(),
+        },
         group_epoch: g.epoch,
         assignment_epoch: g.assignment_epoch,
         members: g
