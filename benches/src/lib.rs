@@ -72,3 +72,24 @@ pub fn build_log(
     }
     log
 }
+
+/// CPU-seconds (user + system, all threads, living and exited) a process has used, from
+/// `/proc/PID/stat`.
+pub fn process_cpu_secs(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("broker pid {pid}: {e}"))?;
+    // Fields after the parenthesised command name (which may hold spaces): state is the
+    // 3rd field of the stat line, utime the 14th and stime the 15th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("unreadable /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or("unreadable /proc stat")
+    };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    Ok((ticks(14)? + ticks(15)?) as f64 / hz)
+}

@@ -103,27 +103,6 @@ struct Args {
     broker_pid: Option<u32>,
 }
 
-/// CPU-seconds (user + system, all threads, living and exited) a process has used, from
-/// `/proc/PID/stat`.
-fn process_cpu_secs(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("broker pid {pid}: {e}"))?;
-    // Fields after the parenthesised command name (which may hold spaces): state is the
-    // 3rd field of the stat line, utime the 14th and stime the 15th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("unreadable /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i - 3)
-            .and_then(|f| f.parse::<u64>().ok())
-            .ok_or("unreadable /proc stat")
-    };
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    Ok((ticks(14)? + ticks(15)?) as f64 / hz)
-}
-
 /// Nanoseconds since the epoch: comparable between producer and consumer tasks.
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -227,7 +206,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     let progress = spawn_progress(shared.clone(), args.mode);
-    let broker_cpu0 = args.broker_pid.map(process_cpu_secs).transpose()?;
+    let broker_cpu0 = args.broker_pid.map(runnel_bench::process_cpu_secs).transpose()?;
     let start = Instant::now();
     let mut consumers = Vec::new();
     if matches!(args.mode, Mode::Consume | Mode::E2e) {
@@ -264,7 +243,7 @@ async fn run(args: Args) -> Result<(), String> {
     let elapsed = start.elapsed().as_secs_f64();
     progress.abort();
     let broker_cpu = match (args.broker_pid, broker_cpu0) {
-        (Some(pid), Some(before)) => Some(process_cpu_secs(pid)? - before),
+        (Some(pid), Some(before)) => Some(runnel_bench::process_cpu_secs(pid)? - before),
         _ => None,
     };
     report(&args, &shared, elapsed, broker_cpu);
