@@ -14,7 +14,7 @@ dir=$(mktemp -d)
 pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 native=127.0.0.1:$(pick_port)
 kafka=127.0.0.1:$(pick_port)
-"$bin/runnel-broker" --data-dir "$dir/data" --listen "$native" --kafka-listen "$kafka" --log warn &
+"$bin/runnel-broker" --data-dir "$dir/data" --listen "$native" --kafka-listen "$kafka" --metrics-listen off --log warn &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do "$bin/runnel" --broker "$native" topic list >/dev/null 2>&1 && break; sleep 0.1; done

@@ -12,7 +12,7 @@ pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 native=127.0.0.1:$(pick_port)
 kafka=127.0.0.1:$(pick_port)
 data=$(mktemp -d)
-taskset -c 0 target/release/runnel-broker --data-dir "$data" --listen "$native" --kafka-listen "$kafka" --log warn &
+taskset -c 0 target/release/runnel-broker --data-dir "$data" --listen "$native" --kafka-listen "$kafka" --metrics-listen off --log warn &
 pid=$!
 trap 'kill $pid; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 100); do target/release/runnel --broker "$native" topic list >/dev/null 2>&1 && break; sleep 0.1; done

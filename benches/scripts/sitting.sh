@@ -12,7 +12,7 @@ cd "$root"
 cargo build --release -q -p runnel-broker -p runnel-bench --bins
 data=$(mktemp -d "$root/target/sitting.XXXXXX")
 port=$((20000 + RANDOM % 20000))
-taskset -c 0 target/release/runnel-broker --data-dir "$data" --listen "127.0.0.1:$port" --kafka-listen off --log warn &
+taskset -c 0 target/release/runnel-broker --data-dir "$data" --listen "127.0.0.1:$port" --kafka-listen off --metrics-listen off --log warn &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 50); do

@@ -5,6 +5,7 @@ pub mod alloc_guard;
 pub mod error;
 pub mod group;
 pub mod kafka;
+pub mod metrics;
 pub mod server;
 pub mod storage;
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
+use runnel_broker::metrics::Metrics;
 use runnel_broker::server::{Server, ServerConfig};
 use runnel_broker::storage::{LogConfig, LogManager, StorageConfig};
 use serde::Deserialize;
@@ -46,9 +47,29 @@ struct Args {
     #[arg(long, env = "RUNNEL_KAFKA_LISTEN", value_name = "ADDR|off")]
     kafka_listen: Option<String>,
 
-    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `runnel_broker=debug` [default: info]
+    /// Log filter (tracing's EnvFilter syntax, as RUST_LOG), e.g. `info` or
+    /// `runnel_broker=debug` [default: RUST_LOG, else info]
     #[arg(long, env = "RUNNEL_LOG", value_name = "FILTER")]
     log: Option<String>,
+
+    /// Log line format: `text` for people, `json` (one object per line, with the span
+    /// fields) for log shippers [default: text]
+    #[arg(long, env = "RUNNEL_LOG_FORMAT", value_name = "text|json")]
+    log_format: Option<String>,
+
+    /// Address of the metrics endpoint (/metrics, /health, /ready), or `off`
+    /// [default: 127.0.0.1:7118]
+    #[arg(long, env = "RUNNEL_METRICS_LISTEN", value_name = "ADDR|off")]
+    metrics_listen: Option<String>,
+
+    /// Label traffic metrics by partition too (a series per partition) [default: false]
+    #[arg(long, env = "RUNNEL_METRICS_PER_PARTITION", value_name = "BOOL")]
+    metrics_per_partition: Option<bool>,
+
+    /// Requests slower than this (long polls and group waits excluded) are logged at warn
+    /// [default: 1000]
+    #[arg(long, env = "RUNNEL_SLOW_REQUEST_MS", value_name = "MS")]
+    slow_request_ms: Option<u64>,
 
     /// Threads that run fdatasync for group commit [default: 2]
     #[arg(long, env = "RUNNEL_FLUSH_THREADS", value_name = "N")]
@@ -122,6 +143,10 @@ struct FileConfig {
     advertised_host: Option<String>,
     kafka_listen: Option<String>,
     log: Option<String>,
+    log_format: Option<String>,
+    metrics_listen: Option<String>,
+    metrics_per_partition: Option<bool>,
+    slow_request_ms: Option<u64>,
     flush_threads: Option<usize>,
     retention_check_interval_ms: Option<u64>,
     max_request_frame_bytes: Option<u32>,
@@ -154,9 +179,24 @@ fn read_file_config(path: &Path) -> FileConfig {
 
 /// Where the Kafka listener is unless configured (Kafka's port, loopback only).
 const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
+/// Where the metrics endpoint is unless configured (next to the native port).
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:7118";
+
+/// An optional listener's address: the default, `off`, or an address.
+fn listen_setting(what: &str, value: Option<String>, default: &str) -> Option<std::net::SocketAddr> {
+    match value.as_deref() {
+        None => Some(default.parse().expect("valid default address")),
+        Some("off") => None,
+        Some(addr) => Some(
+            addr.parse()
+                .unwrap_or_else(|e| fail(format!("{what} listen address {addr:?}: {e} (an IP:PORT, or off)"))),
+        ),
+    }
+}
 
 struct Settings {
     log: String,
+    json: bool,
     storage: StorageConfig,
     server: ServerConfig,
 }
@@ -203,14 +243,18 @@ fn settings(args: Args) -> Settings {
         fetch_max_bytes
     );
     server.advertised_host = args.advertised_host.or(file.advertised_host);
-    server.kafka_listen = match args.kafka_listen.or(file.kafka_listen).as_deref() {
-        None => Some(DEFAULT_KAFKA_LISTEN.parse().expect("valid default address")),
-        Some("off") => None,
-        Some(addr) => Some(
-            addr.parse()
-                .unwrap_or_else(|e| fail(format!("kafka listen address {addr:?}: {e} (an IP:PORT, or off)"))),
-        ),
-    };
+    server.kafka_listen = listen_setting("kafka", args.kafka_listen.or(file.kafka_listen), DEFAULT_KAFKA_LISTEN);
+    server.metrics_listen = listen_setting(
+        "metrics",
+        args.metrics_listen.or(file.metrics_listen),
+        DEFAULT_METRICS_LISTEN,
+    );
+    if let Some(v) = args.metrics_per_partition.or(file.metrics_per_partition) {
+        server.metrics_per_partition = v;
+    }
+    if let Some(v) = args.slow_request_ms.or(file.slow_request_ms) {
+        server.slow_request_ms = v;
+    }
     let g = &mut server.group;
     if let Some(v) = args.group_min_session_timeout_ms.or(file.group_min_session_timeout_ms) {
         g.min_session_timeout_ms = v;
@@ -231,8 +275,18 @@ fn settings(args: Args) -> Settings {
     if let Err(e) = server.validate() {
         fail(e);
     }
+    let json = match args.log_format.or(file.log_format).as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => fail(format!("log format {other:?}: expected text or json")),
+    };
     Settings {
-        log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+        log: args
+            .log
+            .or(file.log)
+            .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "info".into()),
+        json,
         storage,
         server,
     }
@@ -240,11 +294,16 @@ fn settings(args: Args) -> Settings {
 
 fn main() {
     let s = settings(Args::parse());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&s.log))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&s.log).unwrap_or_else(|e| fail(format!("log filter {:?}: {e}", s.log)));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if s.json {
+        logs.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     // Block the stop signals before any thread starts, so every thread inherits the mask
     // and one thread alone receives them through `wait`.
     let mut signals = SigSet::empty();
@@ -259,11 +318,31 @@ fn main() {
         .build()
         .unwrap_or_else(|e| fail(format!("cannot start the runtime: {e}")));
 
+    // The metrics endpoint comes up first, so /health answers (and /ready says 503)
+    // while logs recover.
+    let metrics = Metrics::new(s.server.metrics_per_partition);
+    let mut server_config = s.server;
+    let metrics_addr = server_config.metrics_listen.take().map(|addr| {
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .unwrap_or_else(|e| {
+                fail(format!(
+                    "listen (metrics; `--metrics-listen off` disables it) on {addr}: {e}"
+                ))
+            });
+        let bound = listener.local_addr().unwrap_or(addr);
+        runtime.spawn(runnel_broker::metrics::http::serve(
+            listener,
+            metrics.clone(),
+            std::future::pending(),
+        ));
+        bound
+    });
     let data_dir = s.storage.data_dir.clone();
     let storage =
         LogManager::open(s.storage).unwrap_or_else(|e| fail(format!("cannot open {}: {e}", data_dir.display())));
     let code = runtime.block_on(async move {
-        let server = match Server::bind(storage.clone(), s.server).await {
+        let server = match Server::bind_with_metrics(storage.clone(), server_config, metrics).await {
             Ok(server) => server,
             Err(e) => {
                 // Close storage cleanly: nothing was served, nothing to recover next time.
@@ -275,6 +354,7 @@ fn main() {
             data_dir = %data_dir.display(),
             listen = %server.local_addr(),
             kafka_listen = ?server.kafka_addr(),
+            metrics_listen = ?metrics_addr,
             topics = storage.topics().len(),
             "runnel-broker started"
         );

@@ -16,7 +16,15 @@ use runnel_broker::storage::{LogManager, StorageConfig};
 /// log line) and a thread collecting its log lines.
 fn spawn_daemon(data_dir: &std::path::Path) -> (std::process::Child, SocketAddr, JoinHandle<Vec<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
-        .args(["--listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -282,6 +282,17 @@ impl RecordBatch {
     }
 }
 
+/// The headers of the batches laid end to end in `batches`, up to the first that does
+/// not parse (for bytes already validated: all of them).
+pub fn headers(batches: &[u8]) -> impl Iterator<Item = BatchHeader> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let h = BatchHeader::parse(batches.get(at..)?).ok()?;
+        at += h.total_bytes();
+        Some(h)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,7 @@ const GROUP_WAIT_CAP: Duration = Duration::from_secs(3600);
 pub(crate) struct Kafka;
 
 impl Protocol for Kafka {
+    const NAME: &'static str = "kafka";
     /// api key, api version, correlation id.
     const MIN_FRAME_BYTES: usize = 8;
 
@@ -94,14 +95,18 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
         Ok(k) => k,
         Err(()) => {
             debug!(api_key = raw_key, "unknown Kafka api key");
+            crate::metrics::identify("Unknown", version, correlation_id, None);
             return Some(unsupported(correlation_id));
         }
     };
     let Some(range) = handlers::versions(key) else {
         debug!(api = ?key, version, "Kafka api not served");
+        crate::metrics::identify(api_name(key), version, correlation_id, None);
         return Some(unsupported(correlation_id));
     };
     if !range.contains(&version) {
+        crate::metrics::identify(api_name(key), version, correlation_id, None);
+        crate::metrics::note_error(ErrorCode::UnsupportedVersion);
         if key == ApiKey::ApiVersions {
             // Answered in v0, which every client can read, with the ranges we serve.
             return handlers::api_versions::unsupported(correlation_id, peer);
@@ -123,7 +128,24 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
         client_id: header.client_id.map(|c| c.to_string()),
         peer,
     };
+    crate::metrics::identify(api_name(key), version, req.correlation_id, req.client_id.as_deref());
     handlers::handle(broker, req, body, order).await
+}
+
+/// The API's name for metrics and logs (`Produce`, `JoinGroup`, ...), made once per key.
+fn api_name(key: ApiKey) -> &'static str {
+    static NAMES: std::sync::OnceLock<std::collections::HashMap<i16, &'static str>> = std::sync::OnceLock::new();
+    NAMES
+        .get_or_init(|| {
+            // Kafka's api keys are below 1000; each name is leaked once, for good.
+            (0..1000i16)
+                .filter_map(|k| ApiKey::try_from(k).ok().map(|key| (k, key)))
+                .map(|(k, key)| (k, &*Box::leak(format!("{key:?}").into_boxed_str())))
+                .collect()
+        })
+        .get(&(key as i16))
+        .copied()
+        .unwrap_or("Unknown")
 }
 
 /// Decodes a request body of type `T`; `Err` holds the reply that closes the connection.

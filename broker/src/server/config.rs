@@ -13,6 +13,14 @@ pub struct ServerConfig {
     /// Where the Kafka-protocol listener binds; `None` runs none. The daemon's default is
     /// `127.0.0.1:9092`; the library's is `None` (tests bind what they need).
     pub kafka_listen: Option<SocketAddr>,
+    /// Where the metrics endpoint (`/metrics`, `/health`, `/ready`) listens; `None` runs
+    /// none. The daemon's default is `127.0.0.1:7118`; the library's is `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Label traffic counters with the partition as well as the topic (more series).
+    pub metrics_per_partition: bool,
+    /// Requests that take longer than this (long-poll and group waits excluded) are
+    /// logged at `warn` with their span fields.
+    pub slow_request_ms: u64,
     /// Largest request frame accepted; a longer announced length closes the connection
     /// (the stream cannot be resynchronised without reading it).
     pub max_request_frame_bytes: u32,
@@ -46,6 +54,9 @@ impl Default for ServerConfig {
             listen: DEFAULT_PORT_ADDR.parse().expect("valid default address"),
             advertised_host: None,
             kafka_listen: None,
+            metrics_listen: None,
+            metrics_per_partition: false,
+            slow_request_ms: 1_000,
             max_request_frame_bytes: DEFAULT_MAX_REQUEST_FRAME_BYTES,
             max_connections: 4096,
             request_timeout_ms: 30_000,

@@ -26,7 +26,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use runnel_protocol::frame::{self, FrameError, REQUEST_HEADER_BYTES};
@@ -42,6 +42,7 @@ use super::dispatch;
 use super::reply::{write_reply, Reply};
 use super::stats::ServerStats;
 use super::Broker;
+use crate::metrics::{self, RequestInfo};
 
 /// Bytes the reader asks the socket for when no frame length says otherwise.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -50,6 +51,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// protocol and Kafka's share framing: a 4-byte length, then a header whose bytes 4..8
 /// after the length hold the correlation id).
 pub(crate) trait Protocol: Send + Sync + 'static {
+    /// The `protocol` label of its metrics and request spans.
+    const NAME: &'static str;
     /// Bytes a frame holds at least after its length prefix (its fixed header).
     const MIN_FRAME_BYTES: usize;
     /// Whether a whole frame is a produce request (appends keep arrival order).
@@ -70,6 +73,7 @@ pub(crate) trait Protocol: Send + Sync + 'static {
 pub(crate) struct Native;
 
 impl Protocol for Native {
+    const NAME: &'static str = "native";
     const MIN_FRAME_BYTES: usize = REQUEST_HEADER_BYTES - 4;
 
     fn is_produce(frame: &[u8]) -> bool {
@@ -103,6 +107,7 @@ fn correlation_id(buf: &[u8]) -> i32 {
 struct InFlight {
     correlation_id: i32,
     task: JoinHandle<Option<Reply>>,
+    info: Arc<RequestInfo>,
 }
 
 #[derive(Debug)]
@@ -121,6 +126,7 @@ pub(crate) async fn run<P: Protocol>(broker: Arc<Broker>, sock: TcpStream, peer:
     let (rd, wr) = sock.into_split();
     let (tx, rx) = mpsc::channel(broker.config.max_in_flight_requests);
     let in_flight = Arc::new(AtomicUsize::new(0));
+    broker.metrics.connections.inc();
     let writer = tokio::spawn(write_loop::<P>(broker.clone(), wr, rx, in_flight.clone(), peer));
     let close = read_loop::<P>(&broker, rd, tx, &in_flight, peer).await;
     match &close {
@@ -134,6 +140,12 @@ pub(crate) async fn run<P: Protocol>(broker: Arc<Broker>, sock: TcpStream, peer:
     }
     // The queue's sender is gone: the writer answers what was read, then ends.
     let _ = writer.await;
+    // Requests the writer never answered (it stopped on a write error).
+    broker
+        .metrics
+        .in_flight
+        .dec_by(in_flight.load(Ordering::Acquire) as i64);
+    broker.metrics.connections.dec();
 }
 
 async fn read_loop<P: Protocol>(
@@ -173,10 +185,12 @@ async fn read_loop<P: Protocol>(
                         if let Some(reply) = P::error_reply(id, ErrorCode::InvalidRequest, e.to_string()) {
                             let task = tokio::spawn(async move { Some(reply) });
                             in_flight.fetch_add(1, Ordering::AcqRel);
+                            broker.metrics.in_flight.inc();
                             let _ = tx
                                 .send(InFlight {
                                     correlation_id: id,
                                     task,
+                                    info: RequestInfo::new(P::NAME, peer, Instant::now()),
                                 })
                                 .await;
                         }
@@ -202,14 +216,29 @@ async fn read_loop<P: Protocol>(
                     done,
                 }
             });
+            let info = RequestInfo::new(P::NAME, peer, Instant::now());
             let request = P::dispatch(broker.clone(), frame, order, peer);
-            let task = tokio::spawn(async move {
-                let reply = request.await;
-                drop(permit);
-                reply
-            });
+            let task = {
+                let info = info.clone();
+                tokio::spawn(metrics::scope(info.clone(), async move {
+                    info.mark_started();
+                    let reply = request.await;
+                    info.mark_handled();
+                    drop(permit);
+                    reply
+                }))
+            };
             in_flight.fetch_add(1, Ordering::AcqRel);
-            if tx.send(InFlight { correlation_id, task }).await.is_err() {
+            broker.metrics.in_flight.inc();
+            if tx
+                .send(InFlight {
+                    correlation_id,
+                    task,
+                    info,
+                })
+                .await
+                .is_err()
+            {
                 return Close::WriterGone;
             }
         }
@@ -258,7 +287,13 @@ async fn write_loop<P: Protocol>(
     in_flight: Arc<AtomicUsize>,
     peer: SocketAddr,
 ) {
-    while let Some(InFlight { correlation_id, task }) = rx.recv().await {
+    let slow = Duration::from_millis(broker.config.slow_request_ms);
+    while let Some(InFlight {
+        correlation_id,
+        task,
+        info,
+    }) = rx.recv().await
+    {
         let reply = match task.await {
             Ok(reply) => reply,
             Err(e) => {
@@ -286,7 +321,9 @@ async fn write_loop<P: Protocol>(
                 return;
             }
         }
+        broker.metrics.finish(&info, Instant::now(), slow);
         in_flight.fetch_sub(1, Ordering::AcqRel);
+        broker.metrics.in_flight.dec();
     }
     let _ = wr.shutdown().await;
 }

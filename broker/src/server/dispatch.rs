@@ -7,12 +7,13 @@ use std::time::Duration;
 use bytes::BytesMut;
 use runnel_protocol::frame;
 use runnel_protocol::messages::ErrorResponse;
-use runnel_protocol::{ApiKey, ErrorCode, Request};
+use runnel_protocol::{ApiKey, ErrorCode, Request, Response};
 use tracing::debug;
 
 use super::handlers;
 use super::reply::Reply;
 use super::Broker;
+use crate::metrics;
 
 /// Runs one request. `permit` holds the frame's bytes against the connection's budget
 /// until the request is done. `None`: the request wants no response (acks none).
@@ -64,6 +65,8 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
     };
     let h = f.header;
     let correlation_id = h.correlation_id;
+    let api = ApiKey::from_i16(h.api_key).map_or("Unknown", |k| k.name());
+    metrics::identify(api, h.api_version, correlation_id, None);
     let Some(key) = ApiKey::from_i16(h.api_key) else {
         return Some(error_reply(
             correlation_id,
@@ -139,6 +142,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
                 Err(e) => return Some(e),
             };
             let resp = handlers::produce::handle(b, req, f.trailer, order).await?;
+            metrics::note_error_code(resp.error_code);
             Some(Reply::new(correlation_id, &resp, Vec::new()))
         }
         ApiKey::Fetch => {
@@ -159,7 +163,11 @@ where
     Fut: std::future::Future<Output = R::Response>,
 {
     match decode::<R>(correlation_id, body) {
-        Ok(req) => Some(Reply::new(correlation_id, &handler(req).await, Vec::new())),
+        Ok(req) => {
+            let resp = handler(req).await;
+            metrics::note_error_code(resp.error_code());
+            Some(Reply::new(correlation_id, &resp, Vec::new()))
+        }
         Err(e) => Some(e),
     }
 }
@@ -177,6 +185,7 @@ fn decode<R: Request>(correlation_id: i32, body: BytesMut) -> Result<R, Reply> {
 
 /// A request-level error, which decodes as any response type (fields 1 and 2).
 pub(crate) fn error_reply(correlation_id: i32, code: ErrorCode, message: String) -> Reply {
+    metrics::note_error(code);
     let body = ErrorResponse {
         error_code: code.code(),
         error_message: message,

@@ -34,6 +34,7 @@ pub use stats::ServerStats;
 
 use crate::error::{Error, Result};
 use crate::group::Coordinator;
+use crate::metrics::Metrics;
 use crate::storage::LogManager;
 
 /// What every connection and handler shares. Owned by the [`Server`]; handlers hold an
@@ -52,6 +53,7 @@ pub struct Broker {
     pub kafka_port: Option<u16>,
     /// The next idempotent producer id (Kafka's InitProducerId).
     pub next_producer_id: std::sync::atomic::AtomicI64,
+    pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -73,6 +75,7 @@ pub struct Server {
     broker: Arc<Broker>,
     local_addr: SocketAddr,
     kafka_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     /// Each connection task holds a clone; `recv` returns `None` once all have ended.
     connections_done: mpsc::Receiver<()>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -81,6 +84,17 @@ pub struct Server {
 impl Server {
     /// Binds `config.listen` and starts serving `storage` on the current tokio runtime.
     pub async fn bind(storage: Arc<LogManager>, config: ServerConfig) -> Result<Server> {
+        let metrics = Metrics::new(config.metrics_per_partition);
+        Server::bind_with_metrics(storage, config, metrics).await
+    }
+
+    /// As `bind`, reporting into `metrics` (which a metrics endpoint started before
+    /// storage was opened may already serve).
+    pub async fn bind_with_metrics(
+        storage: Arc<LogManager>,
+        config: ServerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Server> {
         config.validate().map_err(|reason| Error::InvalidConfig {
             key: "server".into(),
             value: String::new(),
@@ -107,6 +121,15 @@ impl Server {
             })?),
         };
         let kafka_addr = kafka_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let metrics_listener = match config.metrics_listen {
+            None => None,
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Io {
+                op: "listen (metrics; `--metrics-listen off` disables it) on",
+                path: addr.to_string().into(),
+                source,
+            })?),
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let groups = {
             let storage = storage.clone();
             let cfg = config.group.clone();
@@ -137,8 +160,17 @@ impl Server {
             config,
             stats: ServerStats::default(),
             node_id: 0,
+            metrics: metrics.clone(),
             shutdown,
         });
+        metrics.attach(&broker);
+        if let (Some(listener), Some(addr)) = (metrics_listener, metrics_addr) {
+            let b = broker.clone();
+            tokio::spawn(crate::metrics::http::serve(listener, metrics.clone(), async move {
+                b.shutting_down().await
+            }));
+            info!(listen = %addr, "listening (metrics: /metrics, /health, /ready)");
+        }
         let (done_tx, connections_done) = mpsc::channel(1);
         let kafka_done = done_tx.clone();
         let accept_task = tokio::spawn(listener::accept_loop::<connection::Native>(
@@ -155,10 +187,12 @@ impl Server {
             ));
             info!(listen = %addr, "listening (Kafka protocol)");
         }
+        metrics.ready.store(true, std::sync::atomic::Ordering::Release);
         Ok(Server {
             broker,
             local_addr,
             kafka_addr,
+            metrics_addr,
             connections_done,
             accept_task,
         })
@@ -171,6 +205,11 @@ impl Server {
     /// The Kafka listener's bound address, if it runs.
     pub fn kafka_addr(&self) -> Option<SocketAddr> {
         self.kafka_addr
+    }
+
+    /// The metrics endpoint's bound address, if this server runs one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -186,6 +225,10 @@ impl Server {
     /// (their requests' appends are in the log; they just go unanswered).
     pub async fn shutdown(mut self) -> Result<()> {
         info!("shutting down: no new connections or requests");
+        self.broker
+            .metrics
+            .ready
+            .store(false, std::sync::atomic::Ordering::Release);
         // `send_replace`, not `send`: `send` leaves the value unchanged when no receiver
         // happens to exist at this instant, and tasks subscribing later would never stop.
         self.broker.shutdown.send_replace(true);

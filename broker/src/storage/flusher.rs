@@ -23,6 +23,32 @@ pub const DEFAULT_FLUSH_THREADS: usize = 2;
 pub struct Flusher {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Sync and recovery figures of every log this flusher serves (metrics).
+    pub stats: StorageStats,
+}
+
+/// What storage reports to metrics: fdatasync count and latency, appends each sync made
+/// durable (group commit at work), and what recovery cut at start.
+#[derive(Debug)]
+pub struct StorageStats {
+    pub fsyncs: prometheus_client::metrics::counter::Counter,
+    pub fsync_seconds: prometheus_client::metrics::histogram::Histogram,
+    pub appends_per_fsync: prometheus_client::metrics::histogram::Histogram,
+    pub recovery_truncated_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Default for StorageStats {
+    fn default() -> Self {
+        use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+        StorageStats {
+            fsyncs: Default::default(),
+            // 50 µs to ~3.3 s.
+            fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
+            // 1 to 4096.
+            appends_per_fsync: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            recovery_truncated_bytes: Default::default(),
+        }
+    }
 }
 
 struct Shared {
@@ -50,6 +76,7 @@ impl Flusher {
         Arc::new(Flusher {
             shared,
             threads: Mutex::new(handles),
+            stats: StorageStats::default(),
         })
     }
 

@@ -63,6 +63,9 @@ pub struct ReadResult {
     pub region: Option<FileRegion>,
     pub start_offset: u64,
     pub end_offset: u64,
+    /// Records in `region` (counted by offsets: the first batch's base to the offset
+    /// after the last batch; 0 without a region).
+    pub records: u64,
 }
 
 /// Resolves when an append is durable under the log's flush policy.
@@ -145,6 +148,8 @@ pub struct PartitionLog {
     /// Set under the writer lock by `close` or `shut_for_delete`; no append or sync after.
     closed: AtomicBool,
     flusher: Arc<Flusher>,
+    /// Appends since the last sync pass began (for appends per fsync).
+    appends_since_sync: AtomicU64,
     /// Woken after every append (and truncation, and close): long-poll fetches wait here
     /// instead of polling.
     appended: Notify,
@@ -163,6 +168,10 @@ impl PartitionLog {
     pub fn open(dir: &Path, config: LogConfig, flusher: Arc<Flusher>, clean: bool) -> Result<Arc<PartitionLog>> {
         std::fs::create_dir_all(dir).map_err(Error::io("create log dir", dir))?;
         let opened = recovery::open_segments(dir, &config, clean)?;
+        flusher
+            .stats
+            .recovery_truncated_bytes
+            .fetch_add(opened.truncated_bytes, Ordering::Relaxed);
         let start = opened.segments[0].base_offset();
         let end = opened.segments.last().expect("one segment").next_offset();
         Ok(Arc::new(PartitionLog {
@@ -182,6 +191,7 @@ impl PartitionLog {
             closed: AtomicBool::new(false),
             flusher,
             appended: Notify::new(),
+            appends_since_sync: AtomicU64::new(0),
         }))
     }
 
@@ -299,6 +309,7 @@ impl PartitionLog {
         active.publish(position + batches.len() as u64, offset, seg_max_ts);
         self.end_offset.store(offset, Ordering::Release);
         drop(w);
+        self.appends_since_sync.fetch_add(1, Ordering::Relaxed);
         self.appended.notify_waiters();
         Ok(AppendInfo {
             base_offset: base,
@@ -446,7 +457,15 @@ impl PartitionLog {
                     self.active(),
                 )
             };
+            let appends = self.appends_since_sync.swap(0, Ordering::Relaxed);
+            let started = std::time::Instant::now();
             let result = self.sync_once(target, &sealed, dir_dirty, &active);
+            let stats = &self.flusher.stats;
+            stats.fsyncs.inc();
+            stats.fsync_seconds.observe(started.elapsed().as_secs_f64());
+            if appends > 0 {
+                stats.appends_per_fsync.observe(appends as f64);
+            }
             let mut s = lock(&self.sync);
             match result {
                 Ok(()) => {
@@ -568,6 +587,7 @@ impl PartitionLog {
             region: None,
             start_offset: start,
             end_offset: end,
+            records: 0,
         };
         if offset < start || offset > end {
             return Err(Error::OffsetOutOfRange { offset, start, end });
@@ -591,6 +611,8 @@ impl PartitionLog {
             }
             if let Some((pos, h)) = seg.find_batch(offset, size)? {
                 let end_pos = seg.batch_end_within(pos, h.total_bytes() as u64, max_bytes, size)?;
+                let next = seg.offset_after(pos, end_pos)?.unwrap_or(h.next_offset() as u64);
+                out.records = next.saturating_sub(h.base_offset as u64);
                 out.region = Some(FileRegion {
                     file: seg.file().clone(),
                     position: pos,
@@ -896,13 +918,5 @@ impl PartitionLog {
 
 /// The headers of the (validated) batches in `batches`.
 fn headers(batches: &[u8]) -> impl Iterator<Item = BatchHeader> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        if at >= batches.len() {
-            return None;
-        }
-        let h = BatchHeader::parse(&batches[at..]).expect("validated");
-        at += h.total_bytes();
-        Some(h)
-    })
+    batch::headers(batches)
 }

@@ -75,6 +75,13 @@ impl StorageConfig {
     }
 }
 
+/// The last start's recovery, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery {
+    pub seconds: f64,
+    pub truncated_bytes: u64,
+}
+
 /// A live topic. Replaced as a whole (new `Arc`) when its config changes.
 #[derive(Debug)]
 pub struct Topic {
@@ -106,6 +113,8 @@ pub struct LogManager {
     internal: Mutex<BTreeMap<String, Arc<PartitionLog>>>,
     /// Whether the last stop was clean (internal logs opened later recover accordingly).
     opened_clean: bool,
+    /// How long `open` took (recovery included).
+    recovery_seconds: f64,
     admin: Mutex<()>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
@@ -119,6 +128,7 @@ impl LogManager {
     /// no live topic claims, opens every partition (recovering them unless the last stop
     /// was clean), and starts background maintenance. Blocking.
     pub fn open(cfg: StorageConfig) -> Result<Arc<LogManager>> {
+        let opening = std::time::Instant::now();
         let dir = cfg.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(Error::io("create data dir", &dir))?;
         let lock_path = dir.join(LOCK_FILE);
@@ -184,6 +194,7 @@ impl LogManager {
             topics: RwLock::new(topics),
             internal: Mutex::new(BTreeMap::new()),
             opened_clean: clean,
+            recovery_seconds: opening.elapsed().as_secs_f64(),
             admin: Mutex::new(()),
             maintenance: Mutex::new(None),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
@@ -198,6 +209,19 @@ impl LogManager {
 
     pub fn config(&self) -> &StorageConfig {
         &self.cfg
+    }
+
+    /// fsync figures of every log (metrics).
+    pub fn stats(&self) -> &super::flusher::StorageStats {
+        &self.flusher.stats
+    }
+
+    /// What the last start took and cut.
+    pub fn recovery(&self) -> Recovery {
+        Recovery {
+            seconds: self.recovery_seconds,
+            truncated_bytes: self.flusher.stats.recovery_truncated_bytes.load(Ordering::Relaxed),
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {

@@ -32,6 +32,8 @@ pub(crate) const CHECKPOINT_FILE: &str = "recovery-point";
 pub(crate) struct Opened {
     pub segments: Vec<Arc<Segment>>,
     pub cursor: IndexCursor,
+    /// Bytes cut from torn or corrupt tails, and of segments dropped after them.
+    pub truncated_bytes: u64,
 }
 
 pub(crate) fn read_checkpoint(dir: &Path) -> u64 {
@@ -103,11 +105,13 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
         return Ok(Opened {
             segments: vec![Arc::new(seg)],
             cursor: IndexCursor::fresh(),
+            truncated_bytes: 0,
         });
     }
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
     let mut cursor = IndexCursor::fresh();
     let mut stop_at: Option<usize> = None;
+    let mut truncated_bytes = 0u64;
     for (i, &base) in bases.iter().enumerate() {
         if let Some(prev) = segments.last() {
             if prev.next_offset() != base {
@@ -154,6 +158,7 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
                 "cutting torn or corrupt log tail"
             );
             seg.truncate_to(outcome.valid_bytes, outcome.next_offset)?;
+            truncated_bytes += file_len - outcome.valid_bytes;
         }
         segments.push(Arc::new(seg));
         if cut {
@@ -164,6 +169,8 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
     if let Some(from) = stop_at {
         for &base in &bases[from..] {
             warn!(dir = %dir.display(), segment = base, "deleting segment after the end of the valid log");
+            truncated_bytes +=
+                std::fs::metadata(dir.join(segment::file_name(base, segment::LOG_SUFFIX))).map_or(0, |m| m.len());
             segment::delete_segment_files(dir, base)?;
         }
     }
@@ -175,7 +182,11 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
             seg.trim_indexes()?;
         }
     }
-    Ok(Opened { segments, cursor })
+    Ok(Opened {
+        segments,
+        cursor,
+        truncated_bytes,
+    })
 }
 
 /// Re-derives a live segment's state after its tail was cut (`truncate_to`).

@@ -400,6 +400,31 @@ impl Segment {
         Ok(if end <= start { start + first_len } else { end })
     }
 
+    /// The offset after the last whole batch in `[start, end)` (both batch boundaries),
+    /// `None` if none lies there. Reads the headers from the last offset-index entry in
+    /// the range (usually one), so a fetch knows how many records it sends without
+    /// reading them.
+    pub fn offset_after(&self, start: u64, end: u64) -> Result<Option<u64>> {
+        let entry = self.offset_index.lookup_position(end.saturating_sub(1));
+        let from = entry.position as u64;
+        // Start at the index entry if it lies in the range and names the batch there.
+        let mut check = from > start && from < end;
+        let mut pos = if check { from } else { start };
+        let mut next = None;
+        while let Some(h) = self.read_header(pos, end)? {
+            if std::mem::take(&mut check) && h.base_offset as u64 != entry.offset {
+                pos = start;
+                continue;
+            }
+            if pos + h.total_bytes() as u64 > end {
+                break;
+            }
+            next = Some(h.next_offset() as u64);
+            pos += h.total_bytes() as u64;
+        }
+        Ok(next)
+    }
+
     /// Reads batches from `start` (offset `start_offset`) to the end of the file, checking
     /// framing, CRC and offset continuity of each; stops at the first bad or torn batch.
     /// With `cursor`, adds index entries as appends would (the indexes must already be

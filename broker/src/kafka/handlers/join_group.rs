@@ -42,10 +42,14 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: JoinGroupRequest)
         require_known_member_id: req.version >= 4,
     };
     let answer = broker.groups.join(&body.group_id.0, join);
-    let result = tokio::select! {
-        r = answer => r.unwrap_or_else(|_| Err(crate::group::GroupError::new(ErrorCode::CoordinatorNotAvailable, "the coordinator dropped the request"))),
-        _ = broker.shutting_down() => Err(crate::group::GroupError::new(ErrorCode::CoordinatorNotAvailable, "the broker is stopping")),
-    };
+    // Waiting for the other members is not service time (slow-request log).
+    let result = crate::metrics::waiting(async {
+        tokio::select! {
+            r = answer => r.unwrap_or_else(|_| Err(crate::group::GroupError::new(ErrorCode::CoordinatorNotAvailable, "the coordinator dropped the request"))),
+            _ = broker.shutting_down() => Err(crate::group::GroupError::new(ErrorCode::CoordinatorNotAvailable, "the broker is stopping")),
+        }
+    })
+    .await;
     let v = req.version;
     // Strings that are not nullable before v7 must not be null.
     let empty = || Some(str_bytes(""));

@@ -31,10 +31,14 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, body: SyncGroupRequest) 
             .collect(),
     };
     let answer = broker.groups.sync(&body.group_id.0, sync);
-    let result = tokio::select! {
-        r = answer => r.unwrap_or_else(|_| Err(GroupError::new(ErrorCode::CoordinatorNotAvailable, "the coordinator dropped the request"))),
-        _ = broker.shutting_down() => Err(GroupError::new(ErrorCode::CoordinatorNotAvailable, "the broker is stopping")),
-    };
+    // Waiting for the other members is not service time (slow-request log).
+    let result = crate::metrics::waiting(async {
+        tokio::select! {
+            r = answer => r.unwrap_or_else(|_| Err(GroupError::new(ErrorCode::CoordinatorNotAvailable, "the coordinator dropped the request"))),
+            _ = broker.shutting_down() => Err(GroupError::new(ErrorCode::CoordinatorNotAvailable, "the broker is stopping")),
+        }
+    })
+    .await;
     match result {
         Ok(o) => {
             let resp = SyncGroupResponse::default().with_assignment(o.assignment);

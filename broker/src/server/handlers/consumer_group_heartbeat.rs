@@ -43,19 +43,22 @@ pub async fn handle(broker: &Arc<Broker>, req: ConsumerGroupHeartbeatRequest) ->
     if hb.member_epoch > 0 && !wait.is_zero() && !news(&result) {
         if let Some((version, changed)) = watch.or_else(|| broker.groups.watch(&group)) {
             let deadline = tokio::time::Instant::now() + wait;
-            loop {
-                let notified = changed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                if broker.groups.watch(&group).map(|w| w.0) != Some(version) {
-                    break;
+            crate::metrics::waiting(async {
+                loop {
+                    let notified = changed.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if broker.groups.watch(&group).map(|w| w.0) != Some(version) {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        _ = broker.shutting_down() => break,
+                    }
                 }
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep_until(deadline) => break,
-                    _ = broker.shutting_down() => break,
-                }
-            }
+            })
+            .await;
             // Answer with the group as it is now (this also renews the session).
             result = match beat(broker, &group, hb).await {
                 Ok(r) => r,

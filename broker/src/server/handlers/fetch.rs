@@ -20,6 +20,7 @@ use runnel_protocol::ErrorCode;
 
 use super::code_and_message;
 use crate::error::Result;
+use crate::metrics;
 use crate::server::Broker;
 use crate::storage::{FileRegion, PartitionLog};
 
@@ -74,9 +75,12 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest) -> (FetchResponse, 
         } else {
             Vec::new()
         };
+        let reading = std::time::Instant::now();
         let (results, regions, bytes, failed) = read_all(&wanted, total_max);
+        metrics::add_storage(reading.elapsed());
         let now = tokio::time::Instant::now();
         if bytes >= req.min_bytes as u64 || failed || now >= deadline || !any_log || broker.is_shutting_down() {
+            count(broker, &req, &results);
             return (assemble(&req, results), regions);
         }
         drop(regions);
@@ -84,17 +88,37 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest) -> (FetchResponse, 
             waiting = true;
             continue;
         }
-        tokio::select! {
-            _ = futures::future::select_all(woken.iter_mut()) => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = broker.shutting_down() => {}
+        metrics::waiting(async {
+            tokio::select! {
+                _ = futures::future::select_all(woken.iter_mut()) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = broker.shutting_down() => {}
+            }
+        })
+        .await;
+    }
+}
+
+/// Counts what a fetch sends (records and bytes per topic or partition) and the error
+/// codes in its answer.
+fn count(broker: &Broker, req: &FetchRequest, results: &[(usize, FetchPartitionResult, u64)]) {
+    for (ti, r, records) in results {
+        metrics::note_error_code(r.error_code);
+        if r.records_bytes > 0 {
+            let traffic = broker.metrics.traffic(&req.topics[*ti].name, r.partition);
+            traffic.records_out.inc_by(*records);
+            traffic.bytes_out.inc_by(r.records_bytes as u64);
         }
     }
 }
 
+/// Per partition: its topic's index in the request, its result, and the records in its
+/// region.
+type Read = (usize, FetchPartitionResult, u64);
+
 /// Reads every wanted partition within the total budget. Returns the per-partition
 /// results, the regions in the same order, the record bytes, and whether any failed.
-fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<(usize, FetchPartitionResult)>, Vec<FileRegion>, u64, bool) {
+fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<Read>, Vec<FileRegion>, u64, bool) {
     let mut results = Vec::with_capacity(wanted.len());
     let mut regions = Vec::new();
     let mut total = 0u64;
@@ -106,6 +130,7 @@ fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<(usize, FetchPartitionRes
             log_start_offset: -1,
             ..Default::default()
         };
+        let mut records = 0;
         match &w.log {
             Err(e) => {
                 (r.error_code, r.error_message) = code_and_message(e);
@@ -127,6 +152,7 @@ fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<(usize, FetchPartitionRes
                             r.high_watermark = read.end_offset as i64;
                             r.log_start_offset = read.start_offset as i64;
                             if let Some(region) = read.region {
+                                records = read.records;
                                 r.records_bytes = region.len as u32;
                                 total += region.len;
                                 regions.push(region);
@@ -142,12 +168,12 @@ fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<(usize, FetchPartitionRes
                 }
             }
         }
-        results.push((w.topic, r));
+        results.push((w.topic, r, records));
     }
     (results, regions, total, failed)
 }
 
-fn assemble(req: &FetchRequest, results: Vec<(usize, FetchPartitionResult)>) -> FetchResponse {
+fn assemble(req: &FetchRequest, results: Vec<Read>) -> FetchResponse {
     let mut topics: Vec<FetchTopicResult> = req
         .topics
         .iter()
@@ -158,7 +184,7 @@ fn assemble(req: &FetchRequest, results: Vec<(usize, FetchPartitionResult)>) -> 
         .collect();
     // `results` is in request order, so each topic's partitions (and the trailer's
     // regions) stay in request order too.
-    for (ti, r) in results {
+    for (ti, r, _) in results {
         topics[ti].partitions.push(r);
     }
     FetchResponse {

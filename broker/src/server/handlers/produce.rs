@@ -9,13 +9,14 @@
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use runnel_protocol::messages::{Acks, ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult};
 use runnel_protocol::{ErrorCode, Response};
 
 use super::code_and_message;
+use crate::metrics;
 use crate::server::dispatch::AppendOrder;
 use crate::server::Broker;
 use crate::storage::DurableWait;
@@ -94,6 +95,8 @@ pub(crate) async fn append(
     let mut topics = Vec::with_capacity(parts.len());
     // (topic index, partition index, wait) for acks `all`.
     let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
+    let appending = Instant::now();
+    let metrics = &broker.metrics;
     for (ti, (name, partitions)) in parts.into_iter().enumerate() {
         let mut results = Vec::with_capacity(partitions.len());
         for (pi, (partition, mut batches)) in partitions.into_iter().enumerate() {
@@ -114,6 +117,12 @@ pub(crate) async fn append(
             });
             match appended {
                 Ok((info, wait)) => {
+                    let traffic = metrics.traffic(&name, partition);
+                    traffic.records_in.inc_by(info.last_offset + 1 - info.base_offset);
+                    traffic.bytes_in.inc_by(batches.len() as u64);
+                    for h in runnel_protocol::batch::headers(&batches) {
+                        metrics.produce_batch_bytes.observe(h.total_bytes() as f64);
+                    }
                     r.base_offset = info.base_offset as i64;
                     r.log_append_time_ms = info.log_append_time_ms.unwrap_or(-1);
                     if let Some(w) = wait {
@@ -129,6 +138,7 @@ pub(crate) async fn append(
             partitions: results,
         });
     }
+    metrics::add_storage(appending.elapsed());
     if let Some(o) = order {
         o.appended();
     }
@@ -144,10 +154,12 @@ pub(crate) async fn append(
         } else {
             (timeout_ms as u64).min(broker.config.request_timeout_ms)
         };
-        let outcomes = futures::future::join_all(waits.into_iter().map(|(ti, pi, w)| async move {
-            let r = tokio::time::timeout(Duration::from_millis(timeout_ms), w.wait()).await;
-            (ti, pi, r)
-        }))
+        let outcomes = metrics::in_storage(futures::future::join_all(waits.into_iter().map(
+            |(ti, pi, w)| async move {
+                let r = tokio::time::timeout(Duration::from_millis(timeout_ms), w.wait()).await;
+                (ti, pi, r)
+            },
+        )))
         .await;
         for (ti, pi, outcome) in outcomes {
             let r = &mut topics[ti].partitions[pi];
@@ -160,6 +172,9 @@ pub(crate) async fn append(
                 }
             }
         }
+    }
+    for p in topics.iter().flat_map(|t| &t.partitions) {
+        metrics::note_error_code(p.error_code);
     }
     Some(ProduceResponse {
         topics,
