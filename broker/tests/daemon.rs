@@ -15,6 +15,12 @@ use runnel_broker::storage::{LogManager, StorageConfig};
 /// Starts the daemon on a free loopback port; returns it, its address (from its start-up
 /// log line) and a thread collecting its log lines.
 fn spawn_daemon(data_dir: &std::path::Path) -> (std::process::Child, SocketAddr, JoinHandle<Vec<String>>) {
+    let (child, addrs, log) = spawn_daemon_addrs(data_dir);
+    (child, addrs[0], log)
+}
+
+/// As `spawn_daemon`, with the native, Kafka and metrics addresses.
+fn spawn_daemon_addrs(data_dir: &std::path::Path) -> (std::process::Child, Vec<SocketAddr>, JoinHandle<Vec<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
         .args([
             "--listen",
@@ -37,15 +43,25 @@ fn spawn_daemon(data_dir: &std::path::Path) -> (std::process::Child, SocketAddr,
         let mut lines = Vec::new();
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("runnel-broker started") {
-                let addr = line.split("listen=").nth(1).unwrap().split_whitespace().next().unwrap();
-                let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                let field = |name: &str| -> SocketAddr {
+                    let v = line
+                        .split(&format!(" {name}="))
+                        .nth(1)
+                        .unwrap()
+                        .split_whitespace()
+                        .next()
+                        .unwrap();
+                    let v = v.trim_start_matches("Some(").trim_end_matches(')');
+                    v.parse().unwrap()
+                };
+                let _ = tx.send(vec![field("listen"), field("kafka_listen"), field("metrics_listen")]);
             }
             lines.push(line);
         }
         lines
     });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the daemon starts");
-    (child, addr, log)
+    let addrs = rx.recv_timeout(Duration::from_secs(20)).expect("the daemon starts");
+    (child, addrs, log)
 }
 
 #[test]
@@ -73,7 +89,7 @@ fn sigterm_shuts_down_cleanly() {
 fn a_bad_data_dir_is_one_clear_line_and_a_nonzero_exit() {
     let file = tempfile::NamedTempFile::new().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
-        .arg("--data-dir")
+        .args(["--metrics-listen", "off", "--data-dir"])
         .arg(file.path())
         .output()
         .unwrap();
@@ -177,7 +193,15 @@ fn kafka_listen_mistakes_are_one_clear_line() {
         ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
-            .args(["--listen", "127.0.0.1:0", "--kafka-listen", value, "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "off",
+                "--kafka-listen",
+                value,
+                "--data-dir",
+            ])
             .arg(dir.path())
             .output()
             .unwrap();
@@ -186,4 +210,30 @@ fn kafka_listen_mistakes_are_one_clear_line() {
         let last = err.lines().last().unwrap_or_default();
         assert!(last.starts_with(expected), "{err}");
     }
+}
+
+#[test]
+fn the_metrics_endpoint_answers_health_ready_and_metrics() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addrs, _log) = spawn_daemon_addrs(dir.path());
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(addrs[2]).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(get("/health").starts_with("HTTP/1.1 200"));
+    assert!(get("/ready").starts_with("HTTP/1.1 200"));
+    let metrics = get("/metrics");
+    assert!(metrics.contains("application/openmetrics-text"), "{metrics}");
+    assert!(metrics.contains("runnel_uptime_seconds "), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
 }

@@ -141,16 +141,16 @@ impl Metrics {
                 "Error codes in responses (request-level and per partition), per protocol, API and code",
                 m.errors.clone(),
             );
-            r.register_with_unit(
-                "request_duration",
+            // Histograms carry their unit in the name only: OpenMetrics parsers differ on
+            // whether a histogram may have a UNIT line.
+            r.register(
+                "request_duration_seconds",
                 "Time from a request's arrival to its response written, per protocol and API (long polls included)",
-                Unit::Seconds,
                 m.latency.clone(),
             );
-            r.register_with_unit(
-                "produce_batch_size",
+            r.register(
+                "produce_batch_size_bytes",
                 "Size of each record batch produced",
-                Unit::Bytes,
                 m.produce_batch_bytes.clone(),
             );
             r.register("connections_open", "Client connections open", m.connections.clone());
@@ -502,9 +502,9 @@ impl Collector for BrokerCollector {
         )?;
         single(
             &mut encoder,
-            "fsync_duration",
+            "fsync_duration_seconds",
             "Time each sync pass (fdatasync) of a partition log took",
-            Some(&Unit::Seconds),
+            None,
             stats.fsync_seconds.clone(),
         )?;
         single(

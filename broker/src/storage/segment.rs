@@ -408,14 +408,13 @@ impl Segment {
         let entry = self.offset_index.lookup_position(end.saturating_sub(1));
         let from = entry.position as u64;
         // Start at the index entry if it lies in the range and names the batch there.
-        let mut check = from > start && from < end;
-        let mut pos = if check { from } else { start };
+        // (An index can be damaged: an entry that does not name a batch start is ignored.)
+        let trusted = from > start
+            && from < end
+            && matches!(self.read_header(from, end), Ok(Some(h)) if h.base_offset as u64 == entry.offset);
+        let mut pos = if trusted { from } else { start };
         let mut next = None;
         while let Some(h) = self.read_header(pos, end)? {
-            if std::mem::take(&mut check) && h.base_offset as u64 != entry.offset {
-                pos = start;
-                continue;
-            }
             if pos + h.total_bytes() as u64 > end {
                 break;
             }

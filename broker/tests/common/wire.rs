@@ -22,6 +22,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The Kafka listener, when the config asked for one.
     pub kafka_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     pub storage: Arc<LogManager>,
     runtime: Option<tokio::runtime::Runtime>,
     server: Option<Server>,
@@ -43,6 +44,7 @@ impl TestServer {
         TestServer {
             addr: server.local_addr(),
             kafka_addr: server.kafka_addr(),
+            metrics_addr: server.metrics_addr(),
             storage,
             runtime: Some(runtime),
             server: Some(server),
