@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use runnel_protocol::messages::{
-    AlterConfigsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, NewTopic,
-    TopicConfigChange, TopicPartitions,
+    AlterConfigsRequest, BrokerStatusRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest,
+    ListOffsetsTopic, NewTopic, TopicConfigChange, TopicPartitions,
 };
 
 use crate::client::{check, Client, ClientConfig};
@@ -43,6 +43,27 @@ pub struct TopicDescription {
     pub id: String,
     pub partitions: Vec<PartitionInfo>,
     pub configs: Vec<ConfigEntry>,
+}
+
+/// The broker's own figures (`runnel status`): counters since it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerStatus {
+    pub version: String,
+    pub uptime: std::time::Duration,
+    pub connections: u32,
+    pub topics: Vec<TopicStatus>,
+}
+
+/// A topic's size and traffic since the broker started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicStatus {
+    pub name: String,
+    pub partitions: u32,
+    pub size_bytes: u64,
+    pub produced_records: u64,
+    pub produced_bytes: u64,
+    pub fetched_records: u64,
+    pub fetched_bytes: u64,
 }
 
 /// A group as listed.
@@ -238,6 +259,29 @@ impl Admin {
 }
 
 impl Admin {
+    /// The broker's version, uptime, connections and per-topic traffic totals.
+    pub async fn broker_status(&self) -> Result<BrokerStatus> {
+        let resp = self.client.call(&BrokerStatusRequest {}).await?;
+        Ok(BrokerStatus {
+            version: resp.version,
+            uptime: std::time::Duration::from_millis(resp.uptime_ms),
+            connections: resp.connections,
+            topics: resp
+                .topics
+                .into_iter()
+                .map(|t| TopicStatus {
+                    name: t.name,
+                    partitions: t.partitions,
+                    size_bytes: t.size_bytes,
+                    produced_records: t.produced_records,
+                    produced_bytes: t.produced_bytes,
+                    fetched_records: t.fetched_records,
+                    fetched_bytes: t.fetched_bytes,
+                })
+                .collect(),
+        })
+    }
+
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
         let resp = self.client.call(&ListGroupsRequest {}).await?;
         Ok(resp

@@ -44,8 +44,8 @@ pub mod partitioner;
 mod producer;
 
 pub use admin::{
-    Admin, ConfigEntry, GroupDescription, GroupListing, GroupMember, PartitionInfo, PartitionLag, TopicDescription,
-    TopicListing,
+    Admin, BrokerStatus, ConfigEntry, GroupDescription, GroupListing, GroupMember, PartitionInfo, PartitionLag,
+    TopicDescription, TopicListing, TopicStatus,
 };
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};

@@ -22,6 +22,8 @@ pub enum ApiKey {
     ListGroups = 16,
     DeleteGroups = 42,
     ConsumerGroupHeartbeat = 68,
+    /// Runnel's own (no Kafka counterpart): `runnel status`.
+    BrokerStatus = 1000,
 }
 
 impl ApiKey {
@@ -42,6 +44,7 @@ impl ApiKey {
         ApiKey::ListGroups,
         ApiKey::DeleteGroups,
         ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::BrokerStatus,
     ];
 
     pub fn from_i16(key: i16) -> Option<ApiKey> {
@@ -66,6 +69,7 @@ impl ApiKey {
             ApiKey::ListGroups => "ListGroups",
             ApiKey::DeleteGroups => "DeleteGroups",
             ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+            ApiKey::BrokerStatus => "BrokerStatus",
         }
     }
 }
@@ -122,6 +126,7 @@ api! {
     ListGroups: ListGroupsRequest => ListGroupsResponse;
     DeleteGroups: DeleteGroupsRequest => DeleteGroupsResponse;
     ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse;
+    BrokerStatus: BrokerStatusRequest => BrokerStatusResponse;
 }
 
 impl TopicPartitions {

@@ -6,6 +6,7 @@
 mod consume;
 mod group;
 mod produce;
+mod status;
 mod topic;
 
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Command {
     /// List, describe (with lag), reset and delete consumer groups
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// The broker at a glance: uptime, topics with sizes and rates, groups with lag
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(&cli.broker, args).await,
             Command::Consume(args) => consume::run(&cli.broker, args).await,
             Command::Group(cmd) => group::run(&cli.broker, cmd).await,
+            Command::Status(args) => status::run(&cli.broker, args).await,
         }
     });
     match result {

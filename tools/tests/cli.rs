@@ -350,3 +350,56 @@ fn a_group_consumer_commits_what_it_printed_and_leaves_on_sigterm() {
         .collect();
     assert_eq!(committed, printed, "committed exactly what it printed");
 }
+
+#[test]
+fn status_shows_topics_traffic_and_group_lag() {
+    let b = broker();
+    runnel(&b)
+        .args(["topic", "create", "st", "--partitions", "2"])
+        .assert()
+        .success();
+    runnel(&b)
+        .args(["produce", "st", "--partition", "0"])
+        .write_stdin("a\nb\nc\nd\n")
+        .assert()
+        .success();
+    // A group that read two of the four records: 2 behind.
+    runnel(&b)
+        .args([
+            "group",
+            "reset-offsets",
+            "lagging",
+            "--topic",
+            "st",
+            "--partition",
+            "0",
+            "--to",
+            "2",
+        ])
+        .assert()
+        .success();
+    let out = runnel(&b).args(["status", "--interval-ms", "50"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("runnel-broker 0.1.0 at "), "{text}");
+    let topic: Vec<&str> = lines
+        .iter()
+        .find(|l| l.starts_with("st "))
+        .expect("the topic's line")
+        .split_whitespace()
+        .collect();
+    assert_eq!(topic[1], "2", "partitions: {text}");
+    let group: Vec<&str> = lines
+        .iter()
+        .find(|l| l.starts_with("lagging "))
+        .expect("the group's line")
+        .split_whitespace()
+        .collect();
+    assert_eq!((group[1], group[2], group[3]), ("empty", "0", "2"), "{text}");
+    runnel(&b)
+        .args(["status", "--interval-ms", "0"])
+        .assert()
+        .failure()
+        .code(2);
+}

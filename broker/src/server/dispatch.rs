@@ -136,6 +136,12 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
         }
         ApiKey::DescribeGroups => reply(correlation_id, f.body, |r| handlers::describe_groups::handle(b, r)).await,
         ApiKey::DeleteGroups => reply(correlation_id, f.body, |r| handlers::delete_groups::handle(b, r)).await,
+        ApiKey::BrokerStatus => {
+            reply(correlation_id, f.body, |r| async move {
+                handlers::broker_status::handle(b, r)
+            })
+            .await
+        }
         ApiKey::Produce => {
             let req = match decode::<runnel_protocol::messages::ProduceRequest>(correlation_id, f.body) {
                 Ok(r) => r,
