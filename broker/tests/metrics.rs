@@ -106,7 +106,25 @@ fn commit(w: &mut Wire, group: &str, topic: &str, offsets: &[i64]) {
 
 #[test]
 fn counters_match_the_workload_and_lag_reaches_zero() {
-    let (_dir, s, maddr) = start(ServerConfig::default());
+    let (_dir, s, maddr) = start(ServerConfig {
+        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServerConfig::default()
+    });
+    // One Kafka request (ApiVersions v0, client id "m"), and one for an api not served.
+    let mut k = TcpStream::connect(s.kafka_addr.unwrap()).unwrap();
+    for (key, id) in [(18i16, 5i32), (29, 6)] {
+        let mut frame = vec![0, 0, 0, 11];
+        frame.extend_from_slice(&key.to_be_bytes());
+        frame.extend_from_slice(&0i16.to_be_bytes());
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(&[0, 1, b'm']);
+        k.write_all(&frame).unwrap();
+        let mut len = [0u8; 4];
+        k.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        k.read_exact(&mut body).unwrap();
+        assert_eq!(&body[..4], &id.to_be_bytes());
+    }
     assert_eq!(get(maddr, "/health").0, 200);
     assert_eq!(get(maddr, "/ready").0, 200);
     assert_eq!(get(maddr, "/nope").0, 404);
@@ -166,6 +184,17 @@ fn counters_match_the_workload_and_lag_reaches_zero() {
         1.0
     );
     assert_eq!(value(&m, "runnel_requests", &[("api", "Fetch")]), 4.0);
+    let kafka = |api| [("protocol", "kafka"), ("api", api)];
+    assert_eq!(value(&m, "runnel_requests", &kafka("ApiVersions")), 1.0);
+    assert_eq!(value(&m, "runnel_requests", &kafka("DescribeAcls")), 1.0);
+    assert_eq!(
+        value(
+            &m,
+            "runnel_request_errors",
+            &[("api", "DescribeAcls"), ("code", "UNSUPPORTED_VERSION")]
+        ),
+        1.0
+    );
     // Batches appended (the refused one is not).
     assert_eq!(value(&m, "runnel_produce_batch_size_bytes", &[]), 12.0);
     let p1 = [("topic", "m"), ("partition", "1")];
@@ -176,8 +205,14 @@ fn counters_match_the_workload_and_lag_reaches_zero() {
     assert!(value(&m, "runnel_fsyncs", &[]) >= 1.0);
     assert!(value(&m, "runnel_appends_per_fsync", &[]) >= 1.0);
     assert!(value(&m, "runnel_process_open_fds", &[]) > 0.0);
+    assert!(value(&m, "runnel_data_dir_available_bytes", &[]) > 0.0);
+    assert!(value(&m, "runnel_data_dir_capacity_bytes", &[]) >= value(&m, "runnel_data_dir_available_bytes", &[]));
     assert!(value(&m, "runnel_process_resident_memory_bytes", &[]) > 0.0);
-    assert_eq!(value(&m, "runnel_connections_open", &[]), 1.0);
+    assert_eq!(
+        value(&m, "runnel_connections_open", &[]),
+        2.0,
+        "the native and the Kafka one"
+    );
     // Lag: partition 0 is 50 records and about an hour behind, 2 is 100 behind, 1 none.
     let g = |p: &'static str| [("group", "g"), ("topic", "m"), ("partition", p)];
     assert_eq!(value(&m, "runnel_group_committed_offset", &g("0")), 50.0);

@@ -96,12 +96,14 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
         Err(()) => {
             debug!(api_key = raw_key, "unknown Kafka api key");
             crate::metrics::identify("Unknown", version, correlation_id, None);
+            crate::metrics::note_error(ErrorCode::UnsupportedVersion);
             return Some(unsupported(correlation_id));
         }
     };
     let Some(range) = handlers::versions(key) else {
         debug!(api = ?key, version, "Kafka api not served");
         crate::metrics::identify(api_name(key), version, correlation_id, None);
+        crate::metrics::note_error(ErrorCode::UnsupportedVersion);
         return Some(unsupported(correlation_id));
     };
     if !range.contains(&version) {

@@ -530,6 +530,24 @@ impl Collector for BrokerCollector {
             ConstGauge::new(recovery.truncated_bytes as i64),
         )?;
 
+        if let Ok(fs) = nix::sys::statvfs::statvfs(&storage.config().data_dir) {
+            let block = fs.fragment_size() as i64;
+            single(
+                &mut encoder,
+                "data_dir_capacity",
+                "Size of the file system holding the data directory",
+                Some(&Unit::Bytes),
+                ConstGauge::new(fs.blocks() as i64 * block),
+            )?;
+            single(
+                &mut encoder,
+                "data_dir_available",
+                "Free space (for unprivileged writers) on the data directory's file system",
+                Some(&Unit::Bytes),
+                ConstGauge::new(fs.blocks_available() as i64 * block),
+            )?;
+        }
+
         let topics = storage.topics();
         let parts = || {
             topics.iter().flat_map(|t| {

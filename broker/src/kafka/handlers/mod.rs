@@ -145,7 +145,9 @@ pub fn group_error(e: &crate::group::GroupError) -> i16 {
     kafka_code(e.code.code())
 }
 
-/// Kafka's error codes are ours (`ErrorCode` uses Kafka's numbers).
+/// Kafka's error codes are ours (`ErrorCode` uses Kafka's numbers). Every error code
+/// passed through here is counted for the request's metrics.
 pub fn kafka_code(code: i32) -> i16 {
+    crate::metrics::note_error_code(code);
     code as i16
 }

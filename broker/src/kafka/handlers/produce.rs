@@ -19,7 +19,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_protocol::messages::Acks;
 use runnel_protocol::ErrorCode;
 
-use super::{kafka_code, str_bytes, topic_name};
+use super::{str_bytes, topic_name};
 use crate::kafka::{decode, respond, Request};
 use crate::server::dispatch::AppendOrder;
 use crate::server::handlers::produce::{append, TopicParts};
@@ -61,6 +61,7 @@ pub(crate) async fn handle(
         other => {
             let message = format!("acks must be -1, 0 or 1, not {other}");
             let code = ErrorCode::InvalidRequiredAcks.code();
+            crate::metrics::note_error(ErrorCode::InvalidRequiredAcks);
             return Ok(respond(
                 req,
                 &response(req.version, shape, |_, _| (code, &message, -1, -1, -1)),
@@ -110,7 +111,8 @@ fn response<'a>(
                     let (code, message, base_offset, append_time, start_offset) = outcome(ti, pi);
                     let mut r = PartitionProduceResponse::default()
                         .with_index(index)
-                        .with_error_code(kafka_code(code))
+                        // (Counted for metrics where the code arose: `append`, or above.)
+                        .with_error_code(code as i16)
                         .with_base_offset(base_offset)
                         .with_log_append_time_ms(append_time);
                     if version >= 5 {
