@@ -95,19 +95,19 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
         Ok(k) => k,
         Err(()) => {
             debug!(api_key = raw_key, "unknown Kafka api key");
-            crate::metrics::identify("Unknown", version, correlation_id, None);
+            crate::metrics::identify("Unknown", raw_key, version, correlation_id, None);
             crate::metrics::note_error(ErrorCode::UnsupportedVersion);
             return Some(unsupported(correlation_id));
         }
     };
     let Some(range) = handlers::versions(key) else {
         debug!(api = ?key, version, "Kafka api not served");
-        crate::metrics::identify(api_name(key), version, correlation_id, None);
+        crate::metrics::identify(api_name(key), raw_key, version, correlation_id, None);
         crate::metrics::note_error(ErrorCode::UnsupportedVersion);
         return Some(unsupported(correlation_id));
     };
     if !range.contains(&version) {
-        crate::metrics::identify(api_name(key), version, correlation_id, None);
+        crate::metrics::identify(api_name(key), raw_key, version, correlation_id, None);
         crate::metrics::note_error(ErrorCode::UnsupportedVersion);
         if key == ApiKey::ApiVersions {
             // Answered in v0, which every client can read, with the ranges we serve.
@@ -130,7 +130,13 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
         client_id: header.client_id.map(|c| c.to_string()),
         peer,
     };
-    crate::metrics::identify(api_name(key), version, req.correlation_id, req.client_id.as_deref());
+    crate::metrics::identify(
+        api_name(key),
+        key as i16,
+        version,
+        req.correlation_id,
+        req.client_id.as_deref(),
+    );
     handlers::handle(broker, req, body, order).await
 }
 

@@ -53,6 +53,16 @@ pub struct ErrorLabels {
     pub code: &'static str,
 }
 
+/// Handle slots per protocol: one per api key (both protocols' keys are at most 1000),
+/// and a last one shared by every unknown key.
+const API_KEYS: usize = 1002;
+
+#[derive(Debug)]
+struct ApiHandles {
+    requests: Counter,
+    latency: Histogram,
+}
+
 /// One partition's traffic counters (handles into the families).
 #[derive(Debug, Clone, Default)]
 pub struct Traffic {
@@ -70,10 +80,11 @@ pub struct Metrics {
     bytes_in: Family<TrafficLabels, Counter>,
     records_out: Family<TrafficLabels, Counter>,
     bytes_out: Family<TrafficLabels, Counter>,
-    traffic: RwLock<HashMap<String, Vec<Option<Traffic>>>>,
+    traffic: RwLock<HashMap<String, Vec<Option<Traffic>>, foldhash::fast::RandomState>>,
     pub requests: Family<ApiLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    apis: Vec<OnceLock<ApiHandles>>,
     pub produce_batch_bytes: Histogram,
     pub connections: Gauge,
     pub in_flight: Gauge,
@@ -98,10 +109,11 @@ impl Metrics {
             bytes_in: Family::default(),
             records_out: Family::default(),
             bytes_out: Family::default(),
-            traffic: RwLock::new(HashMap::new()),
+            traffic: RwLock::new(HashMap::default()),
             requests: Family::default(),
             errors: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            apis: (0..2 * API_KEYS).map(|_| OnceLock::new()).collect(),
             // 64 B to 64 MiB.
             produce_batch_bytes: Histogram::new(exponential_buckets(64.0, 4.0, 11)),
             connections: Gauge::default(),
@@ -265,16 +277,28 @@ impl Metrics {
         out
     }
 
+    /// The request counter and latency histogram of one API, created on first use and
+    /// then found without a label lookup.
+    fn api_handles(&self, protocol: &'static str, key: i16, api: &'static str) -> &ApiHandles {
+        let known = api != "Unknown" && (0..API_KEYS as i16 - 1).contains(&key);
+        let index = if known { key as usize } else { API_KEYS - 1 };
+        let slot = usize::from(protocol == "kafka") * API_KEYS + index;
+        self.apis[slot].get_or_init(|| {
+            let labels = ApiLabels { protocol, api };
+            ApiHandles {
+                requests: self.requests.get_or_create(&labels).clone(),
+                latency: self.latency.get_or_create(&labels).clone(),
+            }
+        })
+    }
+
     /// Counts a finished request: its API, latency and errors; logs it when slow.
     pub fn finish(&self, info: &RequestInfo, written: Instant, slow_after: Duration) {
         let Some(meta) = info.meta.get() else { return };
-        let labels = ApiLabels {
-            protocol: info.protocol,
-            api: meta.api,
-        };
-        self.requests.get_or_create(&labels).inc();
+        let api = self.api_handles(info.protocol, meta.key, meta.api);
+        api.requests.inc();
         let total = written.saturating_duration_since(info.arrived);
-        self.latency.get_or_create(&labels).observe(total.as_secs_f64());
+        api.latency.observe(total.as_secs_f64());
         let errors = std::mem::take(&mut *info.errors.lock().expect("errors"));
         for code in &errors {
             self.errors
@@ -316,6 +340,7 @@ impl Metrics {
 #[derive(Debug)]
 pub struct RequestMeta {
     pub api: &'static str,
+    pub key: i16,
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
@@ -387,7 +412,7 @@ pub async fn scope<F: std::future::Future>(info: Arc<RequestInfo>, fut: F) -> F:
 }
 
 /// Names the current request (once its header is decoded).
-pub fn identify(api: &'static str, version: i16, correlation_id: i32, client_id: Option<&str>) {
+pub fn identify(api: &'static str, key: i16, version: i16, correlation_id: i32, client_id: Option<&str>) {
     let _ = REQUEST.try_with(|r| {
         r.span.record("api", api);
         r.span.record("version", version);
@@ -397,6 +422,7 @@ pub fn identify(api: &'static str, version: i16, correlation_id: i32, client_id:
         }
         let _ = r.meta.set(RequestMeta {
             api,
+            key,
             version,
             correlation_id,
             client_id: client_id.map(str::to_owned),

@@ -66,7 +66,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
     let h = f.header;
     let correlation_id = h.correlation_id;
     let api = ApiKey::from_i16(h.api_key).map_or("Unknown", |k| k.name());
-    metrics::identify(api, h.api_version, correlation_id, None);
+    metrics::identify(api, h.api_key, h.api_version, correlation_id, None);
     let Some(key) = ApiKey::from_i16(h.api_key) else {
         return Some(error_reply(
             correlation_id,
