@@ -310,11 +310,22 @@ impl Metrics {
                 .inc();
         }
         let waited = Duration::from_nanos(info.wait_ns.load(Ordering::Relaxed));
+        let started = Duration::from_nanos(info.started_ns.load(Ordering::Relaxed));
+        let handled = Duration::from_nanos(info.handled_ns.load(Ordering::Relaxed));
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        if !info.span.is_disabled() {
+            // The timings join the request's span (for subscribers that keep spans).
+            info.span.record("queued_ms", ms(started));
+            info.span.record(
+                "storage_ms",
+                ms(Duration::from_nanos(info.storage_ns.load(Ordering::Relaxed))),
+            );
+            info.span.record("waiting_ms", ms(waited));
+            info.span.record("write_ms", ms(total.saturating_sub(handled)));
+            info.span.record("total_ms", ms(total));
+        }
         if total.saturating_sub(waited) > slow_after {
             self.slow_requests.inc();
-            let started = Duration::from_nanos(info.started_ns.load(Ordering::Relaxed));
-            let handled = Duration::from_nanos(info.handled_ns.load(Ordering::Relaxed));
-            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
             info.span.in_scope(|| {
                 tracing::warn!(
                     protocol = info.protocol,
@@ -372,6 +383,11 @@ impl RequestInfo {
             correlation_id = tracing::field::Empty,
             client_id = tracing::field::Empty,
             %peer,
+            queued_ms = tracing::field::Empty,
+            storage_ms = tracing::field::Empty,
+            waiting_ms = tracing::field::Empty,
+            write_ms = tracing::field::Empty,
+            total_ms = tracing::field::Empty,
         );
         Arc::new(RequestInfo {
             protocol,

@@ -409,12 +409,20 @@ impl Segment {
         let from = entry.position as u64;
         // Start at the index entry if it lies in the range and names the batch there.
         // (An index can be damaged: an entry that does not name a batch start is ignored.)
-        let trusted = from > start
-            && from < end
-            && matches!(self.read_header(from, end), Ok(Some(h)) if h.base_offset as u64 == entry.offset);
-        let mut pos = if trusted { from } else { start };
+        let mut known = (from > start && from < end)
+            .then(|| self.read_header(from, end).ok().flatten())
+            .flatten()
+            .filter(|h| h.base_offset as u64 == entry.offset);
+        let mut pos = if known.is_some() { from } else { start };
         let mut next = None;
-        while let Some(h) = self.read_header(pos, end)? {
+        loop {
+            let h = match known.take() {
+                Some(h) => h,
+                None => match self.read_header(pos, end)? {
+                    Some(h) => h,
+                    None => break,
+                },
+            };
             if pos + h.total_bytes() as u64 > end {
                 break;
             }
