@@ -241,25 +241,13 @@ impl Coordinator {
             return (Err(e), DurableWait::ready());
         }
         let catalog = self.catalog();
-        let shard = self.shard(group_id);
-        let mut st = lock(shard);
-        let existed = st.groups.contains_key(group_id);
-        let group = st
-            .groups
-            .entry(group_id.to_owned())
-            .or_insert_with(|| Group::new(group_id));
-        let result = group.heartbeat(hb, Instant::now(), &catalog, || uuid::Uuid::new_v4().to_string());
+        let (result, wait) = self.change(group_id, |group, _| {
+            group.heartbeat(hb, Instant::now(), &catalog, || uuid::Uuid::new_v4().to_string())
+        });
         let interval = match &result {
             Ok(r) if r.reconciling => self.config.reconcile_heartbeat_interval_ms,
             _ => self.config.heartbeat_interval_ms.min(session / 3).max(1),
         };
-        let mut records = Records::default();
-        if !existed && group.is_dead() {
-            st.groups.remove(group_id);
-        } else {
-            persist_group(&mut st, group_id, &mut records);
-        }
-        let wait = self.write(shard, &mut st, records);
         (result.map(|r| (r, interval)), wait)
     }
 
@@ -274,13 +262,10 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Runs `f` on the group (created if absent), persists what changed and delivers
-    /// the answers once that is durable. A group created for nothing is dropped again.
-    fn classic_change<T>(
-        &self,
-        group_id: &str,
-        f: impl FnOnce(&mut Group, &mut Vec<Delivery>) -> T,
-    ) -> (T, DurableWait) {
+    /// Runs `f` on the group (created if absent) under its shard's lock, persists what
+    /// changed and delivers the classic protocol's waiting answers once that is durable.
+    /// A group created for nothing is dropped again.
+    fn change<T>(&self, group_id: &str, f: impl FnOnce(&mut Group, &mut Vec<Delivery>) -> T) -> (T, DurableWait) {
         let shard = self.shard(group_id);
         let mut st = lock(shard);
         let existed = st.groups.contains_key(group_id);
@@ -315,8 +300,8 @@ impl Coordinator {
             return rx;
         }
         let delay = Duration::from_millis(self.config.initial_rebalance_delay_ms as u64);
-        // The answer itself waits for durability (see `classic_change`).
-        let (_, _answered_once_stored) = self.classic_change(group_id, |g, out| {
+        // The answer itself waits for durability (see `change`).
+        let (_, _answered_once_stored) = self.change(group_id, |g, out| {
             if !g.members.is_empty() {
                 let e = GroupError::new(
                     ErrorCode::InconsistentGroupProtocol,
@@ -339,8 +324,7 @@ impl Coordinator {
             let _ = tx.send(Err(e));
             return rx;
         }
-        let (_, _answered_once_stored) =
-            self.classic_change(group_id, |g, out| g.classic.sync(req, tx, Instant::now(), out));
+        let (_, _answered_once_stored) = self.change(group_id, |g, out| g.classic.sync(req, tx, Instant::now(), out));
         rx
     }
 
@@ -373,7 +357,7 @@ impl Coordinator {
         if let Err(e) = check_group_id(group_id) {
             return (members.iter().map(|_| Err(e.clone())).collect(), DurableWait::ready());
         }
-        self.classic_change(group_id, |g, out| {
+        self.change(group_id, |g, out| {
             let now = Instant::now();
             members
                 .into_iter()
