@@ -352,3 +352,33 @@ fn a_slow_request_is_logged_at_warn_with_its_correlation_id() {
     let after = String::from_utf8_lossy(&logs.lock().unwrap()[before..]).into_owned();
     assert!(!after.contains("slow request"), "{after}");
 }
+
+#[test]
+fn recovery_reports_what_it_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServerConfig::default()
+    };
+    let s = TestServer::start(dir.path(), cfg.clone());
+    let mut w = Wire::connect(s.addr);
+    w.create_topic("torn", 1, &[]);
+    w.produce("torn", 0, Acks::All, &batch(1, 5, 50, 0));
+    let m = scrape(s.metrics_addr.unwrap());
+    assert_eq!(value(&m, "runnel_recovery_truncated_bytes", &[]), 0.0);
+    drop(w);
+    s.shutdown();
+    // A torn write after the last batch, and no clean-shutdown marker: the next start
+    // scans the tail and cuts the 37 stray bytes.
+    let seg = dir.path().join("torn-0").join(format!("{:020}.log", 0));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0xAB; 37]).unwrap();
+    drop(f);
+    std::fs::remove_file(dir.path().join(runnel_broker::storage::manager::CLEAN_SHUTDOWN_FILE)).unwrap();
+    let s = TestServer::start(dir.path(), cfg);
+    let m = scrape(s.metrics_addr.unwrap());
+    assert_eq!(value(&m, "runnel_recovery_truncated_bytes", &[]), 37.0);
+    assert!(value(&m, "runnel_recovery_duration_seconds", &[]) > 0.0);
+    assert_eq!(value(&m, "runnel_log_end_offset", &[("topic", "torn")]), 5.0);
+    s.shutdown();
+}
