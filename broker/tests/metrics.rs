@@ -260,6 +260,17 @@ fn the_per_partition_switch_bounds_the_series() {
         // The log gauges are per partition either way.
         assert_eq!(series(&m, "runnel_log_end_offset").len(), 16);
         counts.push(traffic);
+        // A deleted topic's series go with it.
+        let (resp, _) = w.call(
+            &runnel_protocol::messages::DeleteTopicsRequest {
+                topics: vec!["b".into()],
+            },
+            &[],
+        );
+        assert_eq!(resp.topics[0].error_code, 0);
+        let m = scrape(maddr);
+        assert_eq!(series(&m, "runnel_produced_records").len(), if per_partition { 8 } else { 1 });
+        assert_eq!(series(&m, "runnel_log_end_offset").len(), 8);
         s.shutdown();
     }
     assert_eq!(counts[0], vec![2; 4], "one series per topic");

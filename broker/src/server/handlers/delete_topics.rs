@@ -16,6 +16,10 @@ pub async fn handle(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTop
         let storage = broker.storage.clone();
         let n = name.clone();
         let result = blocking(move || storage.delete_topic(&n)).await;
+        if result.is_ok() {
+            // Its traffic series go too (a topic re-created later starts from zero).
+            broker.metrics.remove_topic(&name);
+        }
         let (error_code, error_message) = result.err().as_ref().map(code_and_message).unwrap_or_default();
         topics.push(TopicResult {
             name,
