@@ -269,7 +269,10 @@ fn the_per_partition_switch_bounds_the_series() {
         );
         assert_eq!(resp.topics[0].error_code, 0);
         let m = scrape(maddr);
-        assert_eq!(series(&m, "runnel_produced_records").len(), if per_partition { 8 } else { 1 });
+        assert_eq!(
+            series(&m, "runnel_produced_records").len(),
+            if per_partition { 8 } else { 1 }
+        );
         assert_eq!(series(&m, "runnel_log_end_offset").len(), 8);
         s.shutdown();
     }

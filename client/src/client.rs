@@ -24,6 +24,9 @@ pub struct ClientConfig {
     pub max_response_frame_bytes: u32,
     /// Sent to the broker in ApiVersions, for its logs.
     pub client_id: String,
+    /// How often cached partition counts are refreshed from the broker (Kafka's
+    /// `metadata.max.age.ms`), so producers and consumers see a topic that grew.
+    pub metadata_max_age: Duration,
 }
 
 impl Default for ClientConfig {
@@ -33,6 +36,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(30),
             max_response_frame_bytes: DEFAULT_MAX_RESPONSE_FRAME_BYTES,
             client_id: concat!("runnel-client ", env!("CARGO_PKG_VERSION")).into(),
+            metadata_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -70,6 +74,10 @@ impl Client {
                 client_software: client.inner.config.client_id.clone(),
             })
             .await?;
+        tokio::spawn(refresh_partition_counts(
+            Arc::downgrade(&client.inner),
+            client.inner.config.metadata_max_age,
+        ));
         Ok(client)
     }
 
@@ -191,6 +199,29 @@ impl Client {
     /// Changes whenever a cached partition count changes or is forgotten.
     pub(crate) fn partitions_version(&self) -> u64 {
         self.inner.partitions_version.load(Ordering::Acquire)
+    }
+}
+
+/// Every `every`, asks the broker again for the partition counts the client has cached;
+/// a count that changed bumps `partitions_version`, which producers check on each send.
+/// Ends once the client is gone.
+async fn refresh_partition_counts(inner: std::sync::Weak<Inner>, every: Duration) {
+    loop {
+        tokio::time::sleep(every.max(Duration::from_millis(10))).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let client = Client { inner };
+        let topics: Vec<String> = client
+            .inner
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        if !topics.is_empty() {
+            // A failure (broker away) is retried at the next turn; sends see it anyway.
+            let _ = client.metadata(topics).await;
+        }
     }
 }
 

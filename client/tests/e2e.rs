@@ -287,3 +287,50 @@ async fn several_requests_in_flight_per_partition_keep_the_order() {
         last[p] = Some(seq);
     }
 }
+
+/// A topic that gains partitions is seen by a running producer within its metadata max
+/// age: a send to a new partition fails before and succeeds after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_producer_sees_a_topic_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_broker(dir.path()).await;
+    let addr = common::addr(&server);
+    runnel_client::Admin::connect(&addr)
+        .await
+        .unwrap()
+        .create_topic("grow", 1, Default::default())
+        .await
+        .unwrap();
+    let config = runnel_client::ProducerConfig {
+        client: runnel_client::ClientConfig {
+            metadata_max_age: std::time::Duration::from_millis(100),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let producer = runnel_client::Producer::connect(&addr, config).await.unwrap();
+    let topic: std::sync::Arc<str> = "grow".into();
+    let to = |p| runnel_client::ProducerRecord::new(topic.clone(), bytes::Bytes::from_static(b"x")).partition(p);
+    producer.send(to(0)).await.unwrap().await.unwrap();
+    assert!(matches!(
+        producer.send(to(2)).await.err(),
+        Some(runnel_client::Error::InvalidPartition { count: 1, .. })
+    ));
+    let storage = server.broker().storage.clone();
+    tokio::task::spawn_blocking(move || storage.create_partitions("grow", 3))
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let sent = loop {
+        match producer.send(to(2)).await {
+            Ok(d) => break d.await.unwrap(),
+            Err(runnel_client::Error::InvalidPartition { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(sent.partition, 2);
+    producer.close().await;
+}
