@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use runnel_protocol::messages::{
-    AlterConfigsRequest, BrokerStatusRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest,
-    ListOffsetsTopic, NewTopic, TopicConfigChange, TopicPartitions,
+    AlterConfigsRequest, BrokerStatusRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition,
+    ListOffsetsRequest, ListOffsetsTopic, NewTopic, PartitionsIncrease, TopicConfigChange, TopicPartitions,
 };
 
 use crate::client::{check, Client, ClientConfig};
@@ -162,6 +162,22 @@ impl Admin {
             .client
             .call(&DeleteTopicsRequest {
                 topics: vec![name.to_owned()],
+            })
+            .await?;
+        self.client.forget_topic(name);
+        one_result(resp.topics.iter().map(|t| (t.error_code, t.error_message.as_str())))
+    }
+
+    /// Grows `name` to `partitions` partitions (topics never shrink: keys would move).
+    /// This client sees the new count at once; others within their metadata max age.
+    pub async fn create_partitions(&self, name: &str, partitions: u32) -> Result<()> {
+        let resp = self
+            .client
+            .call(&CreatePartitionsRequest {
+                topics: vec![PartitionsIncrease {
+                    topic: name.to_owned(),
+                    count: partitions,
+                }],
             })
             .await?;
         self.client.forget_topic(name);

@@ -22,6 +22,7 @@ pub enum ApiKey {
     ListGroups = 16,
     DeleteGroups = 42,
     ConsumerGroupHeartbeat = 68,
+    CreatePartitions = 37,
     /// Runnel's own (no Kafka counterpart): `runnel status`.
     BrokerStatus = 1000,
 }
@@ -44,6 +45,7 @@ impl ApiKey {
         ApiKey::ListGroups,
         ApiKey::DeleteGroups,
         ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::CreatePartitions,
         ApiKey::BrokerStatus,
     ];
 
@@ -69,6 +71,7 @@ impl ApiKey {
             ApiKey::ListGroups => "ListGroups",
             ApiKey::DeleteGroups => "DeleteGroups",
             ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+            ApiKey::CreatePartitions => "CreatePartitions",
             ApiKey::BrokerStatus => "BrokerStatus",
         }
     }
@@ -126,6 +129,7 @@ api! {
     ListGroups: ListGroupsRequest => ListGroupsResponse;
     DeleteGroups: DeleteGroupsRequest => DeleteGroupsResponse;
     ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse;
+    CreatePartitions: CreatePartitionsRequest => CreatePartitionsResponse;
     BrokerStatus: BrokerStatusRequest => BrokerStatusResponse;
 }
 

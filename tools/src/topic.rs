@@ -17,6 +17,13 @@ pub enum TopicCommand {
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE", value_parser = crate::key_value)]
         configs: Vec<(String, String)>,
     },
+    /// Add partitions to a topic (they are never removed: keys would move)
+    Alter {
+        name: String,
+        /// The new partition count, above the current one
+        #[arg(long, short = 'p')]
+        partitions: u32,
+    },
     /// Delete a topic and all its records
     Delete { name: String },
     /// List topics with their partition counts
@@ -39,6 +46,13 @@ pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("created topic {name} with {partitions} partition(s)");
+        }
+        TopicCommand::Alter { name, partitions } => {
+            admin
+                .create_partitions(&name, partitions)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("topic {name} now has {partitions} partition(s)");
         }
         TopicCommand::Delete { name } => {
             admin.delete_topic(&name).await.map_err(|e| e.to_string())?;

@@ -403,3 +403,37 @@ fn status_shows_topics_traffic_and_group_lag() {
         .failure()
         .code(2);
 }
+
+#[test]
+fn topic_alter_adds_partitions_and_never_removes_them() {
+    let b = broker();
+    runnel(&b)
+        .args(["topic", "create", "grow", "--partitions", "2"])
+        .assert()
+        .success();
+    runnel(&b)
+        .args(["topic", "alter", "grow", "--partitions", "5"])
+        .assert()
+        .success()
+        .stdout("topic grow now has 5 partition(s)\n");
+    runnel(&b)
+        .args(["produce", "grow", "--partition", "4"])
+        .write_stdin("on the new partition\n")
+        .assert()
+        .success();
+    let listed = runnel(&b).args(["topic", "list"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "grow\t5 partition(s)\n");
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["topic", "alter", "grow", "--partitions", "3"]);
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(e.contains("can only grow"), "{e}");
+    let (_, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["topic", "alter", "missing", "--partitions", "3"]);
+        c
+    });
+    assert!(e.contains("missing"), "{e}");
+}

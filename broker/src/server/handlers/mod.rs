@@ -6,6 +6,7 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod broker_status;
 pub mod consumer_group_heartbeat;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
@@ -48,6 +49,7 @@ pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
         ApiKey::ListGroups => list_groups::VERSIONS,
         ApiKey::DeleteGroups => delete_groups::VERSIONS,
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::VERSIONS,
+        ApiKey::CreatePartitions => create_partitions::VERSIONS,
         ApiKey::BrokerStatus => broker_status::VERSIONS,
     }
 }
