@@ -556,3 +556,52 @@ async fn a_regex_subscription_follows_new_topics_and_manual_commits_stick() {
     c.close().await.unwrap();
     server.shutdown().await.unwrap();
 }
+
+/// Partitions added to a subscribed topic are assigned and read without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_gets_partitions_added_to_its_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start_broker_on(dir.path(), "127.0.0.1:0").await;
+    let addr = common::addr(&server);
+    let admin = create(&addr, "widening", 1).await;
+    let mut c = Consumer::connect(&addr, member_config(None, 5_000)).await.unwrap();
+    c.subscribe("wide", ["widening"]).await.unwrap();
+    produce(&addr, "widening", 0, 3).await;
+    let mut got = BTreeSet::new();
+    while got.len() < 3 {
+        let r = tokio::time::timeout(Duration::from_secs(30), c.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Ok(r) = r {
+            got.insert((r.partition, r.offset));
+        }
+    }
+    admin.create_partitions("widening", 3).await.unwrap();
+    // Records on the new partitions only (keyless records spread over all three).
+    let producer = Producer::connect(&addr, ProducerConfig::default()).await.unwrap();
+    let topic: std::sync::Arc<str> = "widening".into();
+    for p in 1..3 {
+        producer
+            .send(ProducerRecord::new(topic.clone(), bytes::Bytes::from_static(b"new")).partition(p))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut new = BTreeSet::new();
+    while new.len() < 2 {
+        let r = tokio::time::timeout(Duration::from_secs(30), c.next())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Ok(r) = r {
+            new.insert(r.partition);
+        }
+    }
+    assert_eq!(new, BTreeSet::from([1, 2]));
+    assert_eq!(c.assignment().len(), 3);
+    producer.close().await;
+    c.close().await.unwrap();
+    server.shutdown().await.unwrap();
+}
