@@ -11,11 +11,7 @@ use crate::server::Broker;
 pub const VERSIONS: RangeInclusive<i16> = 0..=4;
 
 pub fn handle(broker: &Broker, body: HeartbeatRequest) -> HeartbeatResponse {
-    let instance = body
-        .group_instance_id
-        .as_ref()
-        .map(|i| i.to_string())
-        .filter(|i| !i.is_empty());
+    let instance = super::instance_id(&body.group_instance_id);
     let code = match broker.groups.classic_heartbeat(
         &body.group_id.0,
         &body.member_id,

@@ -19,11 +19,7 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: JoinGroupRequest)
     let session_timeout_ms = body.session_timeout_ms.max(0) as u32;
     let join = JoinRequest {
         member_id: body.member_id.to_string(),
-        instance_id: body
-            .group_instance_id
-            .as_ref()
-            .map(|i| i.to_string())
-            .filter(|i| !i.is_empty()),
+        instance_id: super::instance_id(&body.group_instance_id),
         client_id: req.client_id.clone().unwrap_or_default(),
         client_host: format!("/{}", req.peer.ip()),
         session_timeout_ms,
@@ -41,15 +37,7 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: JoinGroupRequest)
             .collect(),
         require_known_member_id: req.version >= 4,
     };
-    let answer = broker.groups.join(&body.group_id.0, join);
-    // Waiting for the other members is not service time (slow-request log).
-    let result = crate::metrics::waiting(async {
-        tokio::select! {
-            r = answer => r.unwrap_or_else(|_| Err(crate::group::GroupError::new(ErrorCode::CoordinatorNotAvailable, "the coordinator dropped the request"))),
-            _ = broker.shutting_down() => Err(crate::group::GroupError::new(ErrorCode::CoordinatorNotAvailable, "the broker is stopping")),
-        }
-    })
-    .await;
+    let result = super::group_answer(broker, broker.groups.join(&body.group_id.0, join)).await;
     let v = req.version;
     // Strings that are not nullable before v7 must not be null.
     let empty = || Some(str_bytes(""));

@@ -18,11 +18,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, body: LeaveGroupRequest)
         body.members
             .iter()
             .map(|m| {
-                let inst = m
-                    .group_instance_id
-                    .as_ref()
-                    .map(|i| i.to_string())
-                    .filter(|i| !i.is_empty());
+                let inst = super::instance_id(&m.group_instance_id);
                 (m.member_id.to_string(), inst)
             })
             .collect()

@@ -140,6 +140,28 @@ pub fn topic_name(s: &str) -> TopicName {
     TopicName(str_bytes(s))
 }
 
+/// A static member's instance id (absent or empty: a dynamic member).
+pub fn instance_id(id: &Option<StrBytes>) -> Option<String> {
+    id.as_ref().map(|i| i.to_string()).filter(|i| !i.is_empty())
+}
+
+/// Waits for an answer the coordinator gives once other members have acted (JoinGroup,
+/// SyncGroup). Not service time: it counts as a wait in the request's record.
+pub async fn group_answer<T>(
+    broker: &Broker,
+    answer: tokio::sync::oneshot::Receiver<crate::group::GroupResult<T>>,
+) -> crate::group::GroupResult<T> {
+    use crate::group::GroupError;
+    use runnel_protocol::ErrorCode::CoordinatorNotAvailable;
+    crate::metrics::waiting(async {
+        tokio::select! {
+            r = answer => r.unwrap_or_else(|_| Err(GroupError::new(CoordinatorNotAvailable, "the coordinator dropped the request"))),
+            _ = broker.shutting_down() => Err(GroupError::new(CoordinatorNotAvailable, "the broker is stopping")),
+        }
+    })
+    .await
+}
+
 /// A coordinator error as a Kafka error code.
 pub fn group_error(e: &crate::group::GroupError) -> i16 {
     kafka_code(e.code.code())

@@ -5,10 +5,9 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
-use runnel_protocol::ErrorCode;
 
 use super::{group_error, str_bytes};
-use crate::group::{GroupError, SyncRequest};
+use crate::group::SyncRequest;
 use crate::server::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
@@ -16,11 +15,7 @@ pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 pub async fn handle(broker: &Arc<Broker>, version: i16, body: SyncGroupRequest) -> SyncGroupResponse {
     let sync = SyncRequest {
         member_id: body.member_id.to_string(),
-        instance_id: body
-            .group_instance_id
-            .as_ref()
-            .map(|i| i.to_string())
-            .filter(|i| !i.is_empty()),
+        instance_id: super::instance_id(&body.group_instance_id),
         generation: body.generation_id,
         protocol_type: body.protocol_type.as_ref().map(|p| p.to_string()),
         protocol: body.protocol_name.as_ref().map(|p| p.to_string()),
@@ -30,15 +25,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, body: SyncGroupRequest) 
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
     };
-    let answer = broker.groups.sync(&body.group_id.0, sync);
-    // Waiting for the other members is not service time (slow-request log).
-    let result = crate::metrics::waiting(async {
-        tokio::select! {
-            r = answer => r.unwrap_or_else(|_| Err(GroupError::new(ErrorCode::CoordinatorNotAvailable, "the coordinator dropped the request"))),
-            _ = broker.shutting_down() => Err(GroupError::new(ErrorCode::CoordinatorNotAvailable, "the broker is stopping")),
-        }
-    })
-    .await;
+    let result = super::group_answer(broker, broker.groups.sync(&body.group_id.0, sync)).await;
     match result {
         Ok(o) => {
             let resp = SyncGroupResponse::default().with_assignment(o.assignment);
