@@ -190,10 +190,6 @@ impl Metrics {
         }
     }
 
-    pub fn per_partition(&self) -> bool {
-        self.per_partition
-    }
-
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
