@@ -393,13 +393,11 @@ impl LogManager {
         Ok(topic)
     }
 
-    /// Grows a topic to `partitions` (Kafka's CreatePartitions; partitions are never
-    /// removed, since keys would move). Blocking.
-    pub fn create_partitions(&self, name: &str, partitions: i64) -> Result<Arc<Topic>> {
-        let _admin = self.admin.lock().expect("admin");
-        self.check_open()?;
-        let old = self.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
-        let current = old.partitions.len() as u32;
+    /// The topic `name`, if it may grow to `partitions` (more than now, within the limit):
+    /// what `create_partitions` checks, for a dry run.
+    pub fn check_partitions_increase(&self, name: &str, partitions: i64) -> Result<Arc<Topic>> {
+        let topic = self.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
+        let current = topic.partitions.len() as u32;
         let max = self.cfg.max_partitions_per_topic;
         if partitions <= current as i64 {
             return Err(Error::PartitionsCannotShrink {
@@ -411,6 +409,16 @@ impl LogManager {
         if partitions > max as i64 {
             return Err(Error::InvalidPartitions { count: partitions, max });
         }
+        Ok(topic)
+    }
+
+    /// Grows a topic to `partitions` (Kafka's CreatePartitions; partitions are never
+    /// removed, since keys would move). Blocking.
+    pub fn create_partitions(&self, name: &str, partitions: i64) -> Result<Arc<Topic>> {
+        let _admin = self.admin.lock().expect("admin");
+        self.check_open()?;
+        let old = self.check_partitions_increase(name, partitions)?;
+        let current = old.partitions.len() as u32;
         let record = MetadataRecord::TopicPartitions {
             name: name.to_owned(),
             id: old.id.clone(),

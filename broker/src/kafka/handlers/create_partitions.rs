@@ -38,17 +38,11 @@ pub async fn handle(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> Creat
                 ),
             ))
         } else if req.validate_only {
-            match broker.storage.topic(&name) {
-                None => Err(error(&Error::UnknownTopic(name.clone()))),
-                Some(topic) if t.count as usize <= topic.partitions.len() => {
-                    Err(error(&Error::PartitionsCannotShrink {
-                        topic: name.clone(),
-                        current: topic.partitions.len() as u32,
-                        requested: t.count as i64,
-                    }))
-                }
-                Some(_) => Ok(()),
-            }
+            broker
+                .storage
+                .check_partitions_increase(&name, t.count as i64)
+                .map(|_| ())
+                .map_err(|e| error(&e))
         } else {
             let storage = broker.storage.clone();
             let topic = name.clone();
