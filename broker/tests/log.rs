@@ -2,9 +2,14 @@
 
 mod common;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::BytesMut;
 use common::{batch, open, read_all, small_config};
-use runnel_broker::storage::{FlushPolicy, LogConfig, TimestampType};
+use runnel_broker::storage::{FlushPolicy, LogConfig, PartitionLog, TimestampType};
 use runnel_broker::Error;
+use runnel_protocol::{BatchBuilder, BatchOptions, Record};
 
 #[test]
 fn append_assigns_offsets_and_reads_back() {
@@ -305,4 +310,109 @@ fn durable_appends_complete_on_a_single_threaded_runtime() {
         }
     });
     assert_eq!(log.end_offset(), 320);
+}
+
+/// A batch of `n` records from idempotent producer `pid` (epoch 0), sequences from `seq`.
+fn idempotent(pid: i64, seq: i32, n: usize) -> BytesMut {
+    let mut b = BatchBuilder::new(BatchOptions {
+        producer_id: pid,
+        producer_epoch: 0,
+        base_sequence: seq,
+        ..BatchOptions::default()
+    });
+    for i in 0..n {
+        b.push(&Record::new(
+            1_000 + i as i64,
+            None,
+            Some(format!("{pid}:{seq}:{i}").as_bytes()),
+        ));
+    }
+    b.finish().unwrap()
+}
+
+/// Base offsets of the producer-state snapshots in `dir`.
+fn snapshots(dir: &Path) -> Vec<u64> {
+    let mut found: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".producers").map(|stem| stem.parse().unwrap())
+        })
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// Producer 1 (offsets 3–4 its last batch) and 2 (offset 6) are known to `log`: their
+/// retries get the original offsets, gaps are refused, and nothing is appended.
+fn knows_producers(log: &Arc<PartitionLog>, when: &str) {
+    let end = log.end_offset();
+    let dup = log.append(&mut idempotent(1, 3, 2)).unwrap();
+    assert_eq!((dup.base_offset, dup.last_offset), (3, 4), "{when}: producer 1's retry");
+    let dup = log.append(&mut idempotent(2, 1, 1)).unwrap();
+    assert_eq!((dup.base_offset, dup.last_offset), (6, 6), "{when}: producer 2's retry");
+    for (pid, seq) in [(1, 9), (2, 5)] {
+        assert!(
+            matches!(
+                log.append(&mut idempotent(pid, seq, 1)),
+                Err(Error::OutOfOrderSequence { .. })
+            ),
+            "{when}: producer {pid}'s gap"
+        );
+    }
+    assert_eq!(log.end_offset(), end, "{when}: nothing appended");
+}
+
+#[test]
+fn idempotent_producer_state_survives_rolls_restarts_and_damaged_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default(), false);
+    log.append(&mut idempotent(1, 0, 3)).unwrap(); // offsets 0-2
+    log.append(&mut idempotent(1, 3, 2)).unwrap(); // 3-4
+    log.force_roll().unwrap();
+    log.append(&mut idempotent(2, 0, 1)).unwrap(); // 5
+    log.force_roll().unwrap();
+    log.append(&mut idempotent(2, 1, 1)).unwrap(); // 6
+    log.force_roll().unwrap();
+    log.append(&mut batch(0, 2, 10, 0)).unwrap(); // 7-8, no producer id
+    assert_eq!(log.segment_base_offsets(), [0, 5, 6, 7]);
+    knows_producers(&log, "before any restart");
+    assert_eq!(snapshots(dir.path()), [6, 7], "one per roll, the newest two kept");
+
+    log.close().unwrap();
+    drop(log);
+    let log = open(dir.path(), LogConfig::default(), true);
+    knows_producers(&log, "after a clean restart");
+    drop(log);
+    let log = open(dir.path(), LogConfig::default(), false);
+    knows_producers(&log, "after an unclean restart");
+    drop(log);
+
+    // A torn newest snapshot: the one before it and the segments after.
+    let newest = dir.path().join(format!("{:020}.producers", 7));
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    std::fs::write(&newest, bytes).unwrap();
+    let log = open(dir.path(), LogConfig::default(), false);
+    knows_producers(&log, "with the newest snapshot torn");
+    drop(log);
+    // No snapshots at all: the whole log's headers.
+    for offset in snapshots(dir.path()) {
+        std::fs::remove_file(dir.path().join(format!("{offset:020}.producers"))).unwrap();
+    }
+    let log = open(dir.path(), LogConfig::default(), false);
+    knows_producers(&log, "without snapshots");
+
+    // Truncation forgets the cut batches: producer 2's sequence 1 is new again, and the
+    // snapshot past the new end goes.
+    log.force_roll().unwrap();
+    assert_eq!(snapshots(dir.path()), [9]);
+    assert_eq!(log.truncate_to(6).unwrap(), 6);
+    assert!(snapshots(dir.path()).is_empty());
+    let again = log.append(&mut idempotent(2, 1, 1)).unwrap();
+    assert_eq!(
+        (again.base_offset, log.end_offset()),
+        (6, 7),
+        "appended, not a duplicate"
+    );
 }

@@ -32,7 +32,7 @@ use tracing::{error, info, warn};
 
 use super::config::{FlushPolicy, LogConfig, TimestampType};
 use super::flusher::Flusher;
-use super::producers::{Check, ProducerTable};
+use super::producers::{self, Check, ProducerTable};
 use super::recovery;
 use super::segment::{FileRegion, IndexCursor, Segment};
 use crate::error::{Error, Result};
@@ -113,8 +113,9 @@ impl DurableWait {
 
 struct Writer {
     cursor: IndexCursor,
-    /// Idempotent producers' last batches; built from the active segment on the first
-    /// append that needs it (logs without idempotent producers never pay for it).
+    /// Idempotent producers' last batches; rebuilt (from a snapshot and the segments
+    /// after it) on the first append that needs it, so logs without idempotent producers
+    /// never pay for it. `None` again after a truncation.
     producers: Option<ProducerTable>,
 }
 
@@ -174,6 +175,9 @@ impl PartitionLog {
             .fetch_add(opened.truncated_bytes, Ordering::Relaxed);
         let start = opened.segments[0].base_offset();
         let end = opened.segments.last().expect("one segment").next_offset();
+        // Producer state of batches that recovery cut (or that never reached the disk)
+        // must not come back when the log grows past them again.
+        producers::remove_snapshots(dir, |o| o > end)?;
         Ok(Arc::new(PartitionLog {
             dir: dir.to_owned(),
             config: ArcSwap::from_pointee(config),
@@ -366,7 +370,7 @@ impl PartitionLog {
     /// at these offsets.
     fn check_sequences(&self, w: &mut Writer, batches: &[u8]) -> Result<Option<AppendInfo>> {
         if w.producers.is_none() {
-            w.producers = Some(ProducerTable::rebuild(&self.active())?);
+            w.producers = Some(ProducerTable::rebuild(&self.dir, &self.segments.load())?);
         }
         let table = w.producers.as_ref().expect("built above");
         let mut pending = Vec::new();
@@ -439,7 +443,19 @@ impl PartitionLog {
         // Sealed segments are synced and the recovery checkpoint advanced in the
         // background, whatever the flush policy, so recovery scans only the tail.
         self.schedule_sync(&mut s);
+        drop(s);
         w.cursor = IndexCursor::fresh();
+        if let Some(table) = &mut w.producers {
+            table.expire_below(self.start_offset());
+            // Only saves the next start a read of this segment's headers: a failure
+            // (disk full) is no reason to fail the append.
+            let written = table
+                .write_snapshot(&self.dir, next_offset)
+                .and_then(|()| producers::prune_snapshots(&self.dir));
+            if let Err(e) = written {
+                warn!(log = %self.dir.display(), error = %e, "producer-state snapshot not written");
+            }
+        }
         Ok(new)
     }
 
@@ -720,6 +736,9 @@ impl PartitionLog {
         let cursor = recovery::load_tail(&seg, &self.config.load())?;
         seg.make_active()?;
         w.cursor = cursor;
+        // The cut batches' producer state goes with them; rebuilt from what is left.
+        w.producers = None;
+        producers::remove_snapshots(&self.dir, |o| o > new_end)?;
         let removed: Vec<Arc<Segment>> = segments[i + 1..].to_vec();
         {
             let mut s = lock(&self.sync);
@@ -798,12 +817,14 @@ impl PartitionLog {
             self.segments.store(Arc::new(segments[k..].to_vec()));
             s.dir_dirty = true;
         }
-        self.start_offset.store(segments[k].base_offset(), Ordering::Release);
+        let start = segments[k].base_offset();
+        self.start_offset.store(start, Ordering::Release);
         let mut deleted = Vec::with_capacity(k);
         for seg in &segments[..k] {
             seg.delete_files()?;
             deleted.push(seg.base_offset());
         }
+        producers::remove_snapshots(&self.dir, |o| o < start)?;
         Ok(deleted)
     }
 }
