@@ -416,6 +416,7 @@ fn bad_group_requests_get_clear_errors() {
         group_id: "g".into(),
         member_id: m.member_id.clone(),
         member_epoch: epoch,
+        group_instance_id: None,
         topics: vec![OffsetCommitTopic {
             topic: "t".into(),
             partitions: vec![OffsetCommitPartition {

@@ -21,6 +21,7 @@ fn commit(c: &Coordinator, group: &str, partition: u32, offset: i64) {
             group,
             "",
             -1,
+            None,
             vec![OffsetCommit {
                 tp: ("t".into(), partition),
                 offset,

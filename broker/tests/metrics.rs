@@ -87,6 +87,7 @@ fn commit(w: &mut Wire, group: &str, topic: &str, offsets: &[i64]) {
         group_id: group.into(),
         member_id: String::new(),
         member_epoch: -1,
+        group_instance_id: None,
         topics: vec![OffsetCommitTopic {
             topic: topic.into(),
             partitions: offsets

@@ -278,6 +278,7 @@ pub(crate) async fn commit_offsets(
             member_id: member_id.to_owned(),
             member_epoch,
             topics,
+            group_instance_id: None,
         })
         .await?;
     for t in &resp.topics {

@@ -860,14 +860,10 @@ impl Classic {
         removed
     }
 
-    /// Whether this member may commit offsets at `generation`.
-    pub fn check_commit(&self, member_id: &str, generation: i32) -> GroupResult<()> {
-        if !self.members.contains_key(member_id) {
-            return err(
-                ErrorCode::UnknownMemberId,
-                format!("the group has no member {member_id:?} (it left or its session expired): rejoin"),
-            );
-        }
+    /// Whether this member (static if `instance_id` is given) may commit offsets at
+    /// `generation`.
+    pub fn check_commit(&self, member_id: &str, generation: i32, instance_id: Option<&str>) -> GroupResult<()> {
+        self.known(member_id, instance_id)?;
         self.check_generation(member_id, generation)?;
         if self.state == ClassicState::CompletingRebalance {
             return err(
@@ -1048,7 +1044,7 @@ mod tests {
         h.advance(DELAY);
         assert_eq!(ready(&mut ja).unwrap().generation, 1);
         h.sync(sync_req(&a, 1, &[(&a, "all")]));
-        h.g.check_commit(&a, 1).unwrap();
+        h.g.check_commit(&a, 1, None).unwrap();
         let (b, mut jb) = h.enter(&["range"]);
         pending(&mut jb);
         assert_eq!(
@@ -1056,7 +1052,7 @@ mod tests {
             ErrorCode::RebalanceInProgress
         );
         // a commits what it consumed before rejoining (allowed while preparing).
-        h.g.check_commit(&a, 1).unwrap();
+        h.g.check_commit(&a, 1, None).unwrap();
         let mut ja = h.join(req(&a, &["range"]));
         let (oa, ob) = (ready(&mut ja).unwrap(), ready(&mut jb).unwrap());
         assert_eq!((oa.generation, ob.generation), (2, 2));
@@ -1065,14 +1061,17 @@ mod tests {
             ErrorCode::IllegalGeneration
         );
         assert_eq!(
-            h.g.check_commit(&b, 2).unwrap_err().code,
+            h.g.check_commit(&b, 2, None).unwrap_err().code,
             ErrorCode::RebalanceInProgress
         );
         h.sync(sync_req(&a, 2, &[(&a, "half"), (&b, "half")]));
-        h.g.check_commit(&b, 2).unwrap();
-        assert_eq!(h.g.check_commit(&b, 1).unwrap_err().code, ErrorCode::IllegalGeneration);
+        h.g.check_commit(&b, 2, None).unwrap();
         assert_eq!(
-            h.g.check_commit("ghost", 2).unwrap_err().code,
+            h.g.check_commit(&b, 1, None).unwrap_err().code,
+            ErrorCode::IllegalGeneration
+        );
+        assert_eq!(
+            h.g.check_commit("ghost", 2, None).unwrap_err().code,
             ErrorCode::UnknownMemberId
         );
     }
@@ -1169,6 +1168,12 @@ mod tests {
                 .code,
             ErrorCode::FencedInstanceId
         );
+        // Its commits too (a zombie must not move the group's offsets); the new one commits.
+        assert_eq!(
+            h.g.check_commit(&follower.member_id, 1, Some(inst)).unwrap_err().code,
+            ErrorCode::FencedInstanceId
+        );
+        h.g.check_commit(&b.member_id, 1, Some(inst)).unwrap();
     }
 
     #[test]

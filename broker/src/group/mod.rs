@@ -409,12 +409,13 @@ impl Coordinator {
     }
 
     /// Commits offsets. Per-partition results; what was accepted is durable once the
-    /// returned wait resolves.
+    /// returned wait resolves. `instance_id`: a static classic member's.
     pub fn commit(
         &self,
         group_id: &str,
         member_id: &str,
         member_epoch: i32,
+        instance_id: Option<&str>,
         commits: Vec<OffsetCommit>,
     ) -> GroupResult<(Vec<CommitResult>, DurableWait)> {
         check_group_id(group_id)?;
@@ -449,7 +450,7 @@ impl Coordinator {
                     format!("cannot commit negative offset {}", c.offset),
                 ))
             } else {
-                group.check_commit(member_id, member_epoch, &c.tp)
+                group.check_commit(member_id, member_epoch, instance_id, &c.tp)
             };
             if r.is_ok() {
                 let committed = Committed {

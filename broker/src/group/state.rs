@@ -504,8 +504,9 @@ impl Group {
 
     /// Whether a commit for `tp` from this member (at this epoch) is accepted. An admin
     /// (empty member id, negative epoch) commits only while the group has no members.
-    /// Classic members commit with their generation.
-    pub fn check_commit(&self, member_id: &str, epoch: i32, tp: &Tp) -> GroupResult<()> {
+    /// Classic members commit with their generation (and static ones with their instance
+    /// id, `instance_id`).
+    pub fn check_commit(&self, member_id: &str, epoch: i32, instance_id: Option<&str>, tp: &Tp) -> GroupResult<()> {
         if member_id.is_empty() {
             let members = self.members.len() + self.classic.members.len();
             if members > 0 {
@@ -520,7 +521,7 @@ impl Group {
             return Ok(());
         }
         if self.is_classic() {
-            return self.classic.check_commit(member_id, epoch);
+            return self.classic.check_commit(member_id, epoch, instance_id);
         }
         let m = self
             .members
@@ -615,7 +616,7 @@ mod tests {
         assert_eq!(a2.member_epoch, a.member_epoch, "epoch waits for the release");
         let revoked: Vec<Tp> = a.assignment.difference(&a2.assignment).cloned().collect();
         // a can still commit the partitions it is giving up...
-        g.check_commit("a", a2.member_epoch, &revoked[0]).unwrap();
+        g.check_commit("a", a2.member_epoch, None, &revoked[0]).unwrap();
         let b2 = g
             .heartbeat(
                 hb("b", b.member_epoch, &BTreeSet::new()),
@@ -636,7 +637,9 @@ mod tests {
             .unwrap();
         assert!(a3.member_epoch > a2.member_epoch);
         assert_eq!(
-            g.check_commit("a", a3.member_epoch, &revoked[0]).unwrap_err().code,
+            g.check_commit("a", a3.member_epoch, None, &revoked[0])
+                .unwrap_err()
+                .code,
             ErrorCode::StaleMemberEpoch
         );
         let b3 = g

@@ -2,7 +2,8 @@
 //! generation -1: a consumer that assigns partitions itself) is accepted for a group
 //! without members, as in Kafka. Classic members commit with their generation
 //! (ILLEGAL_GENERATION when it is not the group's, REBALANCE_IN_PROGRESS between join
-//! and sync).
+//! and sync); static members with their instance id (v7+: FENCED_INSTANCE_ID once a newer
+//! instance replaced them).
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCom
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
         member_epoch: req.generation_id_or_member_epoch,
+        group_instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
         topics: req
             .topics
             .iter()

@@ -26,10 +26,13 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCom
             })
         })
         .collect();
-    let (results, durable) = match broker
-        .groups
-        .commit(&req.group_id, &req.member_id, req.member_epoch, commits)
-    {
+    let (results, durable) = match broker.groups.commit(
+        &req.group_id,
+        &req.member_id,
+        req.member_epoch,
+        req.group_instance_id.as_deref(),
+        commits,
+    ) {
         Ok(r) => r,
         Err(e) => return OffsetCommitResponse::with_error(e.code, e.message),
     };
