@@ -550,10 +550,11 @@ async fn cooperative_sticky_group_members_come_and_go() {
     members_come_and_go("cooperative-sticky").await;
 }
 
-/// A static member (`group.instance.id`) that restarts within its session comes back
-/// to its own partitions without a rebalance: the other member never loses any.
+/// Static members (`group.instance.id`) that restart within their session come back to
+/// their own partitions without a rebalance, the leader too: the other member never
+/// loses any.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_static_member_restarts_without_a_rebalance() {
+async fn static_members_restart_without_a_rebalance() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
     create_topic(&server, "grp", 4).await;
@@ -575,12 +576,25 @@ async fn a_static_member_restarts_without_a_rebalance() {
             a.poll(Duration::from_millis(20));
             b.poll(Duration::from_millis(20));
         }
-        assert_eq!((assigned(&a), assigned(&b)), (a_had, b_had));
+        assert_eq!((assigned(&a), assigned(&b)), (a_had.clone(), b_had.clone()));
         assert_eq!(
             a.context().revoked.load(Ordering::Relaxed),
             revoked_before,
             "a lost nothing"
         );
+        // Now a restarts: one of the two led the group, so one of these restarts was
+        // the leader's (KIP-814), and it too costs the other member nothing.
+        let b_revoked = b.context().revoked.load(Ordering::Relaxed);
+        drop(a);
+        let a = group_consumer(&server, "static", "range", Some("a"));
+        poll_until(&[&a, &b], &mut seen, "a back", |_| assigned(&a).len() == 2);
+        let settle = Instant::now() + Duration::from_millis(1_500);
+        while Instant::now() < settle {
+            a.poll(Duration::from_millis(20));
+            b.poll(Duration::from_millis(20));
+        }
+        assert_eq!((assigned(&a), assigned(&b)), (a_had, b_had));
+        assert_eq!(b.context().revoked.load(Ordering::Relaxed), b_revoked, "b lost nothing");
     });
     server.shutdown().await.unwrap();
 }

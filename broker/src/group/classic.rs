@@ -22,8 +22,11 @@
 //! (ILLEGAL_GENERATION otherwise) from a known member (UNKNOWN_MEMBER_ID). Static
 //! members (`group.instance.id`) keep their assignment across restarts: a returning
 //! instance takes over its predecessor's member (which is fenced with
-//! FENCED_INSTANCE_ID) without a rebalance, unless it was the leader or its metadata
-//! changed. Cooperative assignors need nothing more from the coordinator: their
+//! FENCED_INSTANCE_ID) without a rebalance unless its metadata changed. A returning
+//! leader (KIP-814) gets the members with `skip_assignment` on JoinGroup v9+, so it
+//! resumes leading without assigning; older versions are told the old leader id, so it
+//! syncs as a follower and gets its assignment back (Kafka answers both the same way).
+//! Cooperative assignors need nothing more from the coordinator: their
 //! members revoke only what moves and rejoin by themselves.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -84,6 +87,8 @@ pub struct JoinRequest {
     /// JoinGroup v4 and later: a member without an id is first given one and joins
     /// with it in a second request (KIP-394), so a lost answer cannot leave a ghost.
     pub require_known_member_id: bool,
+    /// JoinGroup v9 and later: the answer may say `skip_assignment` (KIP-814).
+    pub supports_skip_assignment: bool,
 }
 
 /// A member as the leader sees it in its JoinGroup answer.
@@ -105,6 +110,9 @@ pub struct JoinOutcome {
     pub leader: String,
     /// Every member with its metadata for the chosen protocol — for the leader only.
     pub members: Vec<JoinedMember>,
+    /// The leader must not assign: a static leader came back to a stable group, whose
+    /// assignment stands (KIP-814).
+    pub skip_assignment: bool,
 }
 
 pub type JoinResult = GroupResult<JoinOutcome>;
@@ -401,6 +409,7 @@ impl Classic {
             protocol: self.protocol.clone(),
             leader: self.leader.clone(),
             members,
+            skip_assignment: false,
         }
     }
 
@@ -443,6 +452,7 @@ impl Classic {
                     protocol: String::new(),
                     leader: String::new(),
                     members: Vec::new(),
+                    skip_assignment: false,
                 };
                 out.push(Delivery::Join(tx, Ok(outcome)));
             } else {
@@ -557,6 +567,7 @@ impl Classic {
             out.push(Delivery::Sync(old, Err(fenced())));
         }
         let same = m.protocols == req.protocols;
+        let skip_assignment = req.supports_skip_assignment;
         m.id = new_id.clone();
         m.client_id = req.client_id;
         m.client_host = req.client_host;
@@ -572,9 +583,19 @@ impl Classic {
         self.dirty = true;
         match self.state {
             // The instance is back with the same subscription: it keeps its assignment
-            // (SyncGroup returns it) and nobody rebalances. A returning leader
-            // rebalances, since it must learn the members to assign again.
-            ClassicState::Stable if same && !was_leader => out.push(Delivery::Join(tx, Ok(self.outcome(&new_id)))),
+            // (SyncGroup returns it) and nobody rebalances. A returning leader leads on
+            // without assigning (v9+), or is told the old leader id and syncs as a
+            // follower (before v9; it leads from the next rebalance).
+            ClassicState::Stable if same => {
+                let mut outcome = self.outcome(&new_id);
+                if was_leader && skip_assignment {
+                    outcome.skip_assignment = true;
+                } else if was_leader {
+                    outcome.leader = old_id.to_owned();
+                    outcome.members.clear();
+                }
+                out.push(Delivery::Join(tx, Ok(outcome)));
+            }
             ClassicState::PreparingRebalance => {
                 self.wait_join(new_id, tx, out);
                 self.maybe_complete_join(now, out);
@@ -1125,7 +1146,7 @@ mod tests {
     }
 
     #[test]
-    fn a_static_member_returns_without_a_rebalance() {
+    fn static_members_and_leaders_return_without_a_rebalance() {
         let mut h = Harness::new();
         let static_req = |inst: &str| {
             let mut r = req("", &["range"]);
@@ -1174,6 +1195,34 @@ mod tests {
             ErrorCode::FencedInstanceId
         );
         h.g.check_commit(&b.member_id, 1, Some(inst)).unwrap();
+
+        // The leader restarts too. Before v9 it is told the old leader's id (so it syncs
+        // as a follower and gets its assignment back); nobody rebalances.
+        let leader_inst = if inst == "i1" { "i2" } else { "i1" };
+        let mut back = h.join(static_req(leader_inst));
+        let l = ready(&mut back).unwrap();
+        assert_eq!((l.generation, h.g.state), (1, ClassicState::Stable), "no rebalance");
+        assert_eq!(l.leader, leader.member_id, "the old leader id: not asked to assign");
+        assert!(l.members.is_empty() && !l.skip_assignment);
+        let mut ls = sync_req(&l.member_id, 1, &[]);
+        ls.instance_id = Some(leader_inst.into());
+        assert_eq!(ready(&mut h.sync(ls)).unwrap().assignment, "L");
+        // v9+ (KIP-814): it is the leader, sees the members, and must not assign.
+        let mut again = static_req(leader_inst);
+        again.supports_skip_assignment = true;
+        let l2 = ready(&mut h.join(again)).unwrap();
+        assert_eq!((l2.generation, h.g.state), (1, ClassicState::Stable), "no rebalance");
+        assert_eq!((l2.leader.as_str(), l2.skip_assignment), (l2.member_id.as_str(), true));
+        assert_eq!(l2.members.len(), 2);
+        let mut ls = sync_req(&l2.member_id, 1, &[]);
+        ls.instance_id = Some(leader_inst.into());
+        assert_eq!(ready(&mut h.sync(ls)).unwrap().assignment, "L");
+        assert_eq!(
+            h.g.heartbeat(&l.member_id, Some(leader_inst), 1, h.now)
+                .unwrap_err()
+                .code,
+            ErrorCode::FencedInstanceId
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: JoinGroupRequest)
             .map(|p| (p.name.to_string(), p.metadata.clone()))
             .collect(),
         require_known_member_id: req.version >= 4,
+        supports_skip_assignment: req.version >= 9,
     };
     let result = super::group_answer(broker, broker.groups.join(&body.group_id.0, join)).await;
     let v = req.version;
@@ -68,7 +69,8 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: JoinGroupRequest)
                 .with_protocol_name(Some(str_bytes(&o.protocol)))
                 .with_leader(str_bytes(&o.leader))
                 .with_member_id(str_bytes(&o.member_id))
-                .with_members(members);
+                .with_members(members)
+                .with_skip_assignment(o.skip_assignment);
             if v >= 7 {
                 resp.with_protocol_type(Some(str_bytes(&o.protocol_type)))
             } else {
