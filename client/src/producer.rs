@@ -17,21 +17,33 @@
 //!   Different partitions' batches travel together and in parallel.
 //! - Retries: retriable errors (broker shutting down, timeouts, lost connection) resend
 //!   the batch after an exponential backoff, until `delivery_timeout` since the batch was
-//!   created. Without idempotent sequencing (not yet implemented) a retry after a lost
+//!   created.
+//! - Idempotence (on by default, as Kafka's `enable.idempotence`): the producer takes an
+//!   id from the broker (InitProducerId) and numbers each partition's batches by record
+//!   sequence when it first sends them. A resent batch keeps its numbers, so the broker
+//!   appends it once (a retry after a lost response gets the original offsets) and a
+//!   batch that overtook a failed one is refused (OUT_OF_ORDER_SEQUENCE_NUMBER) and resent
+//!   after it: retries neither duplicate nor reorder. Retries go back to the queue in
+//!   send order. When a batch fails for good (or the broker reports a gap no earlier batch
+//!   explains), the partition moves to the next epoch: once nothing of it is in flight,
+//!   its waiting batches are renumbered from sequence 0 (header rewritten, CRC recomputed)
+//!   and the broker accepts them as a new run. Without idempotence a retry after a lost
 //!   response can duplicate a batch, as with Kafka's non-idempotent producer.
 //!
 //! Concurrency: the accumulator is one std mutex, held only to move records and batches
 //! in and out (never across I/O or `.await`); compression runs on the sender's side,
 //! outside it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use runnel_protocol::messages::{ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
-use runnel_protocol::{BatchBuilder, BatchOptions, Compression, Header};
+use bytes::{Bytes, BytesMut};
+use runnel_protocol::messages::{
+    InitProducerIdRequest, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
+};
+use runnel_protocol::{BatchBuilder, BatchOptions, Compression, ErrorCode, Header};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tracing::debug;
@@ -76,8 +88,17 @@ pub struct ProducerConfig {
     /// flight lets one `fdatasync` on the broker cover more of this producer's batches
     /// under `flush.policy=always`.
     pub max_in_flight_per_partition: usize,
+    /// Idempotent sequencing (Kafka's `enable.idempotence`; see the module docs): retries
+    /// neither duplicate nor reorder. Applies with acks `All` or `Leader` (acks `None` has
+    /// no answers to retry on) and at most [`MAX_IDEMPOTENT_IN_FLIGHT`] requests in flight
+    /// per partition (the batches the broker remembers per producer); off otherwise.
+    pub idempotence: bool,
     pub client: ClientConfig,
 }
+
+/// The most requests in flight per partition that idempotence allows: the broker
+/// recognises a retry among a producer's last five batches (Kafka's limit too).
+pub const MAX_IDEMPOTENT_IN_FLIGHT: usize = 5;
 
 impl Default for ProducerConfig {
     fn default() -> Self {
@@ -93,6 +114,7 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(1),
+            idempotence: true,
             client: ClientConfig::default(),
         }
     }
@@ -166,6 +188,8 @@ struct OpenBatch {
     records: u32,
     reserved_bytes: usize,
     created: Instant,
+    /// Its numbers, given when it is first taken for sending (idempotence).
+    seq: Option<Sequenced>,
 }
 
 /// A batch encoded for the wire, possibly on its second or later attempt.
@@ -175,6 +199,36 @@ struct Batch {
     reserved_bytes: usize,
     created: Instant,
     attempts: u32,
+    records: u32,
+    seq: Option<Sequenced>,
+}
+
+/// An idempotent batch's numbers in its partition.
+#[derive(Debug, Clone, Copy)]
+struct Sequenced {
+    epoch: i16,
+    base_sequence: i32,
+    /// Send order within the partition (sequences wrap; this does not).
+    ordinal: u64,
+}
+
+/// An idempotent producer's numbering of one partition.
+#[derive(Default)]
+struct Sequences {
+    /// Epochs moved past the producer's own (each failure that leaves a gap moves one).
+    bumps: i16,
+    next_sequence: i32,
+    next_ordinal: u64,
+    /// Ordinals of batches numbered and not yet completed.
+    unacked: BTreeSet<u64>,
+    /// Moved to a new epoch: send nothing until the batches in flight are back, then
+    /// renumber the waiting ones in order.
+    renumbering: bool,
+}
+
+/// The sequence `n` records after `seq` (sequences wrap from `i32::MAX` to 0).
+fn add_sequence(seq: i32, n: u32) -> i32 {
+    ((seq as i64 + n as i64) % (i32::MAX as i64 + 1)) as i32
 }
 
 enum Queued {
@@ -189,6 +243,7 @@ struct PartitionQueue {
     /// Requests of this partition sent and not yet completed.
     in_flight: usize,
     retry_at: Option<Instant>,
+    seq: Sequences,
 }
 
 /// Per-record maps hash with foldhash: SipHash of the topic name was a visible cost.
@@ -213,9 +268,18 @@ struct TopicState {
     sticky: u32,
 }
 
+/// The id and epoch InitProducerId gave an idempotent producer.
+#[derive(Debug, Clone, Copy)]
+struct ProducerId {
+    id: i64,
+    epoch: i16,
+}
+
 struct Inner {
     client: Client,
     config: ProducerConfig,
+    /// `Some` when the producer is idempotent.
+    producer_id: Option<ProducerId>,
     state: Mutex<State>,
     memory: Arc<Semaphore>,
     /// Wakes the sender: a batch sealed or opened, a request done, a flush, close.
@@ -245,8 +309,23 @@ impl Producer {
             ));
         }
         let client = Client::connect(addr, config.client.clone()).await?;
+        let idempotent = config.idempotence
+            && config.acks != Acks::None
+            && config.max_in_flight_per_partition <= MAX_IDEMPOTENT_IN_FLIGHT;
+        let producer_id = if idempotent {
+            let resp = client.call(&InitProducerIdRequest {}).await?;
+            let epoch = i16::try_from(resp.producer_epoch)
+                .map_err(|_| Error::Protocol(format!("producer epoch {} out of range", resp.producer_epoch)))?;
+            Some(ProducerId {
+                id: resp.producer_id,
+                epoch,
+            })
+        } else {
+            None
+        };
         let inner = Arc::new(Inner {
             client,
+            producer_id,
             memory: Arc::new(Semaphore::new(config.buffer_memory_bytes)),
             config,
             state: Mutex::new(State::default()),
@@ -338,6 +417,7 @@ impl Producer {
                 records: 0,
                 reserved_bytes: 0,
                 created: Instant::now(),
+                seq: None,
             }
         });
         batch.builder.push_parts(
@@ -464,6 +544,12 @@ impl Inner {
             if q.in_flight >= self.config.max_in_flight_per_partition.max(1) {
                 continue;
             }
+            if q.seq.renumbering {
+                if q.in_flight > 0 {
+                    continue;
+                }
+                q.seq.renumbering = false;
+            }
             if let Some(at) = q.retry_at {
                 if at > now {
                     soonest(at);
@@ -471,7 +557,7 @@ impl Inner {
                 }
                 q.retry_at = None;
             }
-            let item = match q.sealed.pop_front() {
+            let mut item = match q.sealed.pop_front() {
                 Some(item) => item,
                 None => match &q.open {
                     Some(b) if hurry || b.created + linger <= now => {
@@ -485,6 +571,9 @@ impl Inner {
                     None => continue,
                 },
             };
+            if let Some(pid) = self.producer_id {
+                number(pid, &mut q.seq, &mut item);
+            }
             q.in_flight += 1;
             ready.push((tp.clone(), item));
         }
@@ -494,14 +583,23 @@ impl Inner {
         (ready, next)
     }
 
-    /// Completes a batch: hands out offsets or the error, frees its memory.
+    /// Completes a batch: hands out offsets or the error, frees its memory. An idempotent
+    /// batch that failed leaves a gap in its partition's sequence: the partition moves to
+    /// the next epoch.
     fn complete(&self, tp: &TopicPartition, batch: Batch, result: Result<(i64, i64)>) {
+        let failed = result.is_err();
         batch.completion.complete(result);
         self.memory.add_permits(batch.reserved_bytes);
         let mut st = self.lock();
         st.outstanding -= 1;
         if let Some(q) = st.queues.get_mut(tp) {
             q.in_flight = q.in_flight.saturating_sub(1);
+            if let (Some(pid), Some(s)) = (self.producer_id, batch.seq) {
+                q.seq.unacked.remove(&s.ordinal);
+                if failed {
+                    next_epoch(pid, &mut q.seq, s.epoch);
+                }
+            }
         }
         drop(st);
         self.progress.notify_waiters();
@@ -521,9 +619,85 @@ impl Inner {
         let q = st.queues.entry(tp.clone()).or_default();
         q.in_flight = q.in_flight.saturating_sub(1);
         q.retry_at = Some(Instant::now() + backoff);
-        q.sealed.push_front(Queued::Retry(batch));
+        match batch.seq {
+            // Back in send order among the other retries (ahead of every fresh batch).
+            Some(s) => {
+                let at = q
+                    .sealed
+                    .iter()
+                    .position(|item| match item {
+                        Queued::Retry(b) => b.seq.is_some_and(|o| o.ordinal > s.ordinal),
+                        Queued::Fresh(_) => true,
+                    })
+                    .unwrap_or(q.sealed.len());
+                q.sealed.insert(at, Queued::Retry(batch));
+            }
+            None => q.sealed.push_front(Queued::Retry(batch)),
+        }
         drop(st);
         self.wake.notify_one();
+    }
+
+    /// An idempotent batch the broker refused as out of order. While an earlier batch of
+    /// its partition is unanswered or waiting to be resent, this one overtook it: resend
+    /// it after. Otherwise the broker's numbering has a gap nothing will fill (a batch
+    /// failed for good, or the broker lost batches in a crash): move to the next epoch,
+    /// which renumbers it.
+    fn out_of_order(&self, tp: &TopicPartition, batch: Batch, error: &Error) {
+        if let (Some(pid), Some(s)) = (self.producer_id, batch.seq) {
+            let mut st = self.lock();
+            let q = st.queues.entry(tp.clone()).or_default();
+            let overtook = q.seq.unacked.first().is_some_and(|first| *first < s.ordinal);
+            if !overtook {
+                next_epoch(pid, &mut q.seq, s.epoch);
+            }
+        }
+        self.retry(tp, batch, error);
+    }
+}
+
+/// Moves the partition to the next epoch if `epoch` (a failed batch's) is still its
+/// current one. At `i16::MAX` there is no next epoch: the partition's batches then fail
+/// out of order until their delivery timeout (after 32,767 such failures on one
+/// partition; a new producer starts again at 0).
+fn next_epoch(pid: ProducerId, seq: &mut Sequences, epoch: i16) {
+    if pid.epoch.checked_add(seq.bumps) == Some(epoch) && epoch < i16::MAX {
+        seq.bumps += 1;
+        seq.next_sequence = 0;
+        seq.renumbering = true;
+    }
+}
+
+/// Gives a batch about to be sent its numbers: the next ones of its partition if it is
+/// fresh, or if it is a retry numbered under an older epoch (its header is rewritten).
+fn number(pid: ProducerId, seq: &mut Sequences, item: &mut Queued) {
+    let epoch = pid.epoch.saturating_add(seq.bumps);
+    let records = match item {
+        Queued::Fresh(open) => open.records,
+        Queued::Retry(b) if b.seq.is_some_and(|s| s.epoch != epoch) => b.records,
+        Queued::Retry(_) => return,
+    };
+    let base_sequence = seq.next_sequence;
+    seq.next_sequence = add_sequence(base_sequence, records);
+    match item {
+        Queued::Fresh(open) => {
+            let ordinal = seq.next_ordinal;
+            seq.next_ordinal += 1;
+            seq.unacked.insert(ordinal);
+            open.builder.set_producer_state(pid.id, epoch, base_sequence);
+            open.seq = Some(Sequenced {
+                epoch,
+                base_sequence,
+                ordinal,
+            });
+        }
+        Queued::Retry(b) => {
+            let mut bytes = BytesMut::from(&b.bytes[..]);
+            runnel_protocol::batch::set_producer_state(&mut bytes, pid.id, epoch, base_sequence);
+            b.bytes = bytes.freeze();
+            let s = b.seq.as_mut().expect("checked above");
+            (s.epoch, s.base_sequence) = (epoch, base_sequence);
+        }
     }
 }
 
@@ -548,6 +722,8 @@ async fn run_sender(inner: Arc<Inner>) {
                                 reserved_bytes: open.reserved_bytes,
                                 created: open.created,
                                 attempts: 0,
+                                records: open.records,
+                                seq: open.seq,
                             },
                         )),
                         Err(e) => {
@@ -557,6 +733,8 @@ async fn run_sender(inner: Arc<Inner>) {
                                 reserved_bytes: open.reserved_bytes,
                                 created: open.created,
                                 attempts: 0,
+                                records: open.records,
+                                seq: open.seq,
                             };
                             inner.complete(&tp, failed, Err(Error::Batch(e)));
                         }
@@ -666,10 +844,12 @@ async fn finish_request(
             Ok(None) => Ok((-1, -1)),
             Ok(Some(resp)) => partition_result(resp, &tp),
         };
+        let in_time = batch.created.elapsed() < inner.config.delivery_timeout;
         match result {
-            Err(e) if e.is_retriable() && batch.created.elapsed() < inner.config.delivery_timeout => {
-                inner.retry(&tp, batch, &e)
+            Err(e) if in_time && batch.seq.is_some() && e.code() == Some(ErrorCode::OutOfOrderSequenceNumber) => {
+                inner.out_of_order(&tp, batch, &e)
             }
+            Err(e) if e.is_retriable() && in_time => inner.retry(&tp, batch, &e),
             Err(e) => {
                 if is_unknown_topic(&e) {
                     inner.client.forget_topic(&tp.0);

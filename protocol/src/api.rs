@@ -23,6 +23,7 @@ pub enum ApiKey {
     DeleteGroups = 42,
     ConsumerGroupHeartbeat = 68,
     CreatePartitions = 37,
+    InitProducerId = 22,
     /// Runnel's own (no Kafka counterpart): `runnel status`.
     BrokerStatus = 1000,
 }
@@ -46,6 +47,7 @@ impl ApiKey {
         ApiKey::DeleteGroups,
         ApiKey::ConsumerGroupHeartbeat,
         ApiKey::CreatePartitions,
+        ApiKey::InitProducerId,
         ApiKey::BrokerStatus,
     ];
 
@@ -72,6 +74,7 @@ impl ApiKey {
             ApiKey::DeleteGroups => "DeleteGroups",
             ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
             ApiKey::CreatePartitions => "CreatePartitions",
+            ApiKey::InitProducerId => "InitProducerId",
             ApiKey::BrokerStatus => "BrokerStatus",
         }
     }
@@ -130,6 +133,7 @@ api! {
     DeleteGroups: DeleteGroupsRequest => DeleteGroupsResponse;
     ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse;
     CreatePartitions: CreatePartitionsRequest => CreatePartitionsResponse;
+    InitProducerId: InitProducerIdRequest => InitProducerIdResponse;
     BrokerStatus: BrokerStatusRequest => BrokerStatusResponse;
 }
 

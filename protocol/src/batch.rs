@@ -231,6 +231,17 @@ pub fn set_log_append_time(buf: &mut [u8], now_ms: i64) {
     buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Rewrites an idempotent producer's id, epoch and first sequence in place (a producer
+/// renumbering a batch it must resend under a new epoch). These sit inside the CRC, so
+/// the CRC is recomputed.
+pub fn set_producer_state(buf: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    buf[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8].copy_from_slice(&producer_id.to_be_bytes());
+    buf[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2].copy_from_slice(&epoch.to_be_bytes());
+    buf[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c(&buf[ATTRIBUTES_OFFSET..]);
+    buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// A zero-copy view of one whole batch held in `Bytes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordBatch {
@@ -338,6 +349,19 @@ mod tests {
         set_partition_leader_epoch(&mut batch, 7);
         let h = validate(&batch).unwrap();
         assert_eq!((h.base_offset, h.last_offset(), h.partition_leader_epoch), (42, 43, 7));
+    }
+
+    #[test]
+    fn producer_state_is_set_by_the_builder_and_rewritten_with_a_valid_crc() {
+        let mut b = BatchBuilder::new(BatchOptions::default());
+        b.push(&Record::new(1_000, None, Some(b"v")));
+        b.set_producer_state(77, 3, 1_000);
+        let mut batch = b.finish().unwrap().to_vec();
+        let h = validate(&batch).unwrap();
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (77, 3, 1_000));
+        set_producer_state(&mut batch, 77, 4, 0);
+        let h = validate(&batch).unwrap();
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (77, 4, 0));
     }
 
     #[test]

@@ -117,6 +117,14 @@ impl BatchBuilder {
     pub fn len(&self) -> usize {
         self.count as usize
     }
+
+    /// Sets the idempotent producer fields the header will carry (decided when the
+    /// batch is sent, after its records were added).
+    pub fn set_producer_state(&mut self, producer_id: i64, epoch: i16, base_sequence: i32) {
+        self.options.producer_id = producer_id;
+        self.options.producer_epoch = epoch;
+        self.options.base_sequence = base_sequence;
+    }
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

@@ -51,13 +51,20 @@ pub struct Broker {
     pub advertised_port: u16,
     /// The Kafka listener's port (advertised in Kafka Metadata), if it runs.
     pub kafka_port: Option<u16>,
-    /// The next idempotent producer id (Kafka's InitProducerId).
-    pub next_producer_id: std::sync::atomic::AtomicI64,
+    /// The next idempotent producer id: see [`Broker::new_producer_id`].
+    next_producer_id: std::sync::atomic::AtomicI64,
     pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
 }
 
 impl Broker {
+    /// A new idempotent producer id (InitProducerId, native and Kafka):
+    /// `(broker start time in ms) << 20` plus a counter, unique across restarts unless
+    /// more than a million are handed out per millisecond of uptime.
+    pub fn new_producer_id(&self) -> i64 {
+        self.next_producer_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Resolves once shutdown has begun.
     pub async fn shutting_down(&self) {
         let mut rx = self.shutdown.subscribe();

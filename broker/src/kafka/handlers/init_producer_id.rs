@@ -1,13 +1,11 @@
 //! InitProducerId: a producer id and epoch for an idempotent producer (no transactions:
 //! a transactional id gets COORDINATOR_NOT_AVAILABLE).
 //!
-//! Ids are `(broker start time in ms) << 20` plus a counter: unique across restarts
-//! unless more than a million are handed out per millisecond of uptime. A producer that
+//! Ids come from [`Broker::new_producer_id`], shared with the native API. A producer that
 //! presents its id and epoch (v3+, after a fatal error) keeps the id with the next epoch,
 //! which fences batches of its older incarnation (INVALID_PRODUCER_EPOCH).
 
 use std::ops::RangeInclusive;
-use std::sync::atomic::Ordering;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use runnel_protocol::ErrorCode;
@@ -26,7 +24,7 @@ pub fn handle(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResp
     let (id, epoch) = if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX {
         (req.producer_id.0, req.producer_epoch + 1)
     } else {
-        (broker.next_producer_id.fetch_add(1, Ordering::Relaxed), 0)
+        (broker.new_producer_id(), 0)
     };
     InitProducerIdResponse::default()
         .with_producer_id(ProducerId(id))

@@ -14,6 +14,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod init_producer_id;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
@@ -50,6 +51,7 @@ pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
         ApiKey::DeleteGroups => delete_groups::VERSIONS,
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::VERSIONS,
         ApiKey::CreatePartitions => create_partitions::VERSIONS,
+        ApiKey::InitProducerId => init_producer_id::VERSIONS,
         ApiKey::BrokerStatus => broker_status::VERSIONS,
     }
 }
