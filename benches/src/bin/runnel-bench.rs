@@ -78,6 +78,9 @@ struct Args {
     max_in_flight: usize,
     #[arg(long, default_value_t = 1)]
     producers: usize,
+    /// Idempotent producers (the client's default; with up to 5 in flight)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    idempotence: bool,
     #[arg(long, default_value_t = 1)]
     consumers: usize,
     #[arg(long, value_enum, default_value = "leader")]
@@ -274,6 +277,7 @@ async fn produce_all(
             batch_size_bytes: args.batch_bytes,
             linger: Duration::from_millis(args.linger_ms),
             max_in_flight_per_partition: args.max_in_flight,
+            idempotence: args.idempotence,
             ..ProducerConfig::default()
         };
         let p = Producer::connect(broker, config).await.map_err(|e| e.to_string())?;
