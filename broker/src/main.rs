@@ -123,6 +123,10 @@ struct Args {
     #[arg(long, env = "RUNNEL_OFFSETS_SEGMENT_BYTES", value_name = "BYTES")]
     offsets_segment_bytes: Option<u64>,
 
+    /// How long a group without members keeps its committed offsets, in minutes (0: for ever) [default: 10080]
+    #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_MINUTES", value_name = "MINUTES")]
+    offsets_retention_minutes: Option<u64>,
+
     /// A default for every topic, as a topic config KEY=VALUE (e.g. flush.policy=interval);
     /// repeatable; the environment variable takes a comma-separated list
     #[arg(
@@ -160,6 +164,7 @@ struct FileConfig {
     group_max_session_timeout_ms: Option<u32>,
     group_heartbeat_interval_ms: Option<u32>,
     offsets_segment_bytes: Option<u64>,
+    offsets_retention_minutes: Option<u64>,
     #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
 }
@@ -271,6 +276,9 @@ fn settings(args: Args) -> Settings {
     }
     if let Some(v) = args.offsets_segment_bytes.or(file.offsets_segment_bytes) {
         g.offsets_segment_bytes = v;
+    }
+    if let Some(v) = args.offsets_retention_minutes.or(file.offsets_retention_minutes) {
+        g.offsets_retention_ms = v.saturating_mul(60_000);
     }
     if let Err(e) = server.validate() {
         fail(e);

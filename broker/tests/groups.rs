@@ -157,3 +157,58 @@ fn deleted_groups_stay_deleted_and_expired_members_are_removed() {
     assert!(c.list().is_empty(), "{:?}", c.list());
     storage.shutdown().unwrap();
 }
+
+#[test]
+fn offsets_of_a_group_empty_past_the_retention_expire_and_stay_expired() {
+    let (dir, rt) = (tempfile::tempdir().unwrap(), runtime());
+    let retention = GroupConfig {
+        offsets_retention_ms: 300,
+        ..config()
+    };
+    let open_with = |create| {
+        let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
+        if let Some(n) = create {
+            storage.create_topic("t", n, &Default::default()).unwrap();
+        }
+        let c = Coordinator::open(storage.clone(), retention.clone()).unwrap();
+        (storage, c)
+    };
+    let (storage, c) = open_with(Some(2));
+    commit(&c, "idle", 0, 5);
+    commit(&c, "idle", 1, 7);
+    commit(&c, "busy", 0, 3);
+    let (r, w) = c.heartbeat(
+        "busy",
+        Heartbeat {
+            session_timeout_ms: 60_000,
+            topics: ["t".to_string()].into(),
+            ..Heartbeat::default()
+        },
+    );
+    w.wait_blocking().unwrap();
+    r.unwrap();
+    // The first tick notes when "idle" was found empty, and that is stored: a restart
+    // does not start its retention again.
+    rt.block_on(c.tick());
+    drop(c);
+    storage.shutdown().unwrap();
+    drop(storage);
+    std::thread::sleep(Duration::from_millis(400));
+    let (storage, c) = open_with(None);
+    rt.block_on(c.tick());
+    assert!(c.committed("idle", None).is_empty(), "expired");
+    assert!(c.describe("idle").is_none(), "the group went with its offsets");
+    assert_eq!(
+        c.committed("busy", None).len(),
+        1,
+        "a group with a member keeps its offsets"
+    );
+    drop(c);
+    storage.shutdown().unwrap();
+    drop(storage);
+    // Expired for good: the tombstones are in the offsets log.
+    let (storage, c) = open_with(None);
+    assert!(c.committed("idle", None).is_empty());
+    assert_eq!(c.committed("busy", None).len(), 1);
+    storage.shutdown().unwrap();
+}

@@ -66,6 +66,10 @@ pub struct GroupConfig {
     /// first rebalance completes (Kafka's `group.initial.rebalance.delay.ms`, 3 s there;
     /// shorter here so a lone consumer gets records quickly).
     pub initial_rebalance_delay_ms: u32,
+    /// How long the committed offsets of a group without members are kept (Kafka's
+    /// `offsets.retention.minutes`, 7 days): from when it lost its last member, or from
+    /// the commit if that is later. 0 keeps them for ever.
+    pub offsets_retention_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -80,6 +84,7 @@ impl Default for GroupConfig {
             offsets_segment_bytes: 16 << 20,
             tick_ms: 100,
             initial_rebalance_delay_ms: 1_000,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
         }
     }
 }
@@ -594,9 +599,11 @@ impl Coordinator {
     }
 
     /// One maintenance pass: expire members whose session ended, follow topic changes,
-    /// and snapshot offsets-log partitions that have grown past their bound.
+    /// expire the offsets of groups empty for `offsets_retention_ms`, and snapshot
+    /// offsets-log partitions that have grown past their bound.
     pub async fn tick(&self) {
         let now = Instant::now();
+        let now_ms = crate::storage::log::now_ms();
         let catalog = self.catalog();
         for shard in &self.shards {
             let mut out = Vec::new();
@@ -614,6 +621,13 @@ impl Coordinator {
                     }
                     for m in g.classic.tick(now, &mut out) {
                         info!(group = %id, member = %m, "classic member removed (session or rebalance timeout)");
+                    }
+                    let expired = g.expire_offsets(now_ms, self.config.offsets_retention_ms);
+                    if !expired.is_empty() {
+                        info!(group = %id, offsets = expired.len(), "committed offsets of the empty group expired");
+                    }
+                    for tp in &expired {
+                        records.offset(&id, tp, None);
                     }
                     persist_group(&mut st, &id, &mut records);
                 }

@@ -142,6 +142,9 @@ pub struct Group {
     /// Members of the classic protocol (Kafka's JoinGroup/SyncGroup). A group has
     /// members of one protocol at a time; its offsets are shared.
     pub classic: super::classic::Classic,
+    /// When the group lost its last member (ms since the epoch); `None` while it has
+    /// members (or until the next tick notices it has none).
+    pub empty_since_ms: Option<i64>,
     /// Membership changed since it was last persisted.
     pub dirty: bool,
     /// Bumped, and `changed` notified, whenever a membership change is persisted: wakes
@@ -172,6 +175,7 @@ impl Group {
             topics: BTreeMap::new(),
             offsets: BTreeMap::new(),
             classic: Default::default(),
+            empty_since_ms: None,
             dirty: false,
             version: 0,
             changed: Default::default(),
@@ -194,6 +198,41 @@ impl Group {
         } else {
             "stable"
         }
+    }
+
+    /// Notes when the group became empty (a member arriving clears it) and, once it has
+    /// been empty for `retention_ms`, removes and returns the offsets committed longer
+    /// than that ago. 0 keeps offsets for ever.
+    pub fn expire_offsets(&mut self, now_ms: i64, retention_ms: u64) -> Vec<Tp> {
+        let empty = self.members.is_empty() && self.classic.is_empty();
+        match (empty, self.empty_since_ms) {
+            (true, None) => {
+                self.empty_since_ms = Some(now_ms);
+                self.dirty = true;
+            }
+            (false, Some(_)) => {
+                self.empty_since_ms = None;
+                self.dirty = true;
+            }
+            _ => {}
+        }
+        let Some(since) = self.empty_since_ms.filter(|_| retention_ms > 0) else {
+            return Vec::new();
+        };
+        let retention = retention_ms.min(i64::MAX as u64) as i64;
+        if now_ms.saturating_sub(since) < retention {
+            return Vec::new();
+        }
+        let expired: Vec<Tp> = self
+            .offsets
+            .iter()
+            .filter(|(_, c)| now_ms.saturating_sub(c.commit_timestamp_ms.max(since)) >= retention)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in &expired {
+            self.offsets.remove(tp);
+        }
+        expired
     }
 
     /// Whether the group holds nothing worth keeping.
@@ -588,6 +627,38 @@ mod tests {
             owned: owned.clone(),
             ..Heartbeat::default()
         }
+    }
+
+    #[test]
+    fn offsets_expire_once_the_group_is_empty_for_the_retention() {
+        let committed = |ts| Committed {
+            offset: 1,
+            metadata: String::new(),
+            commit_timestamp_ms: ts,
+        };
+        let mut g = Group::new("g");
+        g.heartbeat(
+            hb("a", 0, &BTreeSet::new()),
+            Instant::now(),
+            &catalog(),
+            || unreachable!(),
+        )
+        .unwrap();
+        g.offsets.insert(("t".into(), 0), committed(1_000));
+        g.offsets.insert(("t".into(), 1), committed(5_000));
+        assert!(g.expire_offsets(1_000_000, 1_000).is_empty(), "a member keeps them");
+        assert_eq!(g.empty_since_ms, None);
+        g.remove_member("a", &catalog());
+        // Empty from 2 000; a retention of 0 keeps offsets for ever.
+        assert!(g.expire_offsets(2_000, 0).is_empty());
+        assert_eq!(g.empty_since_ms, Some(2_000));
+        assert!(g.expire_offsets(2_999, 1_000).is_empty());
+        // Committed before the group emptied: counted from 2 000. Committed after (at
+        // 5 000, by an admin): counted from the commit.
+        assert_eq!(g.expire_offsets(3_000, 1_000), [("t".to_string(), 0)]);
+        assert!(g.expire_offsets(5_999, 1_000).is_empty());
+        assert_eq!(g.expire_offsets(6_000, 1_000), [("t".to_string(), 1)]);
+        assert!(g.is_dead());
     }
 
     #[test]

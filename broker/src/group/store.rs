@@ -118,6 +118,7 @@ impl Records {
 
 fn group_value(g: &Group) -> GroupValue {
     GroupValue {
+        empty_since_ms: g.empty_since_ms.unwrap_or(0),
         group_epoch: g.epoch,
         assignment_epoch: g.assignment_epoch,
         assignor: g.assignor.name().to_owned(),
@@ -239,6 +240,7 @@ fn apply_group_value(g: &mut Group, v: GroupValue, now: Instant) {
     g.members.clear();
     g.target.clear();
     g.classic = v.classic.map(|c| restore_classic(c, now)).unwrap_or_default();
+    g.empty_since_ms = (v.empty_since_ms > 0).then_some(v.empty_since_ms);
     for m in v.members {
         let regex = (!m.subscribed_topic_regex.is_empty())
             .then(|| compile_regex(&m.subscribed_topic_regex).ok())
@@ -343,7 +345,7 @@ fn apply(groups: &mut HashMap<String, Group>, key: GroupLogKey, value: Option<&[
 pub fn snapshot<'a>(groups: impl Iterator<Item = &'a Group>) -> Records {
     let mut records = Records::default();
     for g in groups {
-        if !g.members.is_empty() || g.epoch > 0 || g.classic.generation > 0 {
+        if !g.members.is_empty() || g.epoch > 0 || g.classic.generation > 0 || g.empty_since_ms.is_some() {
             records.group(&g.id, Some(g));
         }
         for (tp, c) in &g.offsets {
