@@ -117,6 +117,8 @@ struct Writer {
     /// after it) on the first append that needs it, so logs without idempotent producers
     /// never pay for it. `None` again after a truncation.
     producers: Option<ProducerTable>,
+    /// Scratch for `check_sequences` (kept, so an idempotent append allocates nothing).
+    pending: Vec<BatchHeader>,
 }
 
 struct Waiter {
@@ -185,6 +187,7 @@ impl PartitionLog {
             writer: Mutex::new(Writer {
                 cursor: opened.cursor,
                 producers: None,
+                pending: Vec::new(),
             }),
             start_offset: AtomicU64::new(start),
             end_offset: AtomicU64::new(end),
@@ -373,11 +376,12 @@ impl PartitionLog {
             w.producers = Some(ProducerTable::rebuild(&self.dir, &self.segments.load())?);
         }
         let table = w.producers.as_ref().expect("built above");
-        let mut pending = Vec::new();
+        let pending = &mut w.pending;
+        pending.clear();
         let mut duplicate = None;
         for h in headers(batches) {
-            match table.check(&h, &pending)? {
-                Check::Append => pending.push((h, 0)),
+            match table.check(&h, pending)? {
+                Check::Append => pending.push(h),
                 Check::Duplicate {
                     base_offset,
                     last_offset,

@@ -100,7 +100,7 @@ fn last_seq(h: &BatchHeader) -> i32 {
 impl ProducerTable {
     /// Whether `h` may be appended, given the batches before it (`pending`: earlier
     /// batches of the same append, not yet recorded).
-    pub fn check(&self, h: &BatchHeader, pending: &[(BatchHeader, u64)]) -> Result<Check> {
+    pub fn check(&self, h: &BatchHeader, pending: &[BatchHeader]) -> Result<Check> {
         if h.producer_id < 0 {
             return Ok(Check::Append);
         }
@@ -108,8 +108,8 @@ impl ProducerTable {
         let latest = pending
             .iter()
             .rev()
-            .find(|(p, _)| p.producer_id == h.producer_id)
-            .map(|(p, _)| (p.producer_epoch, last_seq(p)));
+            .find(|p| p.producer_id == h.producer_id)
+            .map(|p| (p.producer_epoch, last_seq(p)));
         let state = self.producers.get(&h.producer_id);
         let latest = latest.or_else(|| state.and_then(|s| s.recent.back().map(|a| (s.epoch, a.last_seq))));
         let Some((epoch, last)) = latest else {
@@ -457,8 +457,8 @@ mod tests {
     fn pending_batches_of_the_same_append_count() {
         let t = ProducerTable::default();
         let first = batch(3, 0, 0, 2);
-        assert_eq!(t.check(&batch(3, 0, 2, 1), &[(first, 0)]).unwrap(), Check::Append);
-        assert!(t.check(&batch(3, 0, 5, 1), &[(first, 0)]).is_err());
+        assert_eq!(t.check(&batch(3, 0, 2, 1), &[first]).unwrap(), Check::Append);
+        assert!(t.check(&batch(3, 0, 5, 1), &[first]).is_err());
     }
 
     #[test]
