@@ -22,7 +22,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use runnel_broker::server::ServerConfig;
+use runnel_broker::server::{ServerConfig, ServerStats};
 
 use common::wire::{TestServer, Wire};
 
@@ -158,6 +158,68 @@ fn fetch(k: &mut Kafka, version: i16, topic: &str, partition: i32, offset: i64) 
     let resp: FetchResponse = k.call(ApiKey::Fetch, version, &req);
     let p = &resp.responses[0].partitions[0];
     (p.error_code, p.high_watermark, p.records.clone())
+}
+
+/// Produce requests of 16 KiB and more are appended from the memory they were read
+/// into: not one record byte is copied (the broker counts copies), and the records land
+/// as sent. A small request is copied (cheaper than moving what was read past it).
+#[test]
+fn large_produce_requests_are_appended_where_they_were_read() {
+    let (_dir, s) = start();
+    Wire::connect(s.addr).create_topic("inplace", 2, &[("flush.policy", "os")]);
+    let mut k = Kafka::connect(s.kafka_addr.unwrap());
+    let copied = || ServerStats::get(&s.stats().kafka_produce_copied_bytes);
+    let big = |partition: i32, round: i64| {
+        let recs: Vec<Record> = records(1_700_000_000_000 + round, 20)
+            .into_iter()
+            .map(|r| Record {
+                value: Some(Bytes::from(format!("{partition}/{round}/{}", r.offset).repeat(300))),
+                ..r
+            })
+            .collect();
+        (batch(&recs), recs)
+    };
+    let mut sent: [Vec<Record>; 2] = Default::default();
+    for round in 0..8 {
+        let (b0, r0) = big(0, round);
+        let (b1, r1) = big(1, round);
+        assert!(b0.len() + b1.len() > 32 * 1024);
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name("inplace"))
+                .with_partition_data(vec![
+                    PartitionProduceData::default().with_index(0).with_records(Some(b0)),
+                    PartitionProduceData::default().with_index(1).with_records(Some(b1)),
+                ])]);
+        let resp: ProduceResponse = k.call(ApiKey::Produce, 9, &req);
+        for p in &resp.responses[0].partition_responses {
+            assert_eq!((p.error_code, p.base_offset), (0, round * 20), "partition {}", p.index);
+        }
+        sent[0].extend(r0);
+        sent[1].extend(r1);
+    }
+    assert_eq!(copied(), 0, "no record byte copied");
+    for (partition, want) in sent.iter().enumerate() {
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            let (code, _, records) = fetch(&mut k, 12, "inplace", partition as i32, got.len() as i64);
+            assert_eq!(code, 0);
+            let mut bytes = records.expect("records");
+            while bytes.has_remaining() {
+                got.extend(RecordBatchDecoder::decode(&mut bytes).unwrap().records);
+            }
+        }
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(
+                (g.offset, &g.key, &g.value, &g.headers),
+                (i as i64, &w.key, &w.value, &w.headers)
+            );
+        }
+    }
+    assert_eq!(produce(&mut k, 9, "inplace", 0, batch(&records(0, 3))), (0, 160));
+    assert!(copied() > 0, "a small request is copied");
 }
 
 #[test]

@@ -47,6 +47,10 @@ impl Protocol for Kafka {
         i16::from_be_bytes([frame[4], frame[5]]) == ApiKey::Produce as i16
     }
 
+    fn wants_own_buffer(frame: &[u8]) -> bool {
+        Self::is_produce(frame) && frame.len() >= handlers::produce::IN_PLACE_MIN_BYTES
+    }
+
     async fn dispatch(
         broker: Arc<Broker>,
         frame: BytesMut,
@@ -116,19 +120,20 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
         debug!(api = ?key, version, "Kafka api version not served");
         return Some(unsupported(correlation_id));
     }
-    let header = match RequestHeader::decode(&mut body, key.request_header_version(version)) {
-        Ok(h) => h,
+    // The header is dropped here: nothing of it may keep the frame shared (Produce
+    // takes the frame over when it is the last holder).
+    let req = match RequestHeader::decode(&mut body, key.request_header_version(version)) {
+        Ok(header) => Request {
+            key,
+            version,
+            correlation_id: header.correlation_id,
+            client_id: header.client_id.map(|c| c.to_string()),
+            peer,
+        },
         Err(e) => {
             debug!(error = %e, "undecodable Kafka request header; closing");
             return Some(Reply::close());
         }
-    };
-    let req = Request {
-        key,
-        version,
-        correlation_id: header.correlation_id,
-        client_id: header.client_id.map(|c| c.to_string()),
-        peer,
     };
     crate::metrics::identify(
         api_name(key),

@@ -529,6 +529,13 @@ impl Collector for BrokerCollector {
         let Some(broker) = m.broker.get().and_then(Weak::upgrade) else {
             return Ok(());
         };
+        single(
+            &mut encoder,
+            "kafka_produce_copied_bytes",
+            "Record bytes of Kafka produce requests copied before their append (small requests; large ones are appended where they were read unless their buffer is still shared)",
+            None,
+            ConstCounter::new(crate::server::ServerStats::get(&broker.stats.kafka_produce_copied_bytes)),
+        )?;
         let storage = &broker.storage;
         let stats = storage.stats();
         single(

@@ -57,6 +57,12 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     const MIN_FRAME_BYTES: usize;
     /// Whether a whole frame is a produce request (appends keep arrival order).
     fn is_produce(frame: &[u8]) -> bool;
+    /// Whether the handler wants this frame's allocation to itself, to write into it
+    /// once the frame is its last holder (a Kafka produce, whose records are stamped in
+    /// place). The reader then moves what it read past the frame to a new buffer.
+    fn wants_own_buffer(_frame: &[u8]) -> bool {
+        false
+    }
     /// Runs one request (bounded by the request timeout); `None` sends nothing back.
     fn dispatch(
         broker: Arc<Broker>,
@@ -206,6 +212,12 @@ async fn read_loop<P: Protocol>(
                 },
             };
             let frame = buf.split_to(total);
+            if P::wants_own_buffer(&frame) && buf.len() <= frame.len() / 4 {
+                // Cheaper than the handler copying the frame: only what was read ahead moves.
+                let mut ahead = BytesMut::with_capacity(READ_CHUNK_BYTES.max(buf.len()));
+                ahead.extend_from_slice(&buf);
+                buf = ahead;
+            }
             ServerStats::add(&broker.stats.bytes_read, total as u64);
             ServerStats::add(&broker.stats.requests, 1);
             let correlation_id = correlation_id(&frame);

@@ -11,6 +11,9 @@ pub struct ServerStats {
     pub bytes_sendfile: AtomicU64,
     /// Request bytes read from sockets.
     pub bytes_read: AtomicU64,
+    /// Kafka produce record bytes copied out of their request (the frame was still
+    /// shared, or small); the rest were stamped and appended where they were read.
+    pub kafka_produce_copied_bytes: AtomicU64,
     pub requests: AtomicU64,
     pub connections_accepted: AtomicU64,
     /// Connections closed by the broker for a protocol violation or a limit.

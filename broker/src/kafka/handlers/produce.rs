@@ -1,11 +1,15 @@
 //! Produce (magic 2 batches): appended through the native path.
 //!
-//! One copy per request, unlike the native protocol: the storage engine stamps offsets
-//! into a mutable buffer, and the frame a Kafka request was decoded from is shared (with
-//! the connection's read buffer and the decoder's views), so each partition's records are
-//! copied into a buffer of their own. Removing it needs appends that write the stamped
-//! base offset beside the bytes rather than into them. Batches of an older magic fail
-//! validation and get `CORRUPT_MESSAGE` (Produce v3+ carries only magic 2).
+//! The storage engine stamps offsets into the records' own buffer, so a partition's
+//! records must be writable memory. The request is decoded from the frame, which the
+//! decoded fields share; once they are dropped (names and shapes copied out first), the
+//! frame is taken back as writable memory when this request is its last holder, and cut
+//! into each partition's records without copying. The connection reader gives frames of
+//! [`IN_PLACE_MIN_BYTES`] or more an allocation of their own (it moves the bytes read past
+//! them instead), so that is the usual case for them; a frame still shared (with earlier
+//! requests read into the same buffer and still in flight) has its records copied, as
+//! small frames do. Batches of an older magic fail validation and get `CORRUPT_MESSAGE`
+//! (Produce v3+ carries only magic 2).
 //!
 //! Idempotent producers' sequences are checked by the log (`storage::producers`).
 //! Transactions: not served (not advertised).
@@ -13,7 +17,7 @@
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_protocol::messages::Acks;
@@ -24,9 +28,13 @@ use crate::kafka::{decode, respond, Request};
 use crate::server::dispatch::AppendOrder;
 use crate::server::handlers::produce::{append, TopicParts};
 use crate::server::reply::Reply;
-use crate::server::Broker;
+use crate::server::{Broker, ServerStats};
 
 pub const VERSIONS: RangeInclusive<i16> = 3..=9;
+
+/// Produce frames at least this large get their own allocation from the connection
+/// reader (see the module docs); below it copying the records is as cheap.
+pub const IN_PLACE_MIN_BYTES: usize = 16 * 1024;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
@@ -34,26 +42,14 @@ pub(crate) async fn handle(
     body: Bytes,
     order: Option<AppendOrder>,
 ) -> Result<Option<Reply>, Reply> {
+    let frame = body.clone();
     let produce: ProduceRequest = decode(req, body)?;
-    // The request's shape (topic names, partition indexes) for the response, and each
-    // partition's records in a buffer of their own.
-    let mut shape: Vec<(String, Vec<i32>)> = Vec::with_capacity(produce.topic_data.len());
-    let mut parts: Vec<TopicParts> = Vec::with_capacity(produce.topic_data.len());
-    for t in &produce.topic_data {
-        let name = t.name.0.to_string();
-        let records = t
-            .partition_data
-            .iter()
-            .map(|p| {
-                (
-                    p.index as u32,
-                    p.records.as_deref().map(BytesMut::from).unwrap_or_default(),
-                )
-            })
-            .collect();
-        shape.push((name.clone(), t.partition_data.iter().map(|p| p.index).collect()));
-        parts.push((name, records));
-    }
+    // The request's shape (topic names, partition indexes) for the response.
+    let shape: Vec<(String, Vec<i32>)> = produce
+        .topic_data
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.partition_data.iter().map(|p| p.index).collect()))
+        .collect();
     let acks = match produce.acks {
         -1 => Acks::All,
         1 => Acks::Leader,
@@ -69,7 +65,19 @@ pub(crate) async fn handle(
         }
     };
     let timeout_ms = produce.timeout_ms.max(0) as u32;
-    drop(produce);
+    let (records, copied) = take_records(frame, produce);
+    ServerStats::add(&broker.stats.kafka_produce_copied_bytes, copied as u64);
+    let mut records = records.into_iter();
+    let parts: Vec<TopicParts> = shape
+        .iter()
+        .map(|(name, indexes)| {
+            let parts = indexes
+                .iter()
+                .map(|&i| (i as u32, records.next().expect("one per partition")))
+                .collect();
+            (name.clone(), parts)
+        })
+        .collect();
     let Some(native) = append(broker, acks, timeout_ms, parts, order).await else {
         return Ok(None); // acks 0: no response
     };
@@ -88,6 +96,63 @@ pub(crate) async fn handle(
         }
     });
     Ok(respond(req, &resp))
+}
+
+/// Each partition's records (in request order) as writable memory, and how many bytes
+/// were copied to get it. Once everything else of the request is dropped, the records
+/// are cut from `frame` itself when it has no other holder and they lie in order inside
+/// it (as the encoding puts them); otherwise they are copied. Null records give an empty
+/// buffer.
+fn take_records(frame: Bytes, produce: ProduceRequest) -> (Vec<BytesMut>, usize) {
+    let records: Vec<Option<Bytes>> = produce
+        .topic_data
+        .into_iter()
+        .flat_map(|t| t.partition_data.into_iter().map(|p| p.records))
+        .collect();
+    let base = frame.as_ptr() as usize;
+    let mut end = 0;
+    let spans: Option<Vec<Option<(usize, usize)>>> = records
+        .iter()
+        .map(|r| match r {
+            None => Some(None),
+            Some(r) => {
+                let at = (r.as_ptr() as usize).checked_sub(base)?;
+                (at >= end && at + r.len() <= frame.len()).then(|| {
+                    end = at + r.len();
+                    Some((at, r.len()))
+                })
+            }
+        })
+        .collect();
+    let Some(spans) = spans else {
+        return copied(records.iter().map(Option::as_deref));
+    };
+    drop(records);
+    match frame.try_into_mut() {
+        Ok(mut rest) => {
+            let mut at = 0;
+            let parts = spans
+                .iter()
+                .map(|span| match *span {
+                    Some((pos, n)) => {
+                        rest.advance(pos - at);
+                        at = pos + n;
+                        rest.split_to(n)
+                    }
+                    None => BytesMut::new(),
+                })
+                .collect();
+            (parts, 0)
+        }
+        Err(frame) => copied(spans.iter().map(|s| s.map(|(pos, n)| &frame[pos..pos + n]))),
+    }
+}
+
+/// Copies of `records` (empty for null), and their total length.
+fn copied<'a>(records: impl Iterator<Item = Option<&'a [u8]>>) -> (Vec<BytesMut>, usize) {
+    let parts: Vec<BytesMut> = records.map(|r| r.map(BytesMut::from).unwrap_or_default()).collect();
+    let n = parts.iter().map(BytesMut::len).sum();
+    (parts, n)
 }
 
 /// (error code, message, base offset, log append time, log start offset) of a partition.
