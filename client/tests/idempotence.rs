@@ -103,12 +103,17 @@ async fn produce_losing_answers(topic: &str, idempotence: bool, in_flight: usize
     assert_eq!(proxy.cuts.load(Ordering::Acquire), 0, "all three answers were lost");
 
     let end = admin.list_offset(topic, 0, Offset::Latest).await.unwrap().unwrap() as usize;
-    let mut consumer = Consumer::connect(&broker, ConsumerConfig::default()).await.unwrap();
+    read_values(&broker, topic, end).await
+}
+
+/// The values of the first `n` records of partition 0 of `topic`.
+async fn read_values(broker: &str, topic: &str, n: usize) -> Vec<String> {
+    let mut consumer = Consumer::connect(broker, ConsumerConfig::default()).await.unwrap();
     consumer.assign([(topic.to_string(), 0)]).await.unwrap();
     consumer.seek_all(Offset::Earliest).await.unwrap();
     let mut stream = consumer.stream();
-    let mut values = Vec::with_capacity(end);
-    while values.len() < end {
+    let mut values = Vec::with_capacity(n);
+    while values.len() < n {
         let r = tokio::time::timeout(Duration::from_secs(30), stream.next())
             .await
             .expect("records keep coming")
@@ -196,19 +201,7 @@ async fn a_batch_refused_for_good_does_not_stop_its_partition() {
         }
         producer.close().await;
         assert!((3..N / 10).contains(&refused), "{refused} refused");
-        let mut consumer = Consumer::connect(&broker, ConsumerConfig::default()).await.unwrap();
-        consumer.assign([(topic.to_string(), 0)]).await.unwrap();
-        consumer.seek_all(Offset::Earliest).await.unwrap();
-        let mut stream = consumer.stream();
-        let mut values = Vec::new();
-        while values.len() < landed.len() {
-            let r = tokio::time::timeout(Duration::from_secs(30), stream.next())
-                .await
-                .expect("records keep coming")
-                .unwrap()
-                .unwrap();
-            values.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
-        }
+        let values = read_values(&broker, topic, landed.len()).await;
         assert_eq!(values, landed, "{in_flight} in flight");
         let end = admin.list_offset(topic, 0, Offset::Latest).await.unwrap().unwrap();
         assert_eq!(end as usize, landed.len(), "nothing else in the log");
