@@ -2,13 +2,14 @@
 //!
 //! The crate's encoder writes a partition's `records` field as a length and then the
 //! bytes (`put_slice`). A Fetch response gives each partition a *placeholder* of the
-//! right length — a slice of [`PLACEHOLDER`], a static, never-touched zero page range —
+//! right length — a slice of [`zeros`], a never-touched range of zero pages —
 //! and encodes into a [`SpliceBuf`], which writes everything else into the head buffer
 //! and, when handed a placeholder slice, only notes where that partition's file region
 //! goes. The connection's writer then sends head pieces with `write` and the regions
 //! with `sendfile` in between (`server::reply`).
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -17,12 +18,18 @@ use kafka_protocol::protocol::buf::ByteBufMut;
 /// The most record bytes one partition's placeholder can stand for.
 pub const MAX_PLACEHOLDER_BYTES: usize = 64 << 20;
 
-/// Zeros in `.bss`: virtual memory only, never read (the encoder's copy is intercepted).
-static PLACEHOLDER: [u8; MAX_PLACEHOLDER_BYTES] = [0; MAX_PLACEHOLDER_BYTES];
+/// Zeros to slice placeholders from, allocated once and never freed. A zeroed allocation
+/// this large is fresh anonymous memory: virtual only, since nothing reads or writes it
+/// (the encoder's copy is intercepted). Not a zero-filled `static`: that lands in
+/// `.rodata` and put 64 MiB of zeros into every binary linking the broker.
+fn zeros() -> &'static [u8] {
+    static ZEROS: OnceLock<&'static [u8]> = OnceLock::new();
+    ZEROS.get_or_init(|| Box::leak(vec![0u8; MAX_PLACEHOLDER_BYTES].into_boxed_slice()))
+}
 
 /// A placeholder for `len` record bytes (at most [`MAX_PLACEHOLDER_BYTES`]).
 pub fn placeholder(len: usize) -> Bytes {
-    Bytes::from_static(&PLACEHOLDER[..len])
+    Bytes::from_static(&zeros()[..len])
 }
 
 /// A `ByteBufMut` that leaves placeholder slices out of its buffer and records where they
@@ -69,7 +76,7 @@ unsafe impl BufMut for SpliceBuf {
         self.head.chunk_mut()
     }
     fn put_slice(&mut self, src: &[u8]) {
-        let start = PLACEHOLDER.as_ptr();
+        let start = zeros().as_ptr();
         if !src.is_empty() && src.as_ptr() == start {
             self.splices.push(self.head.len());
             self.spliced += src.len();
