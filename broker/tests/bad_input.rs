@@ -298,6 +298,55 @@ fn pipelined_produce_requests_append_in_request_order() {
 }
 
 #[test]
+fn pipelined_offset_commits_take_effect_in_request_order() {
+    // As produce requests: of commits sent back to back, the last one sent must win.
+    let (_dir, s) = start(ServerConfig::default());
+    let mut c = Wire::connect(s.addr);
+    c.create_topic("t", 1, &[]);
+    let commit = |offset: i64| OffsetCommitRequest {
+        group_id: "ordered".into(),
+        member_id: String::new(),
+        member_epoch: -1,
+        group_instance_id: None,
+        topics: vec![OffsetCommitTopic {
+            topic: "t".into(),
+            partitions: vec![OffsetCommitPartition {
+                partition: 0,
+                offset,
+                metadata: String::new(),
+            }],
+        }],
+    };
+    for round in 0..20 {
+        let mut frames = Vec::new();
+        for offset in 0..50 {
+            frames.extend(
+                c.frame(ApiKey::OffsetCommit as i16, 0, &commit(round * 100 + offset), &[])
+                    .1,
+            );
+        }
+        c.send_raw(&frames);
+        for _ in 0..50 {
+            let r = OffsetCommitResponse::decode(c.read_response().unwrap().body).unwrap();
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        }
+        let (fetched, _) = c.call(
+            &OffsetFetchRequest {
+                group_id: "ordered".into(),
+                ..Default::default()
+            },
+            &[],
+        );
+        assert_eq!(
+            fetched.topics[0].partitions[0].offset,
+            round * 100 + 49,
+            "round {round}"
+        );
+    }
+    s.shutdown();
+}
+
+#[test]
 fn a_consumer_that_stops_reading_stalls_no_one_else() {
     let (_dir, s) = start(ServerConfig::default());
     let mut good = Wire::connect(s.addr);

@@ -701,11 +701,16 @@ fn heartbeat(k: &mut Kafka, member: &str, generation: i32) -> i16 {
 }
 
 fn commit(k: &mut Kafka, member: &str, generation: i32) -> i16 {
+    static_commit(k, member, None, generation)
+}
+
+fn static_commit(k: &mut Kafka, member: &str, instance: Option<&str>, generation: i32) -> i16 {
     use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
     let req = OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_static_str("g")))
         .with_generation_id_or_member_epoch(generation)
         .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_group_instance_id(instance.map(|i| StrBytes::from_string(i.to_owned())))
         .with_topics(vec![OffsetCommitRequestTopic::default()
             .with_name(name("t"))
             .with_partitions(vec![OffsetCommitRequestPartition::default()
@@ -743,6 +748,91 @@ fn read_response<Resp: Decodable + HeaderVersion>(k: &mut Kafka, version: i16) -
     let mut frame = k.read_frame().expect("a response");
     ResponseHeader::decode(&mut frame, Resp::header_version(version)).unwrap();
     Resp::decode(&mut frame, version).unwrap()
+}
+
+/// Offset commits pipelined on one connection are applied in the order they were sent,
+/// as Kafka does (it handles a connection's requests one at a time): the last one wins.
+/// Requests otherwise run concurrently here, so commits are chained like produces.
+#[test]
+fn pipelined_commits_apply_in_order() {
+    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+    let (_dir, s) = start();
+    Wire::connect(s.addr).create_topic("t", 1, &[]);
+    let mut k = Kafka::connect(s.kafka_addr.unwrap());
+    for round in 0..20 {
+        let group = format!("order-{round}");
+        let commit = |offset: i64| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)])])
+        };
+        for offset in 0..50 {
+            k.send(ApiKey::OffsetCommit, 8, &commit(offset));
+        }
+        for _ in 0..50 {
+            let resp: OffsetCommitResponse = read_response(&mut k, 8);
+            assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+        }
+        let fetch = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+            .with_topics(None);
+        let resp: OffsetFetchResponse = k.call(ApiKey::OffsetFetch, 7, &fetch);
+        assert_eq!(resp.topics[0].partitions[0].committed_offset, 49, "round {round}");
+    }
+}
+
+/// A static member that comes back under a new member id takes over without a
+/// rebalance (JoinGroup answers at once, same generation, and being the leader it is
+/// told the old leader id before v9); its old incarnation is fenced on heartbeats and
+/// commits alike (FENCED_INSTANCE_ID, 82).
+#[test]
+fn a_returning_static_member_fences_its_old_incarnation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig {
+        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServerConfig::default()
+    };
+    cfg.group.initial_rebalance_delay_ms = 100;
+    let s = TestServer::start(dir.path(), cfg);
+    Wire::connect(s.addr).create_topic("t", 2, &[]);
+    let mut k = Kafka::connect(s.kafka_addr.unwrap());
+    let first: JoinGroupResponse = k.call(ApiKey::JoinGroup, 5, &join_request("", Some("i1")));
+    assert_eq!(
+        (first.error_code, first.generation_id),
+        (0, 1),
+        "static: no MEMBER_ID_REQUIRED"
+    );
+    let old = first.member_id.to_string();
+    assert_eq!(first.leader.as_str(), old);
+    let synced: SyncGroupResponse = k.call(ApiKey::SyncGroup, 3, &sync_request(&old, 1, &[(&old, b"both")]));
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(static_commit(&mut k, &old, Some("i1"), 1), 0);
+
+    let back: JoinGroupResponse = k.call(ApiKey::JoinGroup, 5, &join_request("", Some("i1")));
+    let new = back.member_id.to_string();
+    assert_ne!(new, old);
+    assert_eq!((back.error_code, back.generation_id), (0, 1), "no rebalance");
+    assert_eq!(
+        back.leader.as_str(),
+        old,
+        "v5: told the old leader id, so it syncs as a follower"
+    );
+    let mut sync = sync_request(&new, 1, &[]);
+    sync.group_instance_id = Some(StrBytes::from_static_str("i1"));
+    let synced: SyncGroupResponse = k.call(ApiKey::SyncGroup, 3, &sync);
+    assert_eq!((synced.error_code, &synced.assignment[..]), (0, &b"both"[..]));
+    assert_eq!(
+        static_commit(&mut k, &old, Some("i1"), 1),
+        82,
+        "the old incarnation's commit"
+    );
+    assert_eq!(static_commit(&mut k, &new, Some("i1"), 1), 0);
+    s.shutdown();
 }
 
 #[test]

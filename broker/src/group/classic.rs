@@ -283,34 +283,35 @@ impl Classic {
             .find(|m| m.instance_id.as_deref() == Some(instance))
     }
 
-    /// The member `member_id`, checked against the instance id it claims.
+    /// The member `member_id`, checked against the instance id it claims (Kafka's rule: a
+    /// request without one is checked by member id alone).
     fn known(&self, member_id: &str, instance_id: Option<&str>) -> GroupResult<&ClassicMember> {
         if let Some(inst) = instance_id {
-            if let Some(m) = self.by_instance(inst) {
-                if m.id != member_id {
+            match self.by_instance(inst) {
+                Some(m) if m.id != member_id => {
                     return err(
                         ErrorCode::FencedInstanceId,
                         format!(
                             "instance {inst} is now member {}; {member_id} was replaced by a newer instance",
                             m.id
                         ),
-                    );
+                    )
+                }
+                Some(_) => {}
+                None => {
+                    return err(
+                        ErrorCode::UnknownMemberId,
+                        format!("no member has instance id {inst:?} (it left or its session expired): rejoin"),
+                    )
                 }
             }
         }
-        let m = self.members.get(member_id).ok_or_else(|| {
+        self.members.get(member_id).ok_or_else(|| {
             GroupError::new(
                 ErrorCode::UnknownMemberId,
                 format!("the group has no member {member_id:?} (it left or its session expired): rejoin"),
             )
-        })?;
-        if m.instance_id.is_some() && m.instance_id.as_deref() != instance_id {
-            return err(
-                ErrorCode::FencedInstanceId,
-                format!("member {member_id} is static instance {:?}", m.instance_id),
-            );
-        }
-        Ok(m)
+        })
     }
 
     /// Protocol names every member supports.

@@ -29,7 +29,7 @@ use runnel_protocol::ErrorCode;
 use tracing::debug;
 
 use crate::server::connection::Protocol;
-use crate::server::dispatch::AppendOrder;
+use crate::server::dispatch::ApplyOrder;
 use crate::server::reply::Reply;
 use crate::server::Broker;
 
@@ -43,18 +43,19 @@ impl Protocol for Kafka {
     /// api key, api version, correlation id.
     const MIN_FRAME_BYTES: usize = 8;
 
-    fn is_produce(frame: &[u8]) -> bool {
-        i16::from_be_bytes([frame[4], frame[5]]) == ApiKey::Produce as i16
+    fn keeps_order(frame: &[u8]) -> bool {
+        let key = api_key(frame);
+        key == ApiKey::Produce as i16 || key == ApiKey::OffsetCommit as i16
     }
 
     fn wants_own_buffer(frame: &[u8]) -> bool {
-        Self::is_produce(frame) && frame.len() >= handlers::produce::IN_PLACE_MIN_BYTES
+        api_key(frame) == ApiKey::Produce as i16 && frame.len() >= handlers::produce::IN_PLACE_MIN_BYTES
     }
 
     async fn dispatch(
         broker: Arc<Broker>,
         frame: BytesMut,
-        order: Option<AppendOrder>,
+        order: Option<ApplyOrder>,
         peer: SocketAddr,
     ) -> Option<Reply> {
         // JoinGroup and SyncGroup wait for the other members, up to the group's rebalance
@@ -79,6 +80,11 @@ impl Protocol for Kafka {
     }
 }
 
+/// The api key of a whole frame (after its length prefix).
+fn api_key(frame: &[u8]) -> i16 {
+    i16::from_be_bytes([frame[4], frame[5]])
+}
+
 /// A request's header, decoded, and the version its body is in. Owned: nothing here
 /// refers to the frame, so a Produce can take the frame's buffer back without copying.
 pub struct Request {
@@ -89,7 +95,7 @@ pub struct Request {
     pub peer: SocketAddr,
 }
 
-async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>, peer: SocketAddr) -> Option<Reply> {
+async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>, peer: SocketAddr) -> Option<Reply> {
     let mut body = frame.freeze();
     body.advance(4);
     let raw_key = i16::from_be_bytes([body[0], body[1]]);

@@ -55,8 +55,9 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     const NAME: &'static str;
     /// Bytes a frame holds at least after its length prefix (its fixed header).
     const MIN_FRAME_BYTES: usize;
-    /// Whether a whole frame is a produce request (appends keep arrival order).
-    fn is_produce(frame: &[u8]) -> bool;
+    /// Whether a whole frame is a request that takes effect in arrival order (a produce
+    /// or an offset commit; see `dispatch::ApplyOrder`).
+    fn keeps_order(frame: &[u8]) -> bool;
     /// Whether the handler wants this frame's allocation to itself, to write into it
     /// once the frame is its last holder (a Kafka produce, whose records are stamped in
     /// place). The reader then moves what it read past the frame to a new buffer.
@@ -67,7 +68,7 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     fn dispatch(
         broker: Arc<Broker>,
         frame: BytesMut,
-        order: Option<dispatch::AppendOrder>,
+        order: Option<dispatch::ApplyOrder>,
         peer: SocketAddr,
     ) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static;
     /// The answer to a request that cannot be served (its handler failed, or its frame
@@ -82,14 +83,15 @@ impl Protocol for Native {
     const NAME: &'static str = "native";
     const MIN_FRAME_BYTES: usize = REQUEST_HEADER_BYTES - 4;
 
-    fn is_produce(frame: &[u8]) -> bool {
-        frame::request_header(frame).api_key == ApiKey::Produce as i16
+    fn keeps_order(frame: &[u8]) -> bool {
+        let key = frame::request_header(frame).api_key;
+        key == ApiKey::Produce as i16 || key == ApiKey::OffsetCommit as i16
     }
 
     fn dispatch(
         broker: Arc<Broker>,
         frame: BytesMut,
-        order: Option<dispatch::AppendOrder>,
+        order: Option<dispatch::ApplyOrder>,
         _peer: SocketAddr,
     ) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static {
         dispatch::run(broker, frame, order)
@@ -221,9 +223,9 @@ async fn read_loop<P: Protocol>(
             ServerStats::add(&broker.stats.bytes_read, total as u64);
             ServerStats::add(&broker.stats.requests, 1);
             let correlation_id = correlation_id(&frame);
-            let order = P::is_produce(&frame).then(|| {
+            let order = P::keeps_order(&frame).then(|| {
                 let (done, next) = oneshot::channel();
-                dispatch::AppendOrder {
+                dispatch::ApplyOrder {
                     after: last_append.replace(next),
                     done,
                 }

@@ -17,31 +17,34 @@ use crate::metrics;
 
 /// Runs one request. `permit` holds the frame's bytes against the connection's budget
 /// until the request is done. `None`: the request wants no response (acks none).
-/// Keeps a connection's produce requests appending in the order they arrived, although
-/// each runs as its own task: a request appends only after its predecessor on the
-/// connection has appended (or failed) — `after` resolves when that one drops its `done`.
-/// Kafka clients pipeline several produce requests per partition and rely on this.
-pub(crate) struct AppendOrder {
+/// Keeps a connection's produce requests and offset commits taking effect in the order
+/// they arrived, although each runs as its own task: a request appends (or commits) only
+/// after its predecessor in the chain has (or failed) — `after` resolves when that one
+/// drops its `done`. Kafka handles a connection's requests one at a time, and clients
+/// rely on it: they pipeline produce requests per partition, and of pipelined commits
+/// the last one sent must win.
+pub(crate) struct ApplyOrder {
     pub after: Option<tokio::sync::oneshot::Receiver<()>>,
     pub done: tokio::sync::oneshot::Sender<()>,
 }
 
-impl AppendOrder {
-    /// Waits for the predecessor's appends.
+impl ApplyOrder {
+    /// Waits for the predecessor's appends or commit.
     pub async fn wait_turn(&mut self) {
         if let Some(prev) = self.after.take() {
             let _ = prev.await;
         }
     }
 
-    /// This request's appends are done: the next may go. (Dropping it does the same, so
-    /// a request that fails or is cancelled never holds up the connection.)
-    pub fn appended(self) {
+    /// This request's appends or commit are done (not necessarily durable): the next may
+    /// go. (Dropping it does the same, so a request that fails or is cancelled never
+    /// holds up the connection.)
+    pub fn applied(self) {
         let _ = self.done.send(());
     }
 }
 
-pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>) -> Option<Reply> {
+pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>) -> Option<Reply> {
     let correlation_id = frame::request_header(&frame).correlation_id;
     let timeout = Duration::from_millis(broker.config.request_timeout_ms);
     let reply = match tokio::time::timeout(timeout, handle(&broker, frame, order)).await {
@@ -58,7 +61,7 @@ pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, order: Option<Appe
     reply
 }
 
-async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder>) -> Option<Reply> {
+async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>) -> Option<Reply> {
     let f = match frame::parse_request(frame) {
         Ok(f) => f,
         Err((h, e)) => return Some(error_reply(h.correlation_id, ErrorCode::InvalidRequest, e.to_string())),
@@ -127,7 +130,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<AppendOrder
             })
             .await
         }
-        ApiKey::OffsetCommit => reply(correlation_id, f.body, |r| handlers::offset_commit::handle(b, r)).await,
+        ApiKey::OffsetCommit => reply(correlation_id, f.body, |r| handlers::offset_commit::handle(b, r, order)).await,
         ApiKey::OffsetFetch => reply(correlation_id, f.body, |r| handlers::offset_fetch::handle(b, r)).await,
         ApiKey::FindCoordinator => {
             reply(correlation_id, f.body, |r| async {

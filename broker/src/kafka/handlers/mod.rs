@@ -33,7 +33,7 @@ use kafka_protocol::messages::{ApiKey, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{decode, respond, Request};
-use crate::server::dispatch::AppendOrder;
+use crate::server::dispatch::ApplyOrder;
 use crate::server::reply::Reply;
 use crate::server::Broker;
 
@@ -72,7 +72,7 @@ pub(crate) async fn handle(
     broker: &Arc<Broker>,
     req: Request,
     body: Bytes,
-    order: Option<AppendOrder>,
+    order: Option<ApplyOrder>,
 ) -> Option<Reply> {
     serve(broker, req, body, order).await.unwrap_or_else(Some)
 }
@@ -82,7 +82,7 @@ async fn serve(
     broker: &Arc<Broker>,
     req: Request,
     body: Bytes,
-    order: Option<AppendOrder>,
+    order: Option<ApplyOrder>,
 ) -> Result<Option<Reply>, Reply> {
     Ok(match req.key {
         ApiKey::ApiVersions => respond(&req, &api_versions::handle(&decode(&req, body)?)),
@@ -97,7 +97,7 @@ async fn serve(
             &req,
             &find_coordinator::handle(broker, req.version, decode(&req, body)?),
         ),
-        ApiKey::OffsetCommit => respond(&req, &offset_commit::handle(broker, decode(&req, body)?).await),
+        ApiKey::OffsetCommit => respond(&req, &offset_commit::handle(broker, decode(&req, body)?, order).await),
         ApiKey::OffsetFetch => respond(
             &req,
             &offset_fetch::handle(broker, req.version, decode(&req, body)?).await,

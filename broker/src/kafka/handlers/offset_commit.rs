@@ -13,11 +13,16 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use runnel_protocol::messages as native;
 
 use super::{kafka_code, topic_name};
+use crate::server::dispatch::ApplyOrder;
 use crate::server::{handlers, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 2..=9;
 
-pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    req: OffsetCommitRequest,
+    order: Option<ApplyOrder>,
+) -> OffsetCommitResponse {
     let native_req = native::OffsetCommitRequest {
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
@@ -40,7 +45,7 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCom
             })
             .collect(),
     };
-    let resp = handlers::offset_commit::handle(broker, native_req).await;
+    let resp = handlers::offset_commit::handle(broker, native_req, order).await;
     // A request-level error (unknown member, bad group id) applies to every partition.
     let topics = req
         .topics

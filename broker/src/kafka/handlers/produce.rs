@@ -25,7 +25,7 @@ use runnel_protocol::ErrorCode;
 
 use super::{str_bytes, topic_name};
 use crate::kafka::{decode, respond, Request};
-use crate::server::dispatch::AppendOrder;
+use crate::server::dispatch::ApplyOrder;
 use crate::server::handlers::produce::{append, TopicParts};
 use crate::server::reply::Reply;
 use crate::server::{Broker, ServerStats};
@@ -40,7 +40,7 @@ pub(crate) async fn handle(
     broker: &Arc<Broker>,
     req: &Request,
     body: Bytes,
-    order: Option<AppendOrder>,
+    order: Option<ApplyOrder>,
 ) -> Result<Option<Reply>, Reply> {
     let frame = body.clone();
     let produce: ProduceRequest = decode(req, body)?;

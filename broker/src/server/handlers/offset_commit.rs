@@ -10,11 +10,18 @@ use runnel_protocol::messages::{
 use runnel_protocol::{ErrorCode, Response};
 
 use crate::group::OffsetCommit;
+use crate::server::dispatch::ApplyOrder;
 use crate::server::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
-pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+/// `order`: commits take effect in the connection's request order (the last one sent
+/// wins, as in Kafka).
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    req: OffsetCommitRequest,
+    order: Option<ApplyOrder>,
+) -> OffsetCommitResponse {
     let commits: Vec<OffsetCommit> = req
         .topics
         .into_iter()
@@ -26,13 +33,19 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCom
             })
         })
         .collect();
-    let (results, durable) = match broker.groups.commit(
+    let mut order = order;
+    if let Some(o) = order.as_mut() {
+        o.wait_turn().await;
+    }
+    let committed = broker.groups.commit(
         &req.group_id,
         &req.member_id,
         req.member_epoch,
         req.group_instance_id.as_deref(),
         commits,
-    ) {
+    );
+    drop(order); // applied (durability is awaited below): the next may go
+    let (results, durable) = match committed {
         Ok(r) => r,
         Err(e) => return OffsetCommitResponse::with_error(e.code, e.message),
     };

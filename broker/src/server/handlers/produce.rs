@@ -17,7 +17,7 @@ use runnel_protocol::{ErrorCode, Response};
 
 use super::code_and_message;
 use crate::metrics;
-use crate::server::dispatch::AppendOrder;
+use crate::server::dispatch::ApplyOrder;
 use crate::server::Broker;
 use crate::storage::DurableWait;
 
@@ -28,7 +28,7 @@ pub(crate) async fn handle(
     broker: &Arc<Broker>,
     req: ProduceRequest,
     mut trailer: BytesMut,
-    order: Option<AppendOrder>,
+    order: Option<ApplyOrder>,
 ) -> Option<ProduceResponse> {
     let Ok(acks) = Acks::try_from(req.acks) else {
         return Some(ProduceResponse::with_error(
@@ -77,7 +77,7 @@ pub(crate) async fn append(
     acks: Acks,
     timeout_ms: u32,
     parts: Vec<TopicParts>,
-    order: Option<AppendOrder>,
+    order: Option<ApplyOrder>,
 ) -> Option<ProduceResponse> {
     if broker.is_shutting_down() {
         return Some(ProduceResponse::with_error(
@@ -140,7 +140,7 @@ pub(crate) async fn append(
     }
     metrics::add_storage(appending.elapsed());
     if let Some(o) = order {
-        o.appended();
+        o.applied();
     }
     if acks == Acks::None {
         return None;
