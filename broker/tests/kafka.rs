@@ -786,6 +786,67 @@ fn pipelined_commits_apply_in_order() {
     }
 }
 
+/// A member that commits and leaves without waiting in between (as a closing consumer
+/// may) has its commits counted: the LeaveGroup takes effect after them.
+#[test]
+fn a_commit_sent_before_leaving_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig {
+        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServerConfig::default()
+    };
+    cfg.group.initial_rebalance_delay_ms = 0;
+    let s = TestServer::start(dir.path(), cfg);
+    Wire::connect(s.addr).create_topic("t", 1, &[]);
+    let mut k = Kafka::connect(s.kafka_addr.unwrap());
+    for round in 0..20 {
+        let id = start_join(&mut k);
+        let joined: JoinGroupResponse = read_response(&mut k, 5);
+        let generation = joined.generation_id;
+        assert_eq!(joined.error_code, 0);
+        let synced: SyncGroupResponse = k.call(ApiKey::SyncGroup, 3, &sync_request(&id, generation, &[(&id, b"t")]));
+        assert_eq!(synced.error_code, 0);
+        use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+        let commit = |offset: i64| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g")))
+                .with_generation_id_or_member_epoch(generation)
+                .with_member_id(StrBytes::from_string(id.clone()))
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)])])
+        };
+        let leave = LeaveGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_member_id(StrBytes::from_string(id.clone()));
+        for i in 0..20 {
+            k.send(ApiKey::OffsetCommit, 8, &commit(round * 100 + i));
+        }
+        k.send(ApiKey::LeaveGroup, 2, &leave);
+        for i in 0..20 {
+            let committed: OffsetCommitResponse = read_response(&mut k, 8);
+            assert_eq!(
+                committed.topics[0].partitions[0].error_code, 0,
+                "round {round}: commit {i}"
+            );
+        }
+        let left: LeaveGroupResponse = read_response(&mut k, 2);
+        assert_eq!(left.error_code, 0);
+        let fetch = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(None);
+        let resp: OffsetFetchResponse = k.call(ApiKey::OffsetFetch, 7, &fetch);
+        assert_eq!(
+            resp.topics[0].partitions[0].committed_offset,
+            round * 100 + 19,
+            "round {round}"
+        );
+    }
+    s.shutdown();
+}
+
 /// A static member that comes back under a new member id takes over without a
 /// rebalance (JoinGroup answers at once, same generation, and being the leader it is
 /// told the old leader id before v9); its old incarnation is fenced on heartbeats and

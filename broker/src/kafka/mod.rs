@@ -43,9 +43,19 @@ impl Protocol for Kafka {
     /// api key, api version, correlation id.
     const MIN_FRAME_BYTES: usize = 8;
 
+    /// Produce, and the group requests that change what later ones see: a commit must
+    /// land before the LeaveGroup or JoinGroup sent after it (Kafka serves a connection's
+    /// requests one at a time; clients commit, then leave or rejoin).
     fn keeps_order(frame: &[u8]) -> bool {
+        const ORDERED: [ApiKey; 5] = [
+            ApiKey::Produce,
+            ApiKey::OffsetCommit,
+            ApiKey::JoinGroup,
+            ApiKey::SyncGroup,
+            ApiKey::LeaveGroup,
+        ];
         let key = api_key(frame);
-        key == ApiKey::Produce as i16 || key == ApiKey::OffsetCommit as i16
+        ORDERED.iter().any(|k| *k as i16 == key)
     }
 
     fn wants_own_buffer(frame: &[u8]) -> bool {

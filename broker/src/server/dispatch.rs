@@ -44,6 +44,21 @@ impl ApplyOrder {
     }
 }
 
+/// Runs `apply` (a call that takes effect at once, such as a coordinator's) in the
+/// connection's request order: after its predecessor in the chain, letting its successor
+/// go right after (whatever `apply` returns to wait on is not part of the turn).
+pub(crate) async fn in_turn<T>(order: Option<ApplyOrder>, apply: impl FnOnce() -> T) -> T {
+    let mut order = order;
+    if let Some(o) = order.as_mut() {
+        o.wait_turn().await;
+    }
+    let out = apply();
+    if let Some(o) = order {
+        o.applied();
+    }
+    out
+}
+
 pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>) -> Option<Reply> {
     let correlation_id = frame::request_header(&frame).correlation_id;
     let timeout = Duration::from_millis(broker.config.request_timeout_ms);

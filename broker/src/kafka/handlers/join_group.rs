@@ -11,11 +11,19 @@ use runnel_protocol::ErrorCode;
 use super::{group_error, str_bytes};
 use crate::group::JoinRequest;
 use crate::kafka::Request;
+use crate::server::dispatch::ApplyOrder;
 use crate::server::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=9;
 
-pub async fn handle(broker: &Arc<Broker>, req: &Request, body: JoinGroupRequest) -> JoinGroupResponse {
+/// `order`: the join is registered in the connection's request order (after a commit
+/// sent before it); the wait for the other members is not.
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    req: &Request,
+    body: JoinGroupRequest,
+    order: Option<ApplyOrder>,
+) -> JoinGroupResponse {
     let session_timeout_ms = body.session_timeout_ms.max(0) as u32;
     let join = JoinRequest {
         member_id: body.member_id.to_string(),
@@ -38,7 +46,8 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: JoinGroupRequest)
         require_known_member_id: req.version >= 4,
         supports_skip_assignment: req.version >= 9,
     };
-    let result = super::group_answer(broker, broker.groups.join(&body.group_id.0, join)).await;
+    let answer = super::in_turn(order, || broker.groups.join(&body.group_id.0, join)).await;
+    let result = super::group_answer(broker, answer).await;
     let v = req.version;
     // Strings that are not nullable before v7 must not be null.
     let empty = || Some(str_bytes(""));

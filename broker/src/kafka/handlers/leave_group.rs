@@ -9,11 +9,19 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use runnel_protocol::ErrorCode;
 
 use super::{group_error, str_bytes};
+use crate::server::dispatch::ApplyOrder;
 use crate::server::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, body: LeaveGroupRequest) -> LeaveGroupResponse {
+/// `order`: applied in the connection's request order, so a commit sent just before the
+/// leave still counts (a consumer closing commits, then leaves).
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    body: LeaveGroupRequest,
+    order: Option<ApplyOrder>,
+) -> LeaveGroupResponse {
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         body.members
             .iter()
@@ -26,7 +34,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, body: LeaveGroupRequest)
         vec![(body.member_id.to_string(), None)]
     };
     let asked = members.clone();
-    let (results, durable) = broker.groups.leave(&body.group_id.0, members);
+    let (results, durable) = super::in_turn(order, || broker.groups.leave(&body.group_id.0, members)).await;
     if let Err(e) = durable.wait().await {
         let code = ErrorCode::CoordinatorNotAvailable.code() as i16;
         tracing::warn!(group = %body.group_id.0, error = %e, "LeaveGroup not stored");

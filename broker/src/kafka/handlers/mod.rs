@@ -107,15 +107,18 @@ async fn serve(
             &req,
             &list_offsets::handle(broker, req.version, decode(&req, body)?).await,
         ),
-        ApiKey::JoinGroup => respond(&req, &join_group::handle(broker, &req, decode(&req, body)?).await),
+        ApiKey::JoinGroup => respond(
+            &req,
+            &join_group::handle(broker, &req, decode(&req, body)?, order).await,
+        ),
         ApiKey::SyncGroup => respond(
             &req,
-            &sync_group::handle(broker, req.version, decode(&req, body)?).await,
+            &sync_group::handle(broker, req.version, decode(&req, body)?, order).await,
         ),
         ApiKey::Heartbeat => respond(&req, &heartbeat::handle(broker, decode(&req, body)?)),
         ApiKey::LeaveGroup => respond(
             &req,
-            &leave_group::handle(broker, req.version, decode(&req, body)?).await,
+            &leave_group::handle(broker, req.version, decode(&req, body)?, order).await,
         ),
         ApiKey::ListGroups => respond(&req, &list_groups::handle(broker, req.version, decode(&req, body)?)),
         ApiKey::DescribeGroups => respond(&req, &describe_groups::handle(broker, decode(&req, body)?)),
@@ -147,6 +150,8 @@ pub fn instance_id(id: &Option<StrBytes>) -> Option<String> {
 
 /// Waits for an answer the coordinator gives once other members have acted (JoinGroup,
 /// SyncGroup). Not service time: it counts as a wait in the request's record.
+pub(crate) use crate::server::dispatch::in_turn;
+
 pub async fn group_answer<T>(
     broker: &Broker,
     answer: tokio::sync::oneshot::Receiver<crate::group::GroupResult<T>>,

@@ -8,11 +8,18 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::{group_error, str_bytes};
 use crate::group::SyncRequest;
+use crate::server::dispatch::ApplyOrder;
 use crate::server::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, body: SyncGroupRequest) -> SyncGroupResponse {
+/// `order`: applied in the connection's request order, as JoinGroup.
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    body: SyncGroupRequest,
+    order: Option<ApplyOrder>,
+) -> SyncGroupResponse {
     let sync = SyncRequest {
         member_id: body.member_id.to_string(),
         instance_id: super::instance_id(&body.group_instance_id),
@@ -25,7 +32,8 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, body: SyncGroupRequest) 
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
     };
-    let result = super::group_answer(broker, broker.groups.sync(&body.group_id.0, sync)).await;
+    let answer = super::in_turn(order, || broker.groups.sync(&body.group_id.0, sync)).await;
+    let result = super::group_answer(broker, answer).await;
     match result {
         Ok(o) => {
             let resp = SyncGroupResponse::default().with_assignment(o.assignment);

@@ -10,7 +10,7 @@ use runnel_protocol::messages::{
 use runnel_protocol::{ErrorCode, Response};
 
 use crate::group::OffsetCommit;
-use crate::server::dispatch::ApplyOrder;
+use crate::server::dispatch::{in_turn, ApplyOrder};
 use crate::server::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
@@ -33,18 +33,17 @@ pub(crate) async fn handle(
             })
         })
         .collect();
-    let mut order = order;
-    if let Some(o) = order.as_mut() {
-        o.wait_turn().await;
-    }
-    let committed = broker.groups.commit(
-        &req.group_id,
-        &req.member_id,
-        req.member_epoch,
-        req.group_instance_id.as_deref(),
-        commits,
-    );
-    drop(order); // applied (durability is awaited below): the next may go
+    // Durability is awaited below, outside the turn.
+    let committed = in_turn(order, || {
+        broker.groups.commit(
+            &req.group_id,
+            &req.member_id,
+            req.member_epoch,
+            req.group_instance_id.as_deref(),
+            commits,
+        )
+    })
+    .await;
     let (results, durable) = match committed {
         Ok(r) => r,
         Err(e) => return OffsetCommitResponse::with_error(e.code, e.message),
