@@ -47,12 +47,13 @@ impl Protocol for Kafka {
     /// land before the LeaveGroup or JoinGroup sent after it (Kafka serves a connection's
     /// requests one at a time; clients commit, then leave or rejoin).
     fn keeps_order(frame: &[u8]) -> bool {
-        const ORDERED: [ApiKey; 5] = [
+        const ORDERED: [ApiKey; 6] = [
             ApiKey::Produce,
             ApiKey::OffsetCommit,
             ApiKey::JoinGroup,
             ApiKey::SyncGroup,
             ApiKey::LeaveGroup,
+            ApiKey::ConsumerGroupHeartbeat,
         ];
         let key = api_key(frame);
         ORDERED.iter().any(|k| *k as i16 == key)

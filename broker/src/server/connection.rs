@@ -85,7 +85,9 @@ impl Protocol for Native {
 
     fn keeps_order(frame: &[u8]) -> bool {
         let key = frame::request_header(frame).api_key;
-        key == ApiKey::Produce as i16 || key == ApiKey::OffsetCommit as i16
+        [ApiKey::Produce, ApiKey::OffsetCommit, ApiKey::ConsumerGroupHeartbeat]
+            .iter()
+            .any(|k| *k as i16 == key)
     }
 
     fn dispatch(

@@ -141,7 +141,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
         ApiKey::ListOffsets => reply(correlation_id, f.body, |r| handlers::list_offsets::handle(b, r)).await,
         ApiKey::ConsumerGroupHeartbeat => {
             reply(correlation_id, f.body, |r| {
-                handlers::consumer_group_heartbeat::handle(b, r)
+                handlers::consumer_group_heartbeat::handle(b, r, order)
             })
             .await
         }

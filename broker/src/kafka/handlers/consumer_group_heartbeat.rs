@@ -14,11 +14,18 @@ use uuid::Uuid;
 
 use super::{group_error, str_bytes};
 use crate::group::{Heartbeat, Tp};
+use crate::server::dispatch::ApplyOrder;
 use crate::server::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=1;
 
-pub async fn handle(broker: &Arc<Broker>, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
+/// `order`: applied in the connection's request order (a commit sent before a leave
+/// counts).
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    req: ConsumerGroupHeartbeatRequest,
+    order: Option<ApplyOrder>,
+) -> ConsumerGroupHeartbeatResponse {
     let group = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
     let topics = broker.storage.topics();
@@ -67,7 +74,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ConsumerGroupHeartbeatRequest) ->
             .filter(|a| !a.is_empty()),
         owned,
     };
-    let (result, durable) = broker.groups.heartbeat(&group, hb);
+    let (result, durable) = super::in_turn(order, || broker.groups.heartbeat(&group, hb)).await;
     if let Err(e) = durable.wait().await {
         return ConsumerGroupHeartbeatResponse::default()
             .with_error_code(ErrorCode::CoordinatorNotAvailable.code() as i16)

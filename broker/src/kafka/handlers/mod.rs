@@ -126,7 +126,7 @@ async fn serve(
         ApiKey::OffsetDelete => respond(&req, &offset_delete::handle(broker, decode(&req, body)?).await),
         ApiKey::ConsumerGroupHeartbeat => respond(
             &req,
-            &consumer_group_heartbeat::handle(broker, decode(&req, body)?).await,
+            &consumer_group_heartbeat::handle(broker, decode(&req, body)?, order).await,
         ),
         ApiKey::CreatePartitions => respond(&req, &create_partitions::handle(broker, decode(&req, body)?).await),
         ApiKey::Produce => produce::handle(broker, &req, body, order).await?,

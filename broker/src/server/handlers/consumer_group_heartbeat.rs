@@ -12,11 +12,18 @@ use runnel_protocol::{ErrorCode, Response};
 
 use super::{from_topic_partitions, non_empty, to_topic_partitions};
 use crate::group::{GroupResult, Heartbeat, HeartbeatReply};
+use crate::server::dispatch::{in_turn, ApplyOrder};
 use crate::server::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
-pub async fn handle(broker: &Arc<Broker>, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
+/// `order`: the heartbeat takes effect in the connection's request order (after a commit
+/// sent before a leave, say); its long poll is outside the turn.
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    req: ConsumerGroupHeartbeatRequest,
+    order: Option<ApplyOrder>,
+) -> ConsumerGroupHeartbeatResponse {
     let hb = Heartbeat {
         member_id: req.member_id,
         member_epoch: req.member_epoch,
@@ -32,7 +39,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ConsumerGroupHeartbeatRequest) ->
     // Leave the answer time to travel within the request timeout.
     let wait = Duration::from_millis((req.wait_ms as u64).min(broker.config.request_timeout_ms / 2));
     let watch = broker.groups.watch(&group);
-    let mut result = match beat(broker, &group, hb.clone()).await {
+    let mut result = match beat(broker, &group, hb.clone(), order).await {
         Ok(r) => r,
         Err(resp) => return resp,
     };
@@ -60,7 +67,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ConsumerGroupHeartbeatRequest) ->
             })
             .await;
             // Answer with the group as it is now (this also renews the session).
-            result = match beat(broker, &group, hb).await {
+            result = match beat(broker, &group, hb, None).await {
                 Ok(r) => r,
                 Err(resp) => return resp,
             };
@@ -83,8 +90,9 @@ async fn beat(
     broker: &Arc<Broker>,
     group: &str,
     hb: Heartbeat,
+    order: Option<ApplyOrder>,
 ) -> Result<GroupResult<(HeartbeatReply, u32)>, ConsumerGroupHeartbeatResponse> {
-    let (result, durable) = broker.groups.heartbeat(group, hb);
+    let (result, durable) = in_turn(order, || broker.groups.heartbeat(group, hb)).await;
     match durable.wait().await {
         Ok(()) => Ok(result),
         Err(e) => {
