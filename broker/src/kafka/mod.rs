@@ -59,8 +59,8 @@ impl Protocol for Kafka {
         ORDERED.iter().any(|k| *k as i16 == key)
     }
 
-    fn wants_own_buffer(frame: &[u8]) -> bool {
-        api_key(frame) == ApiKey::Produce as i16 && frame.len() >= handlers::produce::IN_PLACE_MIN_BYTES
+    fn wants_own_buffer(head: &[u8], total: usize) -> bool {
+        api_key(head) == ApiKey::Produce as i16 && total >= handlers::produce::IN_PLACE_MIN_BYTES
     }
 
     async fn dispatch(

@@ -532,7 +532,7 @@ impl Collector for BrokerCollector {
         single(
             &mut encoder,
             "kafka_produce_copied_bytes",
-            "Record bytes of Kafka produce requests copied before their append (small requests; large ones are appended where they were read unless their buffer is still shared)",
+            "Record bytes of Kafka produce requests copied before their append (requests under 16 KiB; larger ones are appended where they were read)",
             None,
             ConstCounter::new(crate::server::ServerStats::get(&broker.stats.kafka_produce_copied_bytes)),
         )?;

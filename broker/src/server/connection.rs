@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use runnel_protocol::frame::{self, FrameError, REQUEST_HEADER_BYTES};
 use runnel_protocol::{ApiKey, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,10 +58,12 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     /// Whether a whole frame is a request that takes effect in arrival order (a produce
     /// or an offset commit; see `dispatch::ApplyOrder`).
     fn keeps_order(frame: &[u8]) -> bool;
-    /// Whether the handler wants this frame's allocation to itself, to write into it
-    /// once the frame is its last holder (a Kafka produce, whose records are stamped in
-    /// place). The reader then moves what it read past the frame to a new buffer.
-    fn wants_own_buffer(_frame: &[u8]) -> bool {
+    /// Whether the handler wants the allocation of a frame of `total` bytes (`head`: at
+    /// least its first 6) to itself, to write into it once the frame is its last holder
+    /// (a Kafka produce, whose records are stamped in place). The reader then starts the
+    /// frame in a buffer holding no other request, reads no further than its end, and
+    /// moves anything read past it to a new buffer.
+    fn wants_own_buffer(_head: &[u8], _total: usize) -> bool {
         false
     }
     /// Runs one request (bounded by the request timeout); `None` sends nothing back.
@@ -169,6 +171,10 @@ async fn read_loop<P: Protocol>(
     let budget = Arc::new(Semaphore::new(cfg.max_connection_buffer_bytes));
     let idle = Duration::from_millis(cfg.idle_timeout_ms);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    // `buf`'s allocation holds no frame already handed to a request.
+    let mut fresh = true;
+    // The frame being read wants its allocation to itself: its size, to read no further.
+    let mut own_until: Option<usize> = None;
     // Permits for the frame being read, taken once its length is known.
     let mut permit: Option<OwnedSemaphorePermit> = None;
     // Signalled when the latest produce request has appended: the next one waits for it.
@@ -184,6 +190,15 @@ async fn read_loop<P: Protocol>(
                         match take_budget(&budget, total, broker).await {
                             Some(p) => permit = Some(p),
                             None => return Close::Shutdown,
+                        }
+                        if buf.len() >= 6 && P::wants_own_buffer(&buf, total) {
+                            if !fresh {
+                                // What was read of it so far moves; the rest is read in place.
+                                let mut own = BytesMut::with_capacity(total);
+                                own.extend_from_slice(&buf);
+                                (buf, fresh) = (own, true);
+                            }
+                            own_until = Some(total);
                         }
                         buf.reserve(total.saturating_sub(buf.len()));
                     }
@@ -216,11 +231,16 @@ async fn read_loop<P: Protocol>(
                 },
             };
             let frame = buf.split_to(total);
-            if P::wants_own_buffer(&frame) && buf.len() <= frame.len() / 4 {
-                // Cheaper than the handler copying the frame: only what was read ahead moves.
+            own_until = None;
+            if P::wants_own_buffer(&frame, total) {
+                // Cheaper than the handler copying the frame: only what was read past it
+                // (nothing, when its reads were bounded by its end) moves.
                 let mut ahead = BytesMut::with_capacity(READ_CHUNK_BYTES.max(buf.len()));
                 ahead.extend_from_slice(&buf);
                 buf = ahead;
+                fresh = true;
+            } else {
+                fresh = false;
             }
             ServerStats::add(&broker.stats.bytes_read, total as u64);
             ServerStats::add(&broker.stats.requests, 1);
@@ -261,8 +281,10 @@ async fn read_loop<P: Protocol>(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(READ_CHUNK_BYTES);
         }
+        let limit = own_until.map_or(usize::MAX, |total| total - buf.len());
+        let mut space = (&mut buf).limit(limit);
         let read = tokio::select! {
-            r = tokio::time::timeout(idle, rd.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout(idle, rd.read_buf(&mut space)) => r,
             _ = broker.shutting_down() => return Close::Shutdown,
         };
         match read {

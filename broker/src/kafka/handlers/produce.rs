@@ -5,10 +5,9 @@
 //! decoded fields share; once they are dropped (names and shapes copied out first), the
 //! frame is taken back as writable memory when this request is its last holder, and cut
 //! into each partition's records without copying. The connection reader gives frames of
-//! [`IN_PLACE_MIN_BYTES`] or more an allocation of their own (it moves the bytes read past
-//! them instead), so that is the usual case for them; a frame still shared (with earlier
-//! requests read into the same buffer and still in flight) has its records copied, as
-//! small frames do. Batches of an older magic fail validation and get `CORRUPT_MESSAGE`
+//! [`IN_PLACE_MIN_BYTES`] or more an allocation of their own (`Protocol::wants_own_buffer`),
+//! so that is the case for them; smaller ones have their records copied, as would a
+//! frame found still shared. Batches of an older magic fail validation and get `CORRUPT_MESSAGE`
 //! (Produce v3+ carries only magic 2).
 //!
 //! Idempotent producers' sequences are checked by the log (`storage::producers`).
