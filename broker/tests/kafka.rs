@@ -779,7 +779,8 @@ fn read_response<Resp: Decodable + HeaderVersion>(k: &mut Kafka, version: i16) -
 }
 
 /// Offset commits pipelined on one connection are applied in the order they were sent,
-/// as Kafka does (it handles a connection's requests one at a time): the last one wins.
+/// as Kafka does (it handles a connection's requests one at a time): the last one wins,
+/// and an OffsetFetch sent right after them sees it.
 /// Requests otherwise run concurrently here, so commits are chained like produces.
 #[test]
 fn pipelined_commits_apply_in_order() {
@@ -799,17 +800,21 @@ fn pipelined_commits_apply_in_order() {
                         .with_partition_index(0)
                         .with_committed_offset(offset)])])
         };
+        // 50 commits and an OffsetFetch, written together.
+        let mut burst = Vec::new();
         for offset in 0..50 {
-            k.send(ApiKey::OffsetCommit, 8, &commit(offset));
-        }
-        for _ in 0..50 {
-            let resp: OffsetCommitResponse = read_response(&mut k, 8);
-            assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+            burst.extend_from_slice(&k.frame(ApiKey::OffsetCommit, 8, &commit(offset)).1);
         }
         let fetch = OffsetFetchRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.clone())))
             .with_topics(None);
-        let resp: OffsetFetchResponse = k.call(ApiKey::OffsetFetch, 7, &fetch);
+        burst.extend_from_slice(&k.frame(ApiKey::OffsetFetch, 7, &fetch).1);
+        k.sock.write_all(&burst).unwrap();
+        for _ in 0..50 {
+            let resp: OffsetCommitResponse = read_response(&mut k, 8);
+            assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+        }
+        let resp: OffsetFetchResponse = read_response(&mut k, 7);
         assert_eq!(resp.topics[0].partitions[0].committed_offset, 49, "round {round}");
     }
 }

@@ -44,12 +44,14 @@ impl Protocol for Kafka {
     const MIN_FRAME_BYTES: usize = 8;
 
     /// Produce, and the group requests that change what later ones see: a commit must
-    /// land before the LeaveGroup or JoinGroup sent after it (Kafka serves a connection's
-    /// requests one at a time; clients commit, then leave or rejoin).
+    /// land before the LeaveGroup or JoinGroup sent after it, and an OffsetFetch sent
+    /// after a commit sees it (Kafka serves a connection's requests one at a time; clients
+    /// commit, then leave, rejoin or read their offsets).
     fn keeps_order(frame: &[u8]) -> bool {
-        const ORDERED: [ApiKey; 6] = [
+        const ORDERED: [ApiKey; 7] = [
             ApiKey::Produce,
             ApiKey::OffsetCommit,
+            ApiKey::OffsetFetch,
             ApiKey::JoinGroup,
             ApiKey::SyncGroup,
             ApiKey::LeaveGroup,

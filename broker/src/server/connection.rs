@@ -87,9 +87,14 @@ impl Protocol for Native {
 
     fn keeps_order(frame: &[u8]) -> bool {
         let key = frame::request_header(frame).api_key;
-        [ApiKey::Produce, ApiKey::OffsetCommit, ApiKey::ConsumerGroupHeartbeat]
-            .iter()
-            .any(|k| *k as i16 == key)
+        [
+            ApiKey::Produce,
+            ApiKey::OffsetCommit,
+            ApiKey::OffsetFetch,
+            ApiKey::ConsumerGroupHeartbeat,
+        ]
+        .iter()
+        .any(|k| *k as i16 == key)
     }
 
     fn dispatch(

@@ -44,14 +44,22 @@ impl ApplyOrder {
     }
 }
 
-/// Runs `apply` (a call that takes effect at once, such as a coordinator's) in the
-/// connection's request order: after its predecessor in the chain, letting its successor
-/// go right after (whatever `apply` returns to wait on is not part of the turn).
-pub(crate) async fn in_turn<T>(order: Option<ApplyOrder>, apply: impl FnOnce() -> T) -> T {
+/// Waits for the predecessor in the chain and returns the turn, which the caller holds
+/// while it reads (dropping it lets the successor go): for a request that only reads
+/// what earlier ones changed (an OffsetFetch after commits).
+pub(crate) async fn after_predecessor(order: Option<ApplyOrder>) -> Option<ApplyOrder> {
     let mut order = order;
     if let Some(o) = order.as_mut() {
         o.wait_turn().await;
     }
+    order
+}
+
+/// Runs `apply` (a call that takes effect at once, such as a coordinator's) in the
+/// connection's request order: after its predecessor in the chain, letting its successor
+/// go right after (whatever `apply` returns to wait on is not part of the turn).
+pub(crate) async fn in_turn<T>(order: Option<ApplyOrder>, apply: impl FnOnce() -> T) -> T {
+    let order = after_predecessor(order).await;
     let out = apply();
     if let Some(o) = order {
         o.applied();
@@ -146,7 +154,11 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
             .await
         }
         ApiKey::OffsetCommit => reply(correlation_id, f.body, |r| handlers::offset_commit::handle(b, r, order)).await,
-        ApiKey::OffsetFetch => reply(correlation_id, f.body, |r| handlers::offset_fetch::handle(b, r)).await,
+        ApiKey::OffsetFetch => {
+            // After the commits sent before it (read your own commits).
+            let _turn = after_predecessor(order).await;
+            reply(correlation_id, f.body, |r| handlers::offset_fetch::handle(b, r)).await
+        }
         ApiKey::FindCoordinator => {
             reply(correlation_id, f.body, |r| async {
                 handlers::find_coordinator::handle(b, r)

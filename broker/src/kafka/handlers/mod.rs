@@ -98,10 +98,14 @@ async fn serve(
             &find_coordinator::handle(broker, req.version, decode(&req, body)?),
         ),
         ApiKey::OffsetCommit => respond(&req, &offset_commit::handle(broker, decode(&req, body)?, order).await),
-        ApiKey::OffsetFetch => respond(
-            &req,
-            &offset_fetch::handle(broker, req.version, decode(&req, body)?).await,
-        ),
+        ApiKey::OffsetFetch => {
+            // After the commits sent before it (read your own commits).
+            let _turn = after_predecessor(order).await;
+            respond(
+                &req,
+                &offset_fetch::handle(broker, req.version, decode(&req, body)?).await,
+            )
+        }
         ApiKey::InitProducerId => respond(&req, &init_producer_id::handle(broker, decode(&req, body)?)),
         ApiKey::ListOffsets => respond(
             &req,
@@ -150,7 +154,7 @@ pub fn instance_id(id: &Option<StrBytes>) -> Option<String> {
 
 /// Waits for an answer the coordinator gives once other members have acted (JoinGroup,
 /// SyncGroup). Not service time: it counts as a wait in the request's record.
-pub(crate) use crate::server::dispatch::in_turn;
+pub(crate) use crate::server::dispatch::{after_predecessor, in_turn};
 
 pub async fn group_answer<T>(
     broker: &Broker,
