@@ -101,6 +101,16 @@ fn start() -> (tempfile::TempDir, TestServer) {
     (dir, s)
 }
 
+/// A server config with the Kafka listener and this initial rebalance delay.
+fn group_config(initial_rebalance_delay_ms: u32) -> ServerConfig {
+    let mut cfg = ServerConfig {
+        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServerConfig::default()
+    };
+    cfg.group.initial_rebalance_delay_ms = initial_rebalance_delay_ms;
+    cfg
+}
+
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_owned()))
 }
@@ -824,11 +834,7 @@ fn pipelined_commits_apply_in_order() {
 #[test]
 fn a_commit_sent_before_leaving_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig {
-        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ServerConfig::default()
-    };
-    cfg.group.initial_rebalance_delay_ms = 0;
+    let cfg = group_config(0);
     let s = TestServer::start(dir.path(), cfg);
     Wire::connect(s.addr).create_topic("t", 1, &[]);
     let mut k = Kafka::connect(s.kafka_addr.unwrap());
@@ -887,11 +893,7 @@ fn a_commit_sent_before_leaving_counts() {
 #[test]
 fn a_returning_static_member_fences_its_old_incarnation() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig {
-        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ServerConfig::default()
-    };
-    cfg.group.initial_rebalance_delay_ms = 100;
+    let cfg = group_config(100);
     let s = TestServer::start(dir.path(), cfg);
     Wire::connect(s.addr).create_topic("t", 2, &[]);
     let mut k = Kafka::connect(s.kafka_addr.unwrap());
@@ -932,11 +934,7 @@ fn a_returning_static_member_fences_its_old_incarnation() {
 #[test]
 fn classic_group_protocol_rebalances_fences_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ServerConfig {
-        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ServerConfig::default()
-    };
-    cfg.group.initial_rebalance_delay_ms = 200;
+    let cfg = group_config(200);
     let s = TestServer::start(dir.path(), cfg.clone());
     let mut a = Kafka::connect(s.kafka_addr.unwrap());
     let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()

@@ -570,12 +570,7 @@ async fn static_members_restart_without_a_rebalance() {
         drop(b);
         let b = group_consumer(&server, "static", "range", Some("b"));
         poll_until(&[&a, &b], &mut seen, "b back", |_| assigned(&b).len() == 2);
-        // Give a rebalance, were one coming, the time to show.
-        let settle = Instant::now() + Duration::from_millis(1_500);
-        while Instant::now() < settle {
-            a.poll(Duration::from_millis(20));
-            b.poll(Duration::from_millis(20));
-        }
+        settle(&[&a, &b]);
         assert_eq!((assigned(&a), assigned(&b)), (a_had.clone(), b_had.clone()));
         assert_eq!(
             a.context().revoked.load(Ordering::Relaxed),
@@ -588,15 +583,21 @@ async fn static_members_restart_without_a_rebalance() {
         drop(a);
         let a = group_consumer(&server, "static", "range", Some("a"));
         poll_until(&[&a, &b], &mut seen, "a back", |_| assigned(&a).len() == 2);
-        let settle = Instant::now() + Duration::from_millis(1_500);
-        while Instant::now() < settle {
-            a.poll(Duration::from_millis(20));
-            b.poll(Duration::from_millis(20));
-        }
+        settle(&[&a, &b]);
         assert_eq!((assigned(&a), assigned(&b)), (a_had, b_had));
         assert_eq!(b.context().revoked.load(Ordering::Relaxed), b_revoked, "b lost nothing");
     });
     server.shutdown().await.unwrap();
+}
+
+/// Polls the consumers for 1.5 s: time for a rebalance, were one coming, to show.
+fn settle(consumers: &[&GroupConsumer]) {
+    let until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < until {
+        for c in consumers {
+            c.poll(Duration::from_millis(20));
+        }
+    }
 }
 
 /// A group consumer with librdkafka's defaults (only `group.id` and where to start)
