@@ -68,8 +68,13 @@ pub struct GroupConfig {
     pub initial_rebalance_delay_ms: u32,
     /// How long the committed offsets of a group without members are kept (Kafka's
     /// `offsets.retention.minutes`, 7 days): from when it lost its last member, or from
-    /// the commit if that is later. 0 keeps them for ever.
+    /// the commit if that is later. A group with members loses, as long after their
+    /// commit, the offsets of topics none of them subscribes to any more. 0 keeps
+    /// offsets for ever.
     pub offsets_retention_ms: u64,
+    /// How often groups with members are checked for such offsets (Kafka's
+    /// `offsets.retention.check.interval.ms`, 10 min); empty groups on every tick.
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -85,6 +90,7 @@ impl Default for GroupConfig {
             tick_ms: 100,
             initial_rebalance_delay_ms: 1_000,
             offsets_retention_ms: 7 * 24 * 3_600_000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
@@ -170,6 +176,8 @@ pub struct Coordinator {
     storage: Arc<LogManager>,
     config: GroupConfig,
     shards: Vec<Shard>,
+    /// When groups with members were last checked for unsubscribed offsets.
+    retention_checked: Mutex<Instant>,
 }
 
 fn lock(shard: &Shard) -> MutexGuard<'_, ShardState> {
@@ -206,6 +214,7 @@ impl Coordinator {
             storage,
             config,
             shards,
+            retention_checked: Mutex::new(Instant::now()),
         }))
     }
 
@@ -605,6 +614,14 @@ impl Coordinator {
         let now = Instant::now();
         let now_ms = crate::storage::log::now_ms();
         let catalog = self.catalog();
+        let check_members = {
+            let mut checked = self.retention_checked.lock().unwrap_or_else(|p| p.into_inner());
+            let due = now >= *checked + Duration::from_millis(self.config.offsets_retention_check_interval_ms);
+            if due {
+                *checked = now;
+            }
+            due
+        };
         for shard in &self.shards {
             let mut out = Vec::new();
             let (wait, snapshot_start) = {
@@ -622,9 +639,10 @@ impl Coordinator {
                     for m in g.classic.tick(now, &mut out) {
                         info!(group = %id, member = %m, "classic member removed (session or rebalance timeout)");
                     }
-                    let expired = g.expire_offsets(now_ms, self.config.offsets_retention_ms);
+                    let subscriptions = check_members.then_some(&catalog);
+                    let expired = g.expire_offsets(now_ms, self.config.offsets_retention_ms, subscriptions);
                     if !expired.is_empty() {
-                        info!(group = %id, offsets = expired.len(), "committed offsets of the empty group expired");
+                        info!(group = %id, offsets = expired.len(), "committed offsets expired");
                     }
                     for tp in &expired {
                         records.offset(&id, tp, None);

@@ -202,8 +202,15 @@ impl Group {
 
     /// Notes when the group became empty (a member arriving clears it) and, once it has
     /// been empty for `retention_ms`, removes and returns the offsets committed longer
-    /// than that ago. 0 keeps offsets for ever.
-    pub fn expire_offsets(&mut self, now_ms: i64, retention_ms: u64) -> Vec<Tp> {
+    /// than that ago. With members, and given the topic `catalog`, it removes the offsets
+    /// committed that long ago of topics no member subscribes to (none while a member's
+    /// subscription cannot be read). 0 keeps offsets for ever.
+    pub fn expire_offsets(
+        &mut self,
+        now_ms: i64,
+        retention_ms: u64,
+        catalog: Option<&BTreeMap<String, u32>>,
+    ) -> Vec<Tp> {
         let empty = self.members.is_empty() && self.classic.is_empty();
         match (empty, self.empty_since_ms) {
             (true, None) => {
@@ -216,19 +223,31 @@ impl Group {
             }
             _ => {}
         }
-        let Some(since) = self.empty_since_ms.filter(|_| retention_ms > 0) else {
-            return Vec::new();
-        };
-        let retention = retention_ms.min(i64::MAX as u64) as i64;
-        if now_ms.saturating_sub(since) < retention {
+        if retention_ms == 0 {
             return Vec::new();
         }
-        let expired: Vec<Tp> = self
-            .offsets
-            .iter()
-            .filter(|(_, c)| now_ms.saturating_sub(c.commit_timestamp_ms.max(since)) >= retention)
-            .map(|(tp, _)| tp.clone())
-            .collect();
+        let retention = retention_ms.min(i64::MAX as u64) as i64;
+        let expired: Vec<Tp> = match (self.empty_since_ms, catalog) {
+            (Some(since), _) if now_ms.saturating_sub(since) >= retention => self
+                .offsets
+                .iter()
+                .filter(|(_, c)| now_ms.saturating_sub(c.commit_timestamp_ms.max(since)) >= retention)
+                .map(|(tp, _)| tp.clone())
+                .collect(),
+            (None, Some(catalog)) => {
+                let Ok(subscribed) = self.subscribed_topics(catalog) else {
+                    return Vec::new();
+                };
+                self.offsets
+                    .iter()
+                    .filter(|((topic, _), c)| {
+                        !subscribed.contains(topic) && now_ms.saturating_sub(c.commit_timestamp_ms) >= retention
+                    })
+                    .map(|(tp, _)| tp.clone())
+                    .collect()
+            }
+            _ => return Vec::new(),
+        };
         for tp in &expired {
             self.offsets.remove(tp);
         }
@@ -646,18 +665,35 @@ mod tests {
         .unwrap();
         g.offsets.insert(("t".into(), 0), committed(1_000));
         g.offsets.insert(("t".into(), 1), committed(5_000));
-        assert!(g.expire_offsets(1_000_000, 1_000).is_empty(), "a member keeps them");
+        // A topic the member does not subscribe to: expired by its commit time, on the
+        // passes that are given the catalog.
+        g.offsets.insert(("gone".into(), 0), committed(1_000));
+        let catalog = catalog();
+        assert!(
+            g.expire_offsets(1_000_000, 1_000, None).is_empty(),
+            "a member keeps them"
+        );
+        assert_eq!(g.expire_offsets(1_999, 1_000, Some(&catalog)), []);
+        assert_eq!(
+            g.expire_offsets(2_000, 1_000, Some(&catalog)),
+            [("gone".to_string(), 0)]
+        );
+        assert_eq!(
+            g.expire_offsets(1_000_000, 1_000, Some(&catalog)),
+            [],
+            "t is subscribed"
+        );
         assert_eq!(g.empty_since_ms, None);
-        g.remove_member("a", &catalog());
+        g.remove_member("a", &catalog);
         // Empty from 2 000; a retention of 0 keeps offsets for ever.
-        assert!(g.expire_offsets(2_000, 0).is_empty());
+        assert!(g.expire_offsets(2_000, 0, None).is_empty());
         assert_eq!(g.empty_since_ms, Some(2_000));
-        assert!(g.expire_offsets(2_999, 1_000).is_empty());
+        assert!(g.expire_offsets(2_999, 1_000, None).is_empty());
         // Committed before the group emptied: counted from 2 000. Committed after (at
         // 5 000, by an admin): counted from the commit.
-        assert_eq!(g.expire_offsets(3_000, 1_000), [("t".to_string(), 0)]);
-        assert!(g.expire_offsets(5_999, 1_000).is_empty());
-        assert_eq!(g.expire_offsets(6_000, 1_000), [("t".to_string(), 1)]);
+        assert_eq!(g.expire_offsets(3_000, 1_000, None), [("t".to_string(), 0)]);
+        assert!(g.expire_offsets(5_999, 1_000, None).is_empty());
+        assert_eq!(g.expire_offsets(6_000, 1_000, None), [("t".to_string(), 1)]);
         assert!(g.is_dead());
     }
 
