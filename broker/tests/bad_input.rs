@@ -324,6 +324,16 @@ fn pipelined_offset_commits_take_effect_in_request_order() {
                 c.frame(ApiKey::OffsetCommit as i16, 0, &commit(round * 100 + offset), &[])
                     .1,
             );
+            if offset == 25 {
+                // An undecodable commit in the middle fails at once; the commits after it
+                // still come after the ones before it.
+                let (_, mut bad) = c.frame(ApiKey::OffsetCommit as i16, 0, &commit(0), &[]);
+                let body = bad.len() - 4;
+                bad.truncate(bad.len() - body / 2);
+                let len = (bad.len() - 4) as u32;
+                bad[..4].copy_from_slice(&len.to_be_bytes());
+                frames.extend(bad);
+            }
         }
         // And an OffsetFetch in the same burst: it sees the last commit.
         let fetch = OffsetFetchRequest {
@@ -332,9 +342,14 @@ fn pipelined_offset_commits_take_effect_in_request_order() {
         };
         frames.extend(c.frame(ApiKey::OffsetFetch as i16, 0, &fetch, &[]).1);
         c.send_raw(&frames);
-        for _ in 0..50 {
+        for i in 0..51 {
             let r = OffsetCommitResponse::decode(c.read_response().unwrap().body).unwrap();
-            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+            let code = if i == 26 {
+                r.error_code
+            } else {
+                r.topics[0].partitions[0].error_code
+            };
+            assert_eq!(code != 0, i == 26, "response {i}: {r:?}");
         }
         let fetched = OffsetFetchResponse::decode(c.read_response().unwrap().body).unwrap();
         assert_eq!(

@@ -252,10 +252,7 @@ async fn read_loop<P: Protocol>(
             let correlation_id = correlation_id(&frame);
             let order = P::keeps_order(&frame).then(|| {
                 let (done, next) = oneshot::channel();
-                dispatch::ApplyOrder {
-                    after: last_append.replace(next),
-                    done,
-                }
+                dispatch::ApplyOrder::new(last_append.replace(next), done)
             });
             let info = RequestInfo::new(P::NAME, peer, Instant::now());
             let request = P::dispatch(broker.clone(), frame, order, peer);

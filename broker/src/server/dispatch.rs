@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use runnel_protocol::frame;
 use runnel_protocol::messages::ErrorResponse;
 use runnel_protocol::{ApiKey, ErrorCode, Request, Response};
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::handlers;
@@ -15,20 +16,26 @@ use super::reply::Reply;
 use super::Broker;
 use crate::metrics;
 
-/// Runs one request. `permit` holds the frame's bytes against the connection's budget
-/// until the request is done. `None`: the request wants no response (acks none).
-/// Keeps a connection's produce requests and offset commits taking effect in the order
-/// they arrived, although each runs as its own task: a request appends (or commits) only
-/// after its predecessor in the chain has (or failed) — `after` resolves when that one
-/// drops its `done`. Kafka handles a connection's requests one at a time, and clients
-/// rely on it: they pipeline produce requests per partition, and of pipelined commits
-/// the last one sent must win.
+/// Keeps a connection's produce requests, offset commits and group requests taking
+/// effect in the order they arrived, although each runs as its own task: a request
+/// appends (or commits) only after its predecessor in the chain has (or failed) —
+/// `after` resolves when that one signals or drops its `done`. Kafka handles a
+/// connection's requests one at a time, and clients rely on it: they pipeline produce
+/// requests per partition, and of pipelined commits the last one sent must win.
 pub(crate) struct ApplyOrder {
-    pub after: Option<tokio::sync::oneshot::Receiver<()>>,
-    pub done: tokio::sync::oneshot::Sender<()>,
+    after: Option<oneshot::Receiver<()>>,
+    done: Option<oneshot::Sender<()>>,
 }
 
 impl ApplyOrder {
+    /// The turn after the one that signals `after` (`None`: the first).
+    pub fn new(after: Option<oneshot::Receiver<()>>, done: oneshot::Sender<()>) -> ApplyOrder {
+        ApplyOrder {
+            after,
+            done: Some(done),
+        }
+    }
+
     /// Waits for the predecessor's appends or commit.
     pub async fn wait_turn(&mut self) {
         if let Some(prev) = self.after.take() {
@@ -37,10 +44,28 @@ impl ApplyOrder {
     }
 
     /// This request's appends or commit are done (not necessarily durable): the next may
-    /// go. (Dropping it does the same, so a request that fails or is cancelled never
-    /// holds up the connection.)
-    pub fn applied(self) {
-        let _ = self.done.send(());
+    /// go. Dropping the turn does the same, so a request that fails or is cancelled never
+    /// holds up the connection.
+    pub fn applied(mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl Drop for ApplyOrder {
+    /// A turn given up before it was waited for (the request failed early): its
+    /// successor must still come after its predecessor, so the signal is passed on once
+    /// the predecessor's arrives.
+    fn drop(&mut self) {
+        if let (Some(after), Some(done)) = (self.after.take(), self.done.take()) {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = after.await;
+                    let _ = done.send(());
+                });
+            }
+        }
     }
 }
 
@@ -67,6 +92,8 @@ pub(crate) async fn in_turn<T>(order: Option<ApplyOrder>, apply: impl FnOnce() -
     out
 }
 
+/// Runs one request (`order`: its turn, for those that take effect in arrival order).
+/// `None`: the request wants no response (acks none).
 pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>) -> Option<Reply> {
     let correlation_id = frame::request_header(&frame).correlation_id;
     let timeout = Duration::from_millis(broker.config.request_timeout_ms);
