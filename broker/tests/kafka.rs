@@ -829,6 +829,64 @@ fn pipelined_commits_apply_in_order() {
     }
 }
 
+/// Any request sees what the requests sent before it on its connection did, as with
+/// Kafka: a Fetch right behind a Produce returns its records (without waiting), a
+/// Metadata right behind a CreateTopics lists the topic.
+#[test]
+fn requests_see_what_earlier_ones_on_their_connection_did() {
+    let (_dir, s) = start();
+    let mut k = Kafka::connect(s.kafka_addr.unwrap());
+    for round in 0..20 {
+        let topic = format!("seen-{round}");
+        let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(name(&topic))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+        let metadata = MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(&topic)))
+        ]));
+        let produce = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(&topic))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(&records(0, 3))))])]);
+        let fetch = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default().with_topic(name(&topic)).with_partitions(
+                vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)],
+            )]);
+        let mut burst = Vec::new();
+        burst.extend_from_slice(&k.frame(ApiKey::CreateTopics, 5, &create).1);
+        burst.extend_from_slice(&k.frame(ApiKey::Metadata, 9, &metadata).1);
+        burst.extend_from_slice(&k.frame(ApiKey::Produce, 9, &produce).1);
+        burst.extend_from_slice(&k.frame(ApiKey::Fetch, 12, &fetch).1);
+        k.sock.write_all(&burst).unwrap();
+        let created: CreateTopicsResponse = read_response(&mut k, 5);
+        assert_eq!(created.topics[0].error_code, 0);
+        let listed: MetadataResponse = read_response(&mut k, 9);
+        assert_eq!(
+            listed.topics[0].error_code, 0,
+            "round {round}: Metadata after CreateTopics"
+        );
+        let produced: ProduceResponse = read_response(&mut k, 9);
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+        let fetched: FetchResponse = read_response(&mut k, 12);
+        let p = &fetched.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.high_watermark, 3, "round {round}: Fetch after Produce");
+        assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()), "round {round}");
+    }
+    s.shutdown();
+}
+
 /// A member that commits and leaves without waiting in between (as a closing consumer
 /// may) has its commits counted: the LeaveGroup takes effect after them.
 #[test]

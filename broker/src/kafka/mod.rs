@@ -43,22 +43,12 @@ impl Protocol for Kafka {
     /// api key, api version, correlation id.
     const MIN_FRAME_BYTES: usize = 8;
 
-    /// Produce, and the group requests that change what later ones see: a commit must
-    /// land before the LeaveGroup or JoinGroup sent after it, and an OffsetFetch sent
-    /// after a commit sees it (Kafka serves a connection's requests one at a time; clients
-    /// commit, then leave, rejoin or read their offsets).
-    fn keeps_order(frame: &[u8]) -> bool {
-        const ORDERED: [ApiKey; 7] = [
-            ApiKey::Produce,
-            ApiKey::OffsetCommit,
-            ApiKey::OffsetFetch,
-            ApiKey::JoinGroup,
-            ApiKey::SyncGroup,
-            ApiKey::LeaveGroup,
-            ApiKey::ConsumerGroupHeartbeat,
-        ];
-        let key = api_key(frame);
-        ORDERED.iter().any(|k| *k as i16 == key)
+    /// Every request: Kafka serves a connection's requests one at a time, and clients
+    /// rely on it (a commit lands before the LeaveGroup sent after it, an OffsetFetch or
+    /// Fetch sees what was committed or produced before it). How long each holds its
+    /// turn: `handlers::serve`.
+    fn keeps_order(_frame: &[u8]) -> bool {
+        true
     }
 
     fn wants_own_buffer(head: &[u8], total: usize) -> bool {

@@ -78,12 +78,31 @@ pub(crate) async fn handle(
 }
 
 /// `Err`: the request could not be decoded; the reply closes the connection.
+///
+/// Every request has its turn in the connection's order (`ApplyOrder`), as Kafka serves a
+/// connection's requests one at a time: the ones that change state and then wait (for
+/// durability, other members, a rebalance) take their turn around the change only;
+/// Fetch waits for its predecessor but holds no one up while it long-polls; every other
+/// request holds its turn until it is answered.
 async fn serve(
     broker: &Arc<Broker>,
     req: Request,
     body: Bytes,
     order: Option<ApplyOrder>,
 ) -> Result<Option<Reply>, Reply> {
+    let (order, _turn) = match req.key {
+        ApiKey::Produce
+        | ApiKey::OffsetCommit
+        | ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::LeaveGroup
+        | ApiKey::ConsumerGroupHeartbeat => (order, None),
+        ApiKey::Fetch => {
+            drop(after_predecessor(order).await);
+            (None, None)
+        }
+        _ => (None, after_predecessor(order).await),
+    };
     Ok(match req.key {
         ApiKey::ApiVersions => respond(&req, &api_versions::handle(&decode(&req, body)?)),
         ApiKey::Metadata => respond(&req, &metadata::handle(broker, &req, decode(&req, body)?)),
@@ -98,14 +117,10 @@ async fn serve(
             &find_coordinator::handle(broker, req.version, decode(&req, body)?),
         ),
         ApiKey::OffsetCommit => respond(&req, &offset_commit::handle(broker, decode(&req, body)?, order).await),
-        ApiKey::OffsetFetch => {
-            // After the commits sent before it (read your own commits).
-            let _turn = after_predecessor(order).await;
-            respond(
-                &req,
-                &offset_fetch::handle(broker, req.version, decode(&req, body)?).await,
-            )
-        }
+        ApiKey::OffsetFetch => respond(
+            &req,
+            &offset_fetch::handle(broker, req.version, decode(&req, body)?).await,
+        ),
         ApiKey::InitProducerId => respond(&req, &init_producer_id::handle(broker, decode(&req, body)?)),
         ApiKey::ListOffsets => respond(
             &req,
