@@ -55,8 +55,8 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     const NAME: &'static str;
     /// Bytes a frame holds at least after its length prefix (its fixed header).
     const MIN_FRAME_BYTES: usize;
-    /// Whether a whole frame is a request that takes effect in arrival order (a produce
-    /// or an offset commit; see `dispatch::ApplyOrder`).
+    /// Whether a whole frame is a request that takes effect in arrival order (see
+    /// `dispatch::ApplyOrder`; which requests is the protocol's choice).
     fn keeps_order(frame: &[u8]) -> bool;
     /// Whether the handler wants the allocation of a frame of `total` bytes (`head`: at
     /// least its first 6) to itself, to write into it once the frame is its last holder
@@ -182,8 +182,8 @@ async fn read_loop<P: Protocol>(
     let mut own_until: Option<usize> = None;
     // Permits for the frame being read, taken once its length is known.
     let mut permit: Option<OwnedSemaphorePermit> = None;
-    // Signalled when the latest produce request has appended: the next one waits for it.
-    let mut last_append: Option<oneshot::Receiver<()>> = None;
+    // Signalled when the latest ordered request has taken effect: the next one waits for it.
+    let mut last_turn: Option<oneshot::Receiver<()>> = None;
     loop {
         // Start every whole frame in the buffer.
         loop {
@@ -252,7 +252,7 @@ async fn read_loop<P: Protocol>(
             let correlation_id = correlation_id(&frame);
             let order = P::keeps_order(&frame).then(|| {
                 let (done, next) = oneshot::channel();
-                dispatch::ApplyOrder::new(last_append.replace(next), done)
+                dispatch::ApplyOrder::new(last_turn.replace(next), done)
             });
             let info = RequestInfo::new(P::NAME, peer, Instant::now());
             let request = P::dispatch(broker.clone(), frame, order, peer);
