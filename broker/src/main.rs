@@ -18,7 +18,7 @@ use runnel_broker::metrics::Metrics;
 use runnel_broker::server::{Server, ServerConfig};
 use runnel_broker::storage::{LogConfig, LogManager, StorageConfig};
 use serde::Deserialize;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Runnel broker daemon. With no arguments: data in ./runnel-data, native protocol on
 /// 127.0.0.1:7117.
@@ -187,20 +187,26 @@ const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
 /// Where the metrics endpoint is unless configured (next to the native port).
 const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:7118";
 
-/// An optional listener's address: the default, `off`, or an address.
-fn listen_setting(what: &str, value: Option<String>, default: &str) -> Option<std::net::SocketAddr> {
+/// An optional listener's address — the default, `off`, or an address — and whether it
+/// is the default (a default address that is taken is skipped with a warning; one the
+/// user gave is a hard error).
+fn listen_setting(what: &str, value: Option<String>, default: &str) -> (Option<SocketAddr>, bool) {
     match value.as_deref() {
-        None => Some(default.parse().expect("valid default address")),
-        Some("off") => None,
-        Some(addr) => Some(
-            addr.parse()
-                .unwrap_or_else(|e| fail(format!("{what} listen address {addr:?}: {e} (an IP:PORT, or off)"))),
+        None => (Some(default.parse().expect("valid default address")), true),
+        Some("off") => (None, false),
+        Some(addr) => (
+            Some(
+                addr.parse()
+                    .unwrap_or_else(|e| fail(format!("{what} listen address {addr:?}: {e} (an IP:PORT, or off)"))),
+            ),
+            false,
         ),
     }
 }
 
 struct Settings {
     log: String,
+    metrics_listen_is_default: bool,
     json: bool,
     storage: StorageConfig,
     server: ServerConfig,
@@ -248,8 +254,10 @@ fn settings(args: Args) -> Settings {
         fetch_max_bytes
     );
     server.advertised_host = args.advertised_host.or(file.advertised_host);
-    server.kafka_listen = listen_setting("kafka", args.kafka_listen.or(file.kafka_listen), DEFAULT_KAFKA_LISTEN);
-    server.metrics_listen = listen_setting(
+    (server.kafka_listen, server.kafka_listen_is_default) =
+        listen_setting("kafka", args.kafka_listen.or(file.kafka_listen), DEFAULT_KAFKA_LISTEN);
+    let metrics_listen_is_default;
+    (server.metrics_listen, metrics_listen_is_default) = listen_setting(
         "metrics",
         args.metrics_listen.or(file.metrics_listen),
         DEFAULT_METRICS_LISTEN,
@@ -295,6 +303,7 @@ fn settings(args: Args) -> Settings {
             .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
             .unwrap_or_else(|| "info".into()),
         json,
+        metrics_listen_is_default,
         storage,
         server,
     }
@@ -330,21 +339,27 @@ fn main() {
     // while logs recover.
     let metrics = Metrics::new(s.server.metrics_per_partition);
     let mut server_config = s.server;
-    let metrics_addr = server_config.metrics_listen.take().map(|addr| {
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .unwrap_or_else(|e| {
-                fail(format!(
-                    "listen (metrics; `--metrics-listen off` disables it) on {addr}: {e}"
-                ))
-            });
+    let metrics_addr = server_config.metrics_listen.take().and_then(|addr| {
+        let listener = match runtime.block_on(tokio::net::TcpListener::bind(addr)) {
+            Ok(l) => l,
+            Err(e) if s.metrics_listen_is_default && e.kind() == std::io::ErrorKind::AddrInUse => {
+                warn!(
+                    "METRICS ENDPOINT NOT STARTED: {addr} is already in use; \
+                     pick a free port with --metrics-listen HOST:PORT, or --metrics-listen off"
+                );
+                return None;
+            }
+            Err(e) => fail(format!(
+                "listen (metrics; `--metrics-listen off` disables it) on {addr}: {e}"
+            )),
+        };
         let bound = listener.local_addr().unwrap_or(addr);
         runtime.spawn(runnel_broker::metrics::http::serve(
             listener,
             metrics.clone(),
             std::future::pending(),
         ));
-        bound
+        Some(bound)
     });
     let data_dir = s.storage.data_dir.clone();
     let storage =

@@ -237,3 +237,71 @@ fn the_metrics_endpoint_answers_health_ready_and_metrics() {
     .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// The Kafka and metrics listeners' *default* addresses (9092, 7118) may be taken — by a
+/// Kafka broker under evaluation beside Runnel, say. The broker then starts without them,
+/// saying so in one line that names the flag; the native listener still serves.
+#[test]
+fn taken_default_ports_leave_the_broker_up_without_those_listeners() {
+    use std::io::BufRead;
+    // Holding them here makes them taken; if something else holds one already, it is
+    // taken all the same.
+    let _kafka = std::net::TcpListener::bind("127.0.0.1:9092");
+    let _metrics = std::net::TcpListener::bind("127.0.0.1:7118");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env_remove("RUNNEL_KAFKA_LISTEN")
+        .env_remove("RUNNEL_METRICS_LISTEN")
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    for line in stderr.by_ref().map_while(Result::ok).take(50) {
+        let started = line.contains("runnel-broker started");
+        lines.push(line);
+        if started {
+            break;
+        }
+    }
+    // Keep draining, so the daemon's later log lines never meet a closed pipe.
+    let drain = std::thread::spawn(move || stderr.map_while(Result::ok).collect::<Vec<_>>());
+    let log = lines.join("\n");
+    let started = lines.last().cloned().unwrap_or_default();
+    assert!(started.contains("runnel-broker started"), "{log}");
+    assert!(started.contains("kafka_listen=None"), "{log}");
+    assert!(started.contains("metrics_listen=None"), "{log}");
+    let kafka_warning = lines
+        .iter()
+        .find(|l| l.contains("KAFKA LISTENER NOT STARTED"))
+        .unwrap_or_else(|| panic!("no warning for the Kafka port: {log}"));
+    assert!(
+        kafka_warning.contains("127.0.0.1:9092") && kafka_warning.contains("--kafka-listen"),
+        "{kafka_warning}"
+    );
+    let metrics_warning = lines
+        .iter()
+        .find(|l| l.contains("METRICS ENDPOINT NOT STARTED"))
+        .unwrap_or_else(|| panic!("no warning for the metrics port: {log}"));
+    assert!(metrics_warning.contains("--metrics-listen"), "{metrics_warning}");
+
+    // The native listener serves: an ApiVersions round trip.
+    let native: SocketAddr = started
+        .split(" listen=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no native address in {started}"));
+    common::wire::Wire::connect(native).ping();
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}: {:?}", drain.join().unwrap());
+}

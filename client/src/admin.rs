@@ -416,7 +416,19 @@ pub(crate) async fn list_offset(client: &Client, topic: &str, partition: u32, at
         Offset::Timestamp(ms) if ms >= 0 => ms,
         Offset::Timestamp(ms) => return Err(Error::InvalidArgument(format!("negative timestamp {ms}"))),
         Offset::At(o) => return Ok(Some(o)),
+        Offset::FromEnd(n) => {
+            let end = list_offset_at(client, topic, partition, -1).await?.unwrap_or(0);
+            let start = list_offset_at(client, topic, partition, -2).await?.unwrap_or(0);
+            let back = i64::try_from(n).unwrap_or(i64::MAX);
+            return Ok(Some(end.saturating_sub(back).max(start)));
+        }
     };
+    list_offset_at(client, topic, partition, timestamp).await
+}
+
+/// ListOffsets for one partition: `timestamp` -1 is the end, -2 the start, else the first
+/// record at or after that time (`None` if there is none).
+async fn list_offset_at(client: &Client, topic: &str, partition: u32, timestamp: i64) -> Result<Option<i64>> {
     let resp = client
         .call(&ListOffsetsRequest {
             topics: vec![ListOffsetsTopic {

@@ -59,21 +59,39 @@ struct Inner {
 impl Client {
     /// Connects to the broker at `addr` (`host:port`) and checks that it speaks this
     /// protocol, so a wrong address fails here rather than at the first send.
+    /// A host without a port (`localhost`) means the default port, 7117.
     pub async fn connect(addr: impl Into<String>, config: ClientConfig) -> Result<Client> {
         let client = Client {
             inner: Arc::new(Inner {
-                addr: addr.into(),
+                addr: with_default_port(&addr.into()),
                 config,
                 conn: tokio::sync::Mutex::new(None),
                 partitions: Mutex::new(HashMap::new()),
                 partitions_version: AtomicU64::new(0),
             }),
         };
-        client
+        let versions = client
             .call(&ApiVersionsRequest {
                 client_software: client.inner.config.client_id.clone(),
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // The first exchange failed: the address is wrong rather than a link lost.
+                Error::Disconnected { addr, reason } => Error::Connect { addr, reason },
+                e => e,
+            })?;
+        // A Kafka listener answers a native ApiVersions with a frame that happens to
+        // parse as an empty one: a Runnel broker always lists its APIs.
+        if versions.apis.is_empty() {
+            return Err(Error::Connect {
+                addr: client.inner.addr.clone(),
+                reason: format!(
+                    "it answered, but not as a Runnel broker (a Kafka listener?) — the native \
+                     protocol is on port {} by default (--broker)",
+                    runnel_protocol::DEFAULT_BROKER_PORT
+                ),
+            });
+        }
         tokio::spawn(refresh_partition_counts(
             Arc::downgrade(&client.inner),
             client.inner.config.metadata_max_age,
@@ -255,4 +273,38 @@ pub(crate) fn check(code: i32, message: &str) -> Result<()> {
 
 pub(crate) fn is_unknown_topic(e: &Error) -> bool {
     e.code() == Some(ErrorCode::UnknownTopicOrPartition)
+}
+
+/// `addr` with the native default port added when it names a host alone (`localhost`,
+/// `10.0.0.5`, `[::1]`, `::1`).
+pub(crate) fn with_default_port(addr: &str) -> String {
+    let port = runnel_protocol::DEFAULT_BROKER_PORT;
+    if addr.starts_with('[') {
+        return if addr.ends_with(']') {
+            format!("{addr}:{port}")
+        } else {
+            addr.to_owned()
+        };
+    }
+    match addr.matches(':').count() {
+        0 => format!("{addr}:{port}"),
+        1 => addr.to_owned(),
+        // More than one colon and no brackets: an IPv6 address alone.
+        _ => format!("[{addr}]:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_default_port;
+
+    #[test]
+    fn a_host_alone_means_the_default_port() {
+        assert_eq!(with_default_port("localhost"), "localhost:7117");
+        assert_eq!(with_default_port("localhost:9000"), "localhost:9000");
+        assert_eq!(with_default_port("10.1.2.3"), "10.1.2.3:7117");
+        assert_eq!(with_default_port("[::1]"), "[::1]:7117");
+        assert_eq!(with_default_port("[::1]:8000"), "[::1]:8000");
+        assert_eq!(with_default_port("::1"), "[::1]:7117");
+    }
 }

@@ -185,7 +185,7 @@ async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, max_frame_bytes: 
                     break;
                 }
                 Err(e) => {
-                    shared.fail_all(&format!("bad response frame: {e}"));
+                    shared.fail_all(&bad_frame_reason(&buf, &e.to_string()));
                     return;
                 }
             };
@@ -233,5 +233,19 @@ async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, max_frame_bytes: 
                 return;
             }
         }
+    }
+}
+
+/// Why a response frame could not be read, naming the likely cause when the bytes are
+/// another protocol's: `runnel --broker` pointed at the metrics port gets an HTTP answer,
+/// whose first bytes read as a frame of 1,213,486,160 bytes.
+fn bad_frame_reason(buf: &[u8], error: &str) -> String {
+    if buf.starts_with(b"HTTP/") {
+        format!(
+            "it answered like an HTTP server — the native protocol is on port {} by default (--broker)",
+            runnel_protocol::DEFAULT_BROKER_PORT
+        )
+    } else {
+        format!("bad response frame: {error}")
     }
 }

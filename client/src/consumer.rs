@@ -42,10 +42,14 @@ pub enum Offset {
     Earliest,
     /// The log end offset: only records produced from now on.
     Latest,
+    /// This offset.
     At(i64),
     /// The first record with a timestamp at or after this one (ms since the epoch); the
     /// end of the log if there is none.
     Timestamp(i64),
+    /// This many records before the end (kcat's `-o -N`), or the log start if it holds
+    /// fewer.
+    FromEnd(u64),
 }
 
 /// What to do when a position is unset or out of the log's range.

@@ -35,6 +35,8 @@ pub mod group_log {
 pub use batch::{check_batch, BatchHeader, RecordBatch, TimestampType};
 /// The native listener's default address: loopback, so a fresh broker is not exposed.
 pub const DEFAULT_BROKER_ADDR: &str = "127.0.0.1:7117";
+/// The native listener's default port (an address given without one means this port).
+pub const DEFAULT_BROKER_PORT: u16 = 7117;
 
 pub use api::{ApiKey, Request, Response};
 pub use compression::Compression;

@@ -19,10 +19,12 @@ of {\"key\": ..., \"value\": ...}";
 
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
+    /// The topic to read
     topic: String,
-    /// Where to start: beginning, end, an OFFSET, or @UNIX_MS (first record at or after
-    /// that time). With --group, only for partitions the group has not committed
-    #[arg(long, short = 'o', default_value = "end", value_parser = parse_from)]
+    /// Where to start: beginning, end, an OFFSET, -N (N records before the end, as kcat's
+    /// `-o -N`), or @UNIX_MS (first record at or after that time). With --group, only for
+    /// partitions the group has not committed
+    #[arg(long, short = 'o', default_value = "end", value_parser = parse_from, allow_hyphen_values = true)]
     from: Offset,
     /// Read only this partition (default: all)
     #[arg(long, short = 'p', conflicts_with = "group")]
@@ -65,11 +67,17 @@ pub(crate) fn parse_from(s: &str) -> Result<Offset, String> {
                     .map(Offset::Timestamp)
                     .ok_or_else(|| format!("bad timestamp {ms:?}: expected milliseconds since the epoch"));
             }
+            if let Some(n) = s.strip_prefix('-') {
+                return n
+                    .parse::<u64>()
+                    .map(Offset::FromEnd)
+                    .map_err(|_| format!("bad -N {s:?}: expected a count of records before the end"));
+            }
             s.parse::<i64>()
                 .ok()
                 .filter(|o| *o >= 0)
                 .map(Offset::At)
-                .ok_or_else(|| format!("expected beginning, end, an offset or @UNIX_MS, got {s:?}"))
+                .ok_or_else(|| format!("expected beginning, end, an offset, -N or @UNIX_MS, got {s:?}"))
         }
     }
 }
@@ -95,11 +103,29 @@ pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), String> {
     }
     if args.group.is_none() {
         consumer.seek_all(args.from).await.map_err(err)?;
+        if let Offset::At(from) = args.from {
+            warn_past_end(&consumer, &args.topic, from).await.map_err(err)?;
+        }
     }
     let result = print_records(&mut consumer, &args).await;
     // In a group: commit what was printed and leave, so the partitions move on at once.
     let closed = consumer.close().await.map_err(err);
     result.and(closed)
+}
+
+/// An explicit start offset past a partition's end reads nothing until records arrive
+/// there: say so, or the user waits on a silent terminal.
+async fn warn_past_end(consumer: &Consumer, topic: &str, from: i64) -> Result<(), runnel_client::Error> {
+    for (t, p) in consumer.assignment() {
+        let end = consumer.offset_for(&t, p, Offset::Latest).await?.unwrap_or(0);
+        if from > end {
+            eprintln!(
+                "runnel: offset {from} is past the end of {topic} partition {p} (end {end}); \
+                 it will be read from the end"
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn print_records(consumer: &mut Consumer, args: &ConsumeArgs) -> Result<(), String> {
@@ -131,7 +157,10 @@ async fn print_records(consumer: &mut Consumer, args: &ConsumeArgs) -> Result<()
     while args.count.is_none_or(|c| printed < c) {
         let record = tokio::select! {
             biased;
-            _ = sigint.recv() => break,
+            _ = sigint.recv() => {
+                crate::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+                break;
+            }
             _ = sigterm.recv() => break,
             r = consumer.next() => r,
         };
@@ -350,7 +379,9 @@ mod tests {
         assert_eq!(parse_from("end"), Ok(Offset::Latest));
         assert_eq!(parse_from("42"), Ok(Offset::At(42)));
         assert_eq!(parse_from("@1700000000000"), Ok(Offset::Timestamp(1_700_000_000_000)));
-        assert!(parse_from("-1").is_err());
+        assert_eq!(parse_from("-10"), Ok(Offset::FromEnd(10)));
+        assert!(parse_from("-x").is_err());
+        assert!(parse_from("--1").is_err());
         assert!(parse_from("@x").is_err());
     }
 }

@@ -10,21 +10,30 @@ pub enum GroupCommand {
     /// List consumer groups
     List,
     /// Show a group's members, their partitions, and per-partition committed offset and lag
-    Describe { group: String },
+    Describe {
+        /// The group's id
+        group: String,
+    },
     /// Move a stopped group's committed offsets on a topic
     ResetOffsets {
+        /// The group's id (the group must have no members)
         group: String,
+        /// The topic whose offsets move
         #[arg(long, short = 't')]
         topic: String,
         /// Only this partition (default: all)
         #[arg(long, short = 'p')]
         partition: Option<u32>,
-        /// beginning, end, an OFFSET, or @UNIX_MS (first record at or after that time)
-        #[arg(long, value_parser = parse_from)]
+        /// beginning, end, an OFFSET, -N (N before the end), or @UNIX_MS (first record at or
+        /// after that time)
+        #[arg(long, value_parser = parse_from, allow_hyphen_values = true)]
         to: Offset,
     },
     /// Delete a group without members, with its committed offsets
-    Delete { group: String },
+    Delete {
+        /// The group's id
+        group: String,
+    },
 }
 
 fn dash(v: Option<i64>) -> String {

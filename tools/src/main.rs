@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
     about = "Runnel command-line tool: topics, produce, consume, groups"
 )]
 struct Cli {
-    /// Broker address (host:port)
+    /// Broker address, HOST:PORT (a HOST alone means port 7117)
     #[arg(long, global = true, env = "RUNNEL_BROKER", default_value = runnel_client::DEFAULT_BROKER_ADDR)]
     broker: String,
 
@@ -59,10 +59,18 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 };
             }
-            // clap's message without the usage block: one line.
+            // clap's message without the usage block: one line, with its suggestion for a
+            // typo ("tip: a similar subcommand exists: 'topic'") if it made one.
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("runnel: {} (see --help)", first.trim_start_matches("error: "));
+            let tip = text
+                .lines()
+                .map(str::trim)
+                .find_map(|l| l.strip_prefix("tip: ").filter(|t| t.contains("similar")));
+            match tip {
+                Some(tip) => eprintln!("runnel: {}; {tip} (see --help)", first.trim_start_matches("error: ")),
+                None => eprintln!("runnel: {} (see --help)", first.trim_start_matches("error: ")),
+            }
             return ExitCode::from(2);
         }
     };
@@ -83,6 +91,7 @@ fn main() -> ExitCode {
         }
     });
     match result {
+        Ok(()) if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) => ExitCode::from(EXIT_INTERRUPTED),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("runnel: {}", e.replace('\n', " "));
@@ -90,6 +99,13 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Set when a command stopped on SIGINT (after finishing cleanly: a group consumer has
+/// committed and left): the exit code is then 130, as shells expect of Ctrl-C.
+pub(crate) static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Exit code of a process stopped by SIGINT (128 + 2).
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// Parses `key=value`.
 pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {

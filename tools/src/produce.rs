@@ -23,15 +23,21 @@ pub enum AcksArg {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum CompressionArg {
+    /// Batches as they are
     None,
+    /// gzip (deflate): small, slow
     Gzip,
+    /// Snappy: fast, modest ratio
     Snappy,
+    /// LZ4: fast, modest ratio
     Lz4,
+    /// Zstandard: good ratio at good speed
     Zstd,
 }
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
+    /// The topic to write to
     topic: String,
     /// Split each line at the first SEP into key and value (lines without SEP have no key)
     #[arg(long, short = 'K', value_name = "SEP")]
@@ -39,6 +45,7 @@ pub struct ProduceArgs {
     /// Send every record to this partition (default: by key hash, or sticky when keyless)
     #[arg(long, short = 'p')]
     partition: Option<u32>,
+    /// When the broker acknowledges a batch
     #[arg(long, value_enum, default_value = "all")]
     acks: AcksArg,
     /// A header KEY=VALUE added to every record; repeatable
@@ -47,6 +54,7 @@ pub struct ProduceArgs {
     /// Read records from this file instead of stdin
     #[arg(long, short = 'f', value_name = "PATH")]
     file: Option<PathBuf>,
+    /// Compress batches with this codec (the broker stores them compressed)
     #[arg(long, value_enum, default_value = "none")]
     compression: CompressionArg,
     /// Batch linger in milliseconds
@@ -56,12 +64,44 @@ pub struct ProduceArgs {
     /// one request is in flight per partition, so this sets how much moves per round trip
     #[arg(long, default_value_t = 1 << 20)]
     batch_bytes: usize,
+    /// Largest request, and so largest record, sent, in bytes [default: room for the
+    /// topic's max.message.bytes, at least 1 MiB]
+    #[arg(long, value_name = "BYTES")]
+    max_request_bytes: Option<usize>,
+}
+
+/// The client's own default request limit, below which the CLI never goes.
+const MIN_REQUEST_BYTES: usize = 1 << 20;
+/// Room for a request's own fields beside its one batch.
+const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// The largest request the topic can take: its `max.message.bytes` (one batch) plus the
+/// request's own fields, so a record the broker would accept is never refused here. A
+/// topic that cannot be described keeps the default (producing then reports why).
+async fn request_bytes_for(broker: &str, topic: &str) -> usize {
+    let Ok(admin) = runnel_client::Admin::connect(broker).await else {
+        return MIN_REQUEST_BYTES;
+    };
+    let max_message_bytes = admin
+        .describe_configs(topic)
+        .await
+        .ok()
+        .and_then(|entries| entries.into_iter().find(|e| e.key == "max.message.bytes"))
+        .and_then(|e| e.value.parse::<usize>().ok());
+    max_message_bytes.map_or(MIN_REQUEST_BYTES, |m| {
+        m.saturating_add(REQUEST_OVERHEAD_BYTES).max(MIN_REQUEST_BYTES)
+    })
 }
 
 /// Outstanding deliveries checked in order by a second task; a bound keeps memory flat.
 const DELIVERY_QUEUE: usize = 65_536;
 
 pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), String> {
+    let max_request_bytes = match args.max_request_bytes {
+        Some(n) => n.max(1024),
+        None => request_bytes_for(broker, &args.topic).await,
+    };
+    let defaults = ProducerConfig::default();
     let config = ProducerConfig {
         acks: match args.acks {
             AcksArg::None => Acks::None,
@@ -77,7 +117,9 @@ pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), String> {
         },
         linger: Duration::from_millis(args.linger_ms),
         batch_size_bytes: args.batch_bytes.max(1),
-        ..ProducerConfig::default()
+        max_request_bytes,
+        buffer_memory_bytes: defaults.buffer_memory_bytes.max(max_request_bytes),
+        ..defaults
     };
     let producer = Producer::connect(broker, config).await.map_err(|e| e.to_string())?;
     let topic: std::sync::Arc<str> = args.topic.as_str().into();

@@ -9,6 +9,7 @@ use runnel_client::Admin;
 pub enum TopicCommand {
     /// Create a topic
     Create {
+        /// The new topic's name: letters, digits, `.`, `_`, `-`, at most 249 characters
         name: String,
         /// Number of partitions
         #[arg(long, short = 'p', default_value_t = 1)]
@@ -19,17 +20,24 @@ pub enum TopicCommand {
     },
     /// Add partitions to a topic (they are never removed: keys would move)
     Alter {
+        /// The topic to grow
         name: String,
         /// The new partition count, above the current one
         #[arg(long, short = 'p')]
         partitions: u32,
     },
     /// Delete a topic and all its records
-    Delete { name: String },
+    Delete {
+        /// The topic to delete
+        name: String,
+    },
     /// List topics with their partition counts
     List,
     /// Show a topic's partitions (offsets, sizes) and configs
-    Describe { name: String },
+    Describe {
+        /// The topic to show
+        name: String,
+    },
 }
 
 pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), String> {

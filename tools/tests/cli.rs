@@ -1,39 +1,12 @@
 //! The CLI against an in-process broker: the README tour runs as written, and user
 //! mistakes are one line on stderr with a non-zero exit.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
-use runnel_broker::server::{Server, ServerConfig};
-use runnel_broker::storage::{LogManager, StorageConfig};
-
-struct Broker {
-    addr: String,
-    _server: Server,
-    runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-}
-
-fn broker() -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..ServerConfig::default()
-    };
-    let server = runtime.block_on(Server::bind(storage, cfg)).unwrap();
-    Broker {
-        addr: server.local_addr().to_string(),
-        _server: server,
-        runtime,
-        _dir: dir,
-    }
-}
+use common::{broker, fails, runnel};
 
 /// `(command, expected output lines)` from the README's tour block.
 fn tour() -> Vec<(String, Vec<String>)> {
@@ -100,23 +73,6 @@ fn the_readme_tour_runs_as_written() {
         );
     }
     drop(b.runtime);
-}
-
-fn runnel(b: &Broker) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::cargo_bin("runnel").unwrap();
-    c.env("RUNNEL_BROKER", &b.addr);
-    c
-}
-
-/// Runs and returns (exit code, stderr), asserting stdout is empty and stderr one line.
-fn fails(mut cmd: assert_cmd::Command) -> (i32, String) {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "succeeded: {stderr}");
-    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-    assert!(stderr.starts_with("runnel: "), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (out.status.code().unwrap(), stderr)
 }
 
 #[test]
@@ -286,6 +242,16 @@ fn produce_from_a_file_then_consume_counts_and_binary_as_json() {
 
 #[test]
 fn a_group_consumer_commits_what_it_printed_and_leaves_on_sigterm() {
+    a_group_consumer_commits_what_it_printed_and_leaves_on("TERM", 0);
+}
+
+/// Ctrl-C: the same clean stop, and the exit code shells expect of it (130).
+#[test]
+fn a_group_consumer_commits_what_it_printed_and_leaves_on_sigint_exiting_130() {
+    a_group_consumer_commits_what_it_printed_and_leaves_on("INT", 130);
+}
+
+fn a_group_consumer_commits_what_it_printed_and_leaves_on(signal: &str, exit_code: i32) {
     use std::io::{BufRead, BufReader};
     let b = broker();
     runnel(&b)
@@ -325,12 +291,12 @@ fn a_group_consumer_commits_what_it_printed_and_leaves_on_sigterm() {
         *next = (*next).max(o.parse::<i64>().unwrap() + 1);
     }
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
-    assert!(exit.success(), "exit status {exit:?}");
+    assert_eq!(exit.code(), Some(exit_code), "exit status {exit:?}");
 
     let d = b
         .runtime

@@ -13,6 +13,11 @@ pub struct ServerConfig {
     /// Where the Kafka-protocol listener binds; `None` runs none. The daemon's default is
     /// `127.0.0.1:9092`; the library's is `None` (tests bind what they need).
     pub kafka_listen: Option<SocketAddr>,
+    /// `kafka_listen` is the daemon's default rather than the user's choice: if that
+    /// address is taken (a Kafka broker on 9092, say) the server starts without the Kafka
+    /// listener and says so, instead of failing. An address the user gave stays a hard
+    /// error.
+    pub kafka_listen_is_default: bool,
     /// Where the metrics endpoint (`/metrics`, `/health`, `/ready`) listens; `None` runs
     /// none. The daemon's default is `127.0.0.1:7118`; the library's is `None`.
     pub metrics_listen: Option<SocketAddr>,
@@ -54,6 +59,7 @@ impl Default for ServerConfig {
             listen: DEFAULT_PORT_ADDR.parse().expect("valid default address"),
             advertised_host: None,
             kafka_listen: None,
+            kafka_listen_is_default: false,
             metrics_listen: None,
             metrics_per_partition: false,
             slow_request_ms: 1_000,

@@ -121,11 +121,23 @@ impl Server {
         })?;
         let kafka_listener = match config.kafka_listen {
             None => None,
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Io {
-                op: "listen (Kafka protocol; `--kafka-listen off` disables it) on",
-                path: addr.to_string().into(),
-                source,
-            })?),
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) if config.kafka_listen_is_default && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    warn!(
+                        "KAFKA LISTENER NOT STARTED: {addr} is already in use (another Kafka broker?); \
+                         pick a free port with --kafka-listen HOST:PORT, or --kafka-listen off"
+                    );
+                    None
+                }
+                Err(source) => {
+                    return Err(Error::Io {
+                        op: "listen (Kafka protocol; `--kafka-listen off` disables it) on",
+                        path: addr.to_string().into(),
+                        source,
+                    })
+                }
+            },
         };
         let kafka_addr = kafka_listener.as_ref().and_then(|l| l.local_addr().ok());
         let metrics_listener = match config.metrics_listen {
