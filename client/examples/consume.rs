@@ -8,7 +8,7 @@ use runnel_client::{Consumer, ConsumerConfig, Offset};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let topic = args.next().unwrap_or_else(|| "orders".into());
+    let topic = args.next().unwrap_or_else(|| "clicks".into());
     let broker = args.next().unwrap_or_else(|| runnel_client::DEFAULT_BROKER_ADDR.into());
 
     let mut consumer = Consumer::connect(&broker, ConsumerConfig::default()).await?;

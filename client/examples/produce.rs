@@ -10,7 +10,7 @@ use runnel_client::{Admin, ErrorCode, Producer, ProducerConfig, ProducerRecord};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let topic = args.next().unwrap_or_else(|| "orders".into());
+    let topic = args.next().unwrap_or_else(|| "clicks".into());
     let count: usize = args.next().map_or(Ok(1000), |c| c.parse())?;
     let broker = args.next().unwrap_or_else(|| runnel_client::DEFAULT_BROKER_ADDR.into());
 

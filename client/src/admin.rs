@@ -16,72 +16,110 @@ use crate::group::{commit_offsets, committed_offsets, TopicPartition};
 /// A topic as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicListing {
+    /// The topic's name.
     pub name: String,
+    /// How many partitions it has.
     pub partitions: u32,
 }
 
+/// One partition of a described topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
+    /// The partition's index.
     pub partition: u32,
+    /// The broker id that leads it.
     pub leader: i32,
+    /// The leader's epoch (raised each time leadership moves).
     pub leader_epoch: i32,
+    /// The oldest offset retained (the log start offset).
     pub start_offset: i64,
+    /// The offset the next record will get (the log end offset).
     pub end_offset: i64,
+    /// Bytes on disk.
     pub size_bytes: u64,
 }
 
+/// One topic config and its effective value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigEntry {
+    /// The config's name, e.g. `retention.ms`.
     pub key: String,
+    /// Its effective value.
     pub value: String,
+    /// Whether the value is the broker's default rather than set on the topic.
     pub is_default: bool,
 }
 
+/// A topic's partitions and configs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDescription {
+    /// The topic's name.
     pub name: String,
+    /// The topic's id (a UUID, as Kafka's topic ids).
     pub id: String,
+    /// Every partition, in order.
     pub partitions: Vec<PartitionInfo>,
+    /// Every config key with its effective value.
     pub configs: Vec<ConfigEntry>,
 }
 
 /// The broker's own figures (`runnel status`): counters since it started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerStatus {
+    /// The broker's version.
     pub version: String,
+    /// Time since the broker started.
     pub uptime: std::time::Duration,
+    /// Client connections open now (both listeners).
     pub connections: u32,
+    /// Every topic's size and traffic.
     pub topics: Vec<TopicStatus>,
 }
 
 /// A topic's size and traffic since the broker started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicStatus {
+    /// The topic's name.
     pub name: String,
+    /// How many partitions it has.
     pub partitions: u32,
+    /// Bytes on disk, all partitions.
     pub size_bytes: u64,
+    /// Records appended since the broker started.
     pub produced_records: u64,
+    /// Record bytes appended since the broker started.
     pub produced_bytes: u64,
+    /// Records sent to consumers since the broker started.
     pub fetched_records: u64,
+    /// Record bytes sent to consumers since the broker started.
     pub fetched_bytes: u64,
 }
 
 /// A group as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupListing {
+    /// The group's id.
     pub group_id: String,
     /// `empty`, `reconciling` or `stable`.
     pub state: String,
+    /// How many members it has.
     pub members: u32,
+    /// The assignor its first member chose (`uniform`, `range`, or a classic protocol's).
     pub assignor: String,
 }
 
+/// One member of a described group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMember {
+    /// The id the coordinator gave it.
     pub member_id: String,
+    /// Its static-membership name, if it has one.
     pub instance_id: Option<String>,
+    /// The epoch of the assignment it has caught up with.
     pub member_epoch: i32,
+    /// The topics it subscribes to by name.
     pub subscribed_topics: Vec<String>,
+    /// The regex it subscribes with, if any.
     pub subscribed_topic_regex: Option<String>,
     /// What it holds now.
     pub owned: Vec<TopicPartition>,
@@ -94,28 +132,42 @@ pub struct GroupMember {
 /// Where a group stands on one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionLag {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: u32,
     /// `None`: nothing committed.
     pub committed: Option<i64>,
+    /// The metadata string committed with the offset.
     pub metadata: String,
+    /// The partition's oldest retained offset.
     pub log_start_offset: i64,
+    /// The partition's end offset.
     pub log_end_offset: i64,
     /// Records behind the end; `None` without a committed offset.
     pub lag: Option<i64>,
     /// Age in ms of the oldest record not yet consumed (0 when caught up).
     pub lag_ms: Option<i64>,
+    /// The member id holding the partition now, if any.
     pub owner: Option<String>,
 }
 
+/// A group's members and its position on every partition it has committed or holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
+    /// The group's id.
     pub group_id: String,
+    /// `empty`, `reconciling` or `stable` (classic groups: Kafka's state names).
     pub state: String,
+    /// The group's assignor.
     pub assignor: String,
+    /// Raised whenever membership or subscriptions change.
     pub group_epoch: i32,
+    /// The epoch of the current target assignment.
     pub assignment_epoch: i32,
+    /// Every member.
     pub members: Vec<GroupMember>,
+    /// Committed offset and lag per partition.
     pub partitions: Vec<PartitionLag>,
 }
 
@@ -127,15 +179,19 @@ fn some_if(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// Administers topics and groups: create, delete, list, describe, configs, offsets.
+/// Holds one connection; cheap to keep for the life of a service.
 pub struct Admin {
     client: Client,
 }
 
 impl Admin {
+    /// Connects to the broker at `addr` (`host:port`; a host alone means port 7117).
     pub async fn connect(addr: impl Into<String>) -> Result<Admin> {
         Admin::connect_with(addr, ClientConfig::default()).await
     }
 
+    /// As [`Admin::connect`], with connection settings.
     pub async fn connect_with(addr: impl Into<String>, config: ClientConfig) -> Result<Admin> {
         Ok(Admin {
             client: Client::connect(addr, config).await?,
@@ -157,6 +213,7 @@ impl Admin {
         one_result(resp.topics.iter().map(|t| (t.error_code, t.error_message.as_str())))
     }
 
+    /// Deletes a topic and all its records.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let resp = self
             .client
@@ -298,6 +355,7 @@ impl Admin {
         })
     }
 
+    /// Every consumer group, with its state and member count.
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
         let resp = self.client.call(&ListGroupsRequest {}).await?;
         Ok(resp

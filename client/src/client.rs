@@ -16,16 +16,24 @@ use runnel_protocol::{ErrorCode, Request, Response};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 
+/// Connection settings shared by [`crate::Producer`], [`crate::Consumer`] and
+/// [`crate::Admin`].
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    /// How long opening a TCP connection may take. Default 10 s; Kafka's
+    /// `socket.connection.setup.timeout.ms`.
     pub connect_timeout: Duration,
-    /// How long to wait for any response (a fetch adds its `max_wait` to this).
+    /// How long to wait for any response (a fetch adds its `max_wait` to this). Default
+    /// 30 s; Kafka's `request.timeout.ms`.
     pub request_timeout: Duration,
+    /// Largest response frame accepted; a larger one closes the connection. Default
+    /// 256 MiB (Kafka clients size this from `fetch.max.bytes`).
     pub max_response_frame_bytes: u32,
-    /// Sent to the broker in ApiVersions, for its logs.
+    /// Sent to the broker in ApiVersions, for its logs. Default `runnel-client VERSION`;
+    /// Kafka's `client.id`.
     pub client_id: String,
-    /// How often cached partition counts are refreshed from the broker (Kafka's
-    /// `metadata.max.age.ms`), so producers and consumers see a topic that grew.
+    /// How often cached partition counts are refreshed from the broker, so producers
+    /// and consumers see a topic that grew. Default 5 min; Kafka's `metadata.max.age.ms`.
     pub metadata_max_age: Duration,
 }
 
@@ -99,10 +107,12 @@ impl Client {
         Ok(client)
     }
 
+    /// The broker's address, as connected to (with the default port added).
     pub fn addr(&self) -> &str {
         &self.inner.addr
     }
 
+    /// The settings it was made with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
     }

@@ -55,26 +55,38 @@ pub enum Offset {
 /// What to do when a position is unset or out of the log's range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetReset {
+    /// The log start offset.
     Earliest,
+    /// The log end offset.
     Latest,
     /// Fail with OFFSET_OUT_OF_RANGE.
     None,
 }
 
+/// How a [`Consumer`] fetches; every field has Kafka's meaning where Kafka has one.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// Long-poll wait when no records are available.
+    /// Long-poll wait when no records are available. Default 500 ms; Kafka's
+    /// `fetch.max.wait.ms`.
     pub fetch_max_wait: Duration,
+    /// A fetch waits (up to `fetch_max_wait`) until this many record bytes are there.
+    /// Default 1; Kafka's `fetch.min.bytes`.
     pub fetch_min_bytes: u32,
-    /// Record bytes per fetch response, all partitions together (soft limit).
+    /// Record bytes per fetch response, all partitions together (soft limit: a larger
+    /// first batch still comes). Default 50 MiB; Kafka's `fetch.max.bytes`.
     pub fetch_max_bytes: u32,
     /// Record bytes per partition per fetch (soft: a larger first batch still comes).
+    /// Default 1 MiB; Kafka's `max.partition.fetch.bytes`.
     pub max_partition_fetch_bytes: u32,
-    /// Kafka's `auto.offset.reset`; the default, like Kafka's, is `Latest`.
+    /// Where to start when a position is unset or out of range. Default `Latest`, as
+    /// Kafka's `auto.offset.reset`.
     pub auto_offset_reset: OffsetReset,
-    /// Fetch responses decoded and queued ahead of the application.
+    /// Fetch responses decoded and queued ahead of the application. Default 2 (Kafka's
+    /// Java client keeps one fetch ahead).
     pub prefetch: usize,
+    /// Wait before retrying a failed fetch. Default 100 ms; Kafka's `retry.backoff.ms`.
     pub retry_backoff: Duration,
+    /// Connection settings.
     pub client: ClientConfig,
     /// Membership settings, used by [`Consumer::subscribe`].
     pub group: GroupConfig,
@@ -99,12 +111,20 @@ impl Default for ConsumerConfig {
 /// One consumed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
+    /// The topic it was read from (shared by every record of the topic).
     pub topic: Arc<str>,
+    /// Its partition.
     pub partition: u32,
+    /// Its offset in the partition.
     pub offset: i64,
+    /// Milliseconds since the epoch: create time, or the broker's append time for a
+    /// topic with `message.timestamp.type=LogAppendTime`.
     pub timestamp: i64,
+    /// The key; `None` for a null key.
     pub key: Option<Bytes>,
+    /// The value; `None` for a null value (a tombstone).
     pub value: Option<Bytes>,
+    /// Headers, in order.
     pub headers: Vec<Header>,
 }
 
@@ -160,6 +180,9 @@ impl Drop for GroupHandle {
     }
 }
 
+/// Reads records: from partitions it is assigned ([`Consumer::assign`]) or as a member
+/// of a consumer group ([`Consumer::subscribe`]). Records come from [`Consumer::next`] or
+/// [`Consumer::stream`], fetched ahead on a connection of its own.
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
@@ -196,6 +219,8 @@ fn pending(
 }
 
 impl Consumer {
+    /// Connects to the broker at `addr` (`host:port`; a host alone means port 7117). The
+    /// consumer reads nothing until it is assigned partitions or subscribes.
     pub async fn connect(addr: impl Into<String>, config: ConsumerConfig) -> Result<Consumer> {
         Ok(Consumer {
             client: Client::connect(addr, config.client.clone()).await?,
@@ -291,6 +316,7 @@ impl Consumer {
             .map(|g| group::lock(&g.membership.state).member_id.clone())
     }
 
+    /// The member's epoch in its group (`None` outside a group).
     pub fn member_epoch(&self) -> Option<i32> {
         self.group.as_ref().map(|g| group::lock(&g.membership.state).epoch)
     }
@@ -487,6 +513,7 @@ impl Consumer {
         self.assign((0..count).map(|p| (topic.to_owned(), p))).await
     }
 
+    /// The partitions it reads now, as `(topic, partition)`.
     pub fn assignment(&self) -> Vec<(String, u32)> {
         self.positions.keys().map(|(t, p)| (t.to_string(), *p)).collect()
     }

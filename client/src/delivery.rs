@@ -15,9 +15,12 @@ use crate::error::{Error, Result};
 /// Where an acknowledged record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordMetadata {
+    /// The partition it was written to.
     pub partition: u32,
     /// -1 when the broker was not asked to acknowledge (acks none).
     pub offset: i64,
+    /// The record's timestamp: its own (create time), or the broker's append time for a
+    /// topic with `message.timestamp.type=LogAppendTime`.
     pub timestamp: i64,
 }
 

@@ -28,31 +28,35 @@ pub type TopicPartition = (String, u32);
 /// A callback on assignment changes; gets the partitions concerned.
 pub type RebalanceCallback = Arc<dyn Fn(&[TopicPartition]) + Send + Sync>;
 
+/// How a [`crate::Consumer`] takes part in a consumer group.
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
     /// Without a heartbeat for this long the coordinator removes the member and gives
-    /// its partitions to the others (bounded by the broker's min and max).
+    /// its partitions to the others (bounded by the broker's min and max). Default 45 s;
+    /// Kafka's `session.timeout.ms`.
     pub session_timeout: Duration,
     /// How long the application may go without calling `next` while this member must
-    /// give up partitions (Kafka's `max.poll.interval.ms`); past it the coordinator
-    /// removes the member and it rejoins.
+    /// give up partitions; past it the coordinator removes the member and it rejoins.
+    /// Default 5 min; Kafka's `max.poll.interval.ms`.
     pub rebalance_timeout: Duration,
     /// Static membership: a stable name for this member (e.g. a pod name). A restarted
     /// member with the same id gets its partitions back without a reassignment, if it
-    /// returns within the session timeout.
+    /// returns within the session timeout. Default `None`; Kafka's `group.instance.id`.
     pub instance_id: Option<String>,
-    /// `range` or `uniform`; the group's first member decides. `None`: the broker's
-    /// default (`uniform`).
+    /// `range` or `uniform`; the group's first member decides. Default `None`: the
+    /// broker's default (`uniform`). Kafka's `group.remote.assignor`.
     pub assignor: Option<String>,
     /// Commit the positions of delivered records every `auto_commit_interval`, and on
-    /// close.
+    /// close. Default `true`; Kafka's `enable.auto.commit`.
     pub auto_commit: bool,
+    /// How often auto commit commits. Default 5 s; Kafka's `auto.commit.interval.ms`.
     pub auto_commit_interval: Duration,
     /// Commit the positions of partitions being revoked before giving them up, so the
-    /// next owner starts exactly after what this member delivered.
+    /// next owner starts exactly after what this member delivered. Default `true` (the
+    /// Java client does this in its rebalance listener when auto commit is on).
     pub commit_on_revoke: bool,
-    /// Where to start a partition the group has no committed offset for; `None`: the
-    /// consumer's `auto_offset_reset`.
+    /// Where to start a partition the group has no committed offset for. Default `None`:
+    /// the consumer's `auto_offset_reset`.
     pub start_without_commit: Option<Offset>,
 }
 

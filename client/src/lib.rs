@@ -17,12 +17,12 @@
 //!
 //! # async fn run() -> Result<(), runnel_client::Error> {
 //! let producer = Producer::connect("127.0.0.1:7117", ProducerConfig::default()).await?;
-//! let delivery = producer.send(ProducerRecord::new("orders", "hello").key("customer-42")).await?;
+//! let delivery = producer.send(ProducerRecord::new("clicks", "hello").key("visitor-7")).await?;
 //! let meta = delivery.await?;
 //! println!("stored at partition {} offset {}", meta.partition, meta.offset);
 //!
 //! let mut consumer = Consumer::connect("127.0.0.1:7117", ConsumerConfig::default()).await?;
-//! consumer.assign_topic("orders").await?;
+//! consumer.assign_topic("clicks").await?;
 //! consumer.seek_all(Offset::Earliest).await?;
 //! let mut records = consumer.stream();
 //! while let Some(record) = records.next().await {
@@ -32,6 +32,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+#![warn(missing_docs)]
 
 mod admin;
 mod client;
@@ -51,7 +53,9 @@ pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};
 pub use error::{Error, Result};
 pub use group::{GroupConfig, TopicPartition};
-pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+pub use producer::{
+    Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, MAX_IDEMPOTENT_IN_FLIGHT,
+};
 pub use runnel_protocol::{Compression, ErrorCode, Header, DEFAULT_BROKER_ADDR};
 
 /// The README's Rust snippets compile as doc tests of this crate.

@@ -61,27 +61,38 @@ const RECORD_OVERHEAD_BYTES: usize = 24;
 /// A batch's header (RecordBatch v2).
 const BATCH_HEADER_BYTES: usize = runnel_protocol::batch::HEADER_BYTES;
 
+/// How a [`Producer`] batches, retries and acknowledges; defaults as listed per field.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
-    /// `All` (durable under the topic's flush policy), `Leader` or `None`.
+    /// `All` (durable under the topic's flush policy), `Leader` or `None`. Default `All`;
+    /// Kafka's `acks` (`all`, `1`, `0`).
     pub acks: Acks,
-    /// A partition's batch is sent once it holds this many bytes.
+    /// A partition's batch is sent once it holds this many bytes. Default 64 KiB;
+    /// Kafka's `batch.size` (16 KiB there).
     pub batch_size_bytes: usize,
-    /// How long a batch waits for more records before it is sent anyway.
+    /// How long a batch waits for more records before it is sent anyway. Default 5 ms;
+    /// Kafka's `linger.ms`.
     pub linger: Duration,
     /// Memory for records not yet acknowledged; `send` waits when it is used up.
+    /// Default 32 MiB; Kafka's `buffer.memory`.
     pub buffer_memory_bytes: usize,
     /// How long `send` waits for buffer memory before failing with `BufferFull`.
+    /// Default 60 s; Kafka's `max.block.ms`.
     pub max_block: Duration,
     /// Largest request (and so largest record) sent; the broker's `max.message.bytes`
-    /// still applies per batch.
+    /// still applies per batch. Default 1 MiB; Kafka's `max.request.size`.
     pub max_request_bytes: usize,
+    /// Codec for batches. Default none; Kafka's `compression.type`.
     pub compression: Compression,
-    /// A record not acknowledged this long after its batch was created fails.
+    /// A record not acknowledged this long after its batch was created fails. Default
+    /// 120 s; Kafka's `delivery.timeout.ms`.
     pub delivery_timeout: Duration,
+    /// First wait before a retry, doubling per attempt. Default 100 ms; Kafka's
+    /// `retry.backoff.ms`.
     pub retry_backoff: Duration,
+    /// Longest wait between retries. Default 1 s; Kafka's `retry.backoff.max.ms`.
     pub retry_backoff_max: Duration,
-    /// Requests in flight per partition (Kafka's `max.in.flight.requests.per.connection`).
+    /// Default 1. Requests in flight per partition (Kafka's `max.in.flight.requests.per.connection`).
     /// The broker appends a connection's requests in order, so more than 1 keeps the
     /// order of records — except across a retry: a batch that fails and is resent lands
     /// after batches sent behind it, as with Kafka's non-idempotent producer. More in
@@ -92,7 +103,9 @@ pub struct ProducerConfig {
     /// neither duplicate nor reorder. Applies with acks `All` or `Leader` (acks `None` has
     /// no answers to retry on) and at most [`MAX_IDEMPOTENT_IN_FLIGHT`] requests in flight
     /// per partition (the batches the broker remembers per producer); off otherwise.
+    /// Default `true`.
     pub idempotence: bool,
+    /// Connection settings.
     pub client: ClientConfig,
 }
 
@@ -125,16 +138,23 @@ impl Default for ProducerConfig {
 /// per record.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
+    /// The topic to write to.
     pub topic: Arc<str>,
+    /// A fixed partition; `None` lets the partitioner choose (murmur2 of the key as
+    /// Kafka's default partitioner, sticky for keyless records).
     pub partition: Option<u32>,
+    /// The key; `None` is a null key.
     pub key: Option<Bytes>,
+    /// The value; `None` is a null value (a tombstone).
     pub value: Option<Bytes>,
+    /// Headers, in order; keys may repeat.
     pub headers: Vec<Header>,
     /// Milliseconds since the epoch; `None` stamps the time of `send`.
     pub timestamp: Option<i64>,
 }
 
 impl ProducerRecord {
+    /// A record with a value and nothing else set.
     pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> ProducerRecord {
         ProducerRecord {
             topic: topic.into(),
@@ -143,16 +163,19 @@ impl ProducerRecord {
         }
     }
 
+    /// Sets the key.
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
         self
     }
 
+    /// Sends to this partition instead of the partitioner's choice.
     pub fn partition(mut self, partition: u32) -> Self {
         self.partition = Some(partition);
         self
     }
 
+    /// Adds a header.
     pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
         self.headers.push(Header {
             key: key.into(),
@@ -161,6 +184,7 @@ impl ProducerRecord {
         self
     }
 
+    /// Sets the timestamp (ms since the epoch) instead of the time of `send`.
     pub fn timestamp(mut self, timestamp_ms: i64) -> Self {
         self.timestamp = Some(timestamp_ms);
         self
@@ -289,6 +313,9 @@ struct Inner {
     closed: AtomicBool,
 }
 
+/// Sends records: batches them per partition, sends each batch when it is full or has
+/// lingered, retries what fails (idempotently by default). Cheap to share (`&self`
+/// methods); [`Producer::close`] sends what is buffered.
 pub struct Producer {
     inner: Arc<Inner>,
     sender: Mutex<Option<tokio::task::JoinHandle<()>>>,
