@@ -17,41 +17,11 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{ClientConfig, Offset as KOffset, TopicPartitionList};
-use runnel_broker::server::{Server, ServerConfig};
-use runnel_broker::storage::{LogManager, StorageConfig};
+use runnel_broker::server::Server;
 use runnel_client::{Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord};
 
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-async fn start(dir: &std::path::Path) -> Server {
-    let storage = LogManager::open(StorageConfig::new(dir)).unwrap();
-    let cfg = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        kafka_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..ServerConfig::default()
-    };
-    Server::bind(storage, cfg).await.unwrap()
-}
-
-fn config(server: &Server) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", server.kafka_addr().unwrap().to_string())
-        .set("broker.address.family", "v4")
-        .set("log_level", "4");
-    c
-}
-
-/// Creates `topic` through the native listener; returns that listener's address.
-async fn create_topic(server: &Server, topic: &str, partitions: u32) -> String {
-    let addr = server.local_addr().to_string();
-    runnel_client::Admin::connect(&addr)
-        .await
-        .unwrap()
-        .create_topic(topic, partitions, BTreeMap::new())
-        .await
-        .unwrap();
-    addr
-}
+mod common;
+use common::{config, create_topic, start, TIMEOUT};
 
 /// (partition, offset, timestamp, key, value, headers) as a Kafka client sees a record.
 type Seen = (

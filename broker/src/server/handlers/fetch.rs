@@ -118,6 +118,10 @@ type Read = (usize, FetchPartitionResult, u64);
 
 /// Reads every wanted partition within the total budget. Returns the per-partition
 /// results, the regions in the same order, the record bytes, and whether any failed.
+///
+/// Limits as Kafka's (KIP-74): the response holds at most `total_max` record bytes and
+/// each partition at most its `max_bytes`, except that the first batch of the first
+/// partition with records comes whole however large, so a consumer always progresses.
 fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<Read>, Vec<FileRegion>, u64, bool) {
     let mut results = Vec::with_capacity(wanted.len());
     let mut regions = Vec::new();
@@ -151,7 +155,13 @@ fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<Read>, Vec<FileRegion>, u
                         Ok(read) => {
                             r.high_watermark = read.end_offset as i64;
                             r.log_start_offset = read.start_offset as i64;
-                            if let Some(region) = read.region {
+                            // A read returns at least one batch, however large; only the
+                            // first partition with records may go over the budget that
+                            // way (KIP-74), so the response exceeds `max_bytes` by its
+                            // first batch at most. A later partition's oversized first
+                            // batch waits for a fetch of its own.
+                            let over = read.region.as_ref().is_some_and(|g| total > 0 && g.len > budget);
+                            if let Some(region) = read.region.filter(|_| !over) {
                                 records = read.records;
                                 r.records_bytes = region.len as u32;
                                 total += region.len;
