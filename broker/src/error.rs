@@ -65,6 +65,25 @@ impl Error {
 
 impl Error {
     /// The wire error code this error is reported as.
+    /// This error again, for each of many operations it failed at once (a batch of topic
+    /// records whose one append failed): the same code and message, the I/O source as
+    /// text.
+    pub fn for_each_of_many(&self) -> Error {
+        match self {
+            Error::ShuttingDown => Error::ShuttingDown,
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            other => Error::Io {
+                op: "append to the metadata log",
+                path: PathBuf::new(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
+
     pub fn code(&self) -> runnel_protocol::ErrorCode {
         use runnel_protocol::ErrorCode as C;
         match self {

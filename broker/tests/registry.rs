@@ -254,3 +254,46 @@ fn topics_grow_durably_and_a_crash_mid_growth_leaves_the_old_count() {
     assert_eq!(t.partitions[3].end_offset(), 2);
     assert_eq!(t.partitions[3].config().segment_bytes, 4096);
 }
+
+/// Topics created together share one metadata sync; each succeeds or fails on its own
+/// (a bad name, a name twice in the request, a name that exists), and what succeeded
+/// survives an unclean restart.
+#[test]
+fn topics_created_together_share_one_metadata_sync_and_fail_alone() {
+    use runnel_broker::storage::NewTopic;
+    let dir = tempfile::tempdir().unwrap();
+    let none = BTreeMap::new();
+    let names: Vec<String> = (0..100).map(|i| format!("batch-{i}")).collect();
+    {
+        let m = LogManager::open(cfg(dir.path())).unwrap();
+        m.create_topic("exists", 1, &none).unwrap();
+        let mut new: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|n| NewTopic {
+                name: n,
+                partitions: 2,
+                overrides: &none,
+            })
+            .collect();
+        for name in ["bad/name", "batch-7", "exists"] {
+            new.push(NewTopic {
+                name,
+                partitions: 1,
+                overrides: &none,
+            });
+        }
+        let syncs = m.stats().fsyncs.get();
+        let results = m.create_topics(&new);
+        assert_eq!(m.stats().fsyncs.get() - syncs, 1, "one metadata sync for the batch");
+        assert!(results[..100].iter().all(Result::is_ok));
+        assert!(matches!(results[100], Err(Error::InvalidTopicName { .. })));
+        assert!(matches!(&results[101], Err(Error::TopicExists(n)) if n == "batch-7"));
+        assert!(matches!(&results[102], Err(Error::TopicExists(n)) if n == "exists"));
+        // Dropped without shutdown: an unclean stop.
+    }
+    let m = LogManager::open(cfg(dir.path())).unwrap();
+    for n in &names {
+        assert_eq!(m.topic(n).unwrap().partitions.len(), 2, "{n}");
+    }
+    assert_eq!(m.topics().len(), 101);
+}

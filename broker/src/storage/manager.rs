@@ -82,6 +82,14 @@ pub struct Recovery {
     pub truncated_bytes: u64,
 }
 
+/// A topic to create (`LogManager::create_topics`).
+#[derive(Debug, Clone, Copy)]
+pub struct NewTopic<'a> {
+    pub name: &'a str,
+    pub partitions: i64,
+    pub overrides: &'a BTreeMap<String, String>,
+}
+
 /// A live topic. Replaced as a whole (new `Arc`) when its config changes.
 #[derive(Debug)]
 pub struct Topic {
@@ -115,7 +123,9 @@ pub struct LogManager {
     opened_clean: bool,
     /// How long `open` took (recovery included).
     recovery_seconds: f64,
-    admin: Mutex<()>,
+    /// Serialises topic changes; holds the names of topics being created (reserved, not
+    /// yet visible). Never held across a sync by creations.
+    admin: Mutex<std::collections::BTreeSet<String>>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     closed: AtomicBool,
@@ -195,7 +205,7 @@ impl LogManager {
             internal: Mutex::new(BTreeMap::new()),
             opened_clean: clean,
             recovery_seconds: opening.elapsed().as_secs_f64(),
-            admin: Mutex::new(()),
+            admin: Mutex::new(std::collections::BTreeSet::new()),
             maintenance: Mutex::new(None),
             stop: Arc::new((Mutex::new(false), Condvar::new())),
             closed: AtomicBool::new(false),
@@ -298,38 +308,159 @@ impl LogManager {
         partitions: i64,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Arc<Topic>> {
-        validate_topic_name(name)?;
-        let max = self.cfg.max_partitions_per_topic;
-        if partitions < 1 || partitions > max as i64 {
-            return Err(Error::InvalidPartitions { count: partitions, max });
-        }
-        let config = LogConfig::with_overrides(&self.cfg.log_defaults, overrides)?;
-        let _admin = self.admin.lock().expect("admin");
-        self.check_open()?;
-        if self.topic(name).is_some() {
-            return Err(Error::TopicExists(name.to_owned()));
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let record = MetadataRecord::Topic {
-            name: name.to_owned(),
-            id: id.clone(),
-            partitions: partitions as u32,
-            configs: overrides.clone(),
+        let new = NewTopic {
+            name,
+            partitions,
+            overrides,
         };
-        let logs = self.add_partitions(name, &id, 0..partitions as u32, &config, &record)?;
-        let topic = Arc::new(Topic {
-            name: name.to_owned(),
-            id,
-            overrides: overrides.clone(),
-            config,
-            partitions: logs,
-        });
-        self.topics
-            .write()
-            .expect("topics")
-            .insert(name.to_owned(), topic.clone());
-        info!(topic = name, partitions, "created topic");
-        Ok(topic)
+        self.create_topics(std::slice::from_ref(&new))
+            .pop()
+            .expect("one result per topic")
+    }
+
+    /// Creates topics, each succeeding or failing on its own; results in request order.
+    /// Blocking.
+    ///
+    /// Cost: every topic's directories are made first; then their records go to the
+    /// metadata log as one batch, synced once. The admin lock is held only to reserve the
+    /// names and to publish the topics, never across a sync, so creations running at the
+    /// same time (one request per topic from many clients) share the metadata log's
+    /// syncs too, as producers share a partition's (group commit). A topic is visible
+    /// only once its record is durable.
+    pub fn create_topics(&self, new: &[NewTopic<'_>]) -> Vec<Result<Arc<Topic>>> {
+        let mut results: Vec<Option<Result<Arc<Topic>>>> = new.iter().map(|_| None).collect();
+        let mut prepared = Vec::with_capacity(new.len());
+        for (i, t) in new.iter().enumerate() {
+            match self.check_new_topic(t) {
+                Ok(config) => prepared.push((i, config)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        // Reserve the names, so a concurrent create of the same name fails.
+        {
+            let mut creating = self.admin.lock().expect("admin");
+            let open = self.check_open();
+            prepared.retain(|(i, _)| {
+                let name = new[*i].name;
+                let refused = match &open {
+                    Err(_) => Error::ShuttingDown,
+                    Ok(()) if self.topic(name).is_some() || creating.contains(name) => {
+                        Error::TopicExists(name.to_owned())
+                    }
+                    Ok(()) => {
+                        creating.insert(name.to_owned());
+                        return true;
+                    }
+                };
+                results[*i] = Some(Err(refused));
+                false
+            });
+        }
+        let mut made = Vec::with_capacity(prepared.len());
+        let mut records = Vec::with_capacity(prepared.len());
+        for (i, config) in prepared {
+            let t = &new[i];
+            let id = uuid::Uuid::new_v4().to_string();
+            match self.new_partition_dirs(t.name, &id, 0..t.partitions as u32, &config) {
+                Ok(logs) => {
+                    records.push(MetadataRecord::Topic {
+                        name: t.name.to_owned(),
+                        id: id.clone(),
+                        partitions: t.partitions as u32,
+                        configs: t.overrides.clone(),
+                    });
+                    made.push((i, id, logs, config));
+                }
+                Err(e) => {
+                    self.admin.lock().expect("admin").remove(t.name);
+                    results[i] = Some(Err(e));
+                }
+            }
+        }
+        let written = if made.is_empty() {
+            Ok(())
+        } else {
+            sync_dir(&self.cfg.data_dir)
+                .and_then(|()| self.crash_here(CrashPoint::CreateAfterDirs))
+                .and_then(|()| metadata::append_all(&self.metadata, &records))
+        };
+        let mut creating = self.admin.lock().expect("admin");
+        for (i, id, logs, config) in made {
+            let t = &new[i];
+            creating.remove(t.name);
+            results[i] = Some(match &written {
+                Ok(()) => {
+                    let topic = Arc::new(Topic {
+                        name: t.name.to_owned(),
+                        id,
+                        overrides: t.overrides.clone(),
+                        config,
+                        partitions: logs,
+                    });
+                    self.topics
+                        .write()
+                        .expect("topics")
+                        .insert(t.name.to_owned(), topic.clone());
+                    info!(topic = t.name, partitions = t.partitions, "created topic");
+                    Ok(topic)
+                }
+                Err(e) => {
+                    self.remove_new_dirs(t.name, 0..t.partitions as u32);
+                    Err(e.for_each_of_many())
+                }
+            });
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every topic has a result"))
+            .collect()
+    }
+
+    /// A new topic's name, partition count and configs checked; its effective config.
+    fn check_new_topic(&self, t: &NewTopic<'_>) -> Result<LogConfig> {
+        validate_topic_name(t.name)?;
+        let max = self.cfg.max_partitions_per_topic;
+        if t.partitions < 1 || t.partitions > max as i64 {
+            return Err(Error::InvalidPartitions {
+                count: t.partitions,
+                max,
+            });
+        }
+        LogConfig::with_overrides(&self.cfg.log_defaults, t.overrides)
+    }
+
+    /// Creates and opens the directories of partitions `range` (each synced); on failure
+    /// removes them again.
+    fn new_partition_dirs(
+        &self,
+        name: &str,
+        id: &str,
+        range: std::ops::Range<u32>,
+        config: &LogConfig,
+    ) -> Result<Vec<Arc<PartitionLog>>> {
+        let created = (|| -> Result<Vec<Arc<PartitionLog>>> {
+            let mut logs = Vec::with_capacity(range.len());
+            for p in range.clone() {
+                let d = self.cfg.data_dir.join(format!("{name}-{p}"));
+                create_partition_dir(&d, id)?;
+                logs.push(PartitionLog::open(&d, config.clone(), self.flusher.clone(), false)?);
+            }
+            Ok(logs)
+        })();
+        if created.is_err() {
+            self.remove_new_dirs(name, range);
+        }
+        created
+    }
+
+    /// Undoes `new_partition_dirs` — unless a crash is injected, which must leave them as
+    /// a real crash would.
+    fn remove_new_dirs(&self, name: &str, range: std::ops::Range<u32>) {
+        if self.crash_point.load(Ordering::SeqCst) == CrashPoint::None as u8 {
+            for p in range {
+                let _ = std::fs::remove_dir_all(self.cfg.data_dir.join(format!("{name}-{p}")));
+            }
+        }
     }
 
     /// Creates and opens the directories of partitions `range`, then appends `record`
@@ -342,24 +473,17 @@ impl LogManager {
         config: &LogConfig,
         record: &MetadataRecord,
     ) -> Result<Vec<Arc<PartitionLog>>> {
-        let dirs: Vec<PathBuf> = range.map(|p| self.cfg.data_dir.join(format!("{name}-{p}"))).collect();
-        let created = (|| -> Result<Vec<Arc<PartitionLog>>> {
-            let mut logs = Vec::with_capacity(dirs.len());
-            for d in &dirs {
-                create_partition_dir(d, id)?;
-                logs.push(PartitionLog::open(d, config.clone(), self.flusher.clone(), false)?);
-            }
-            sync_dir(&self.cfg.data_dir)?;
-            self.crash_here(CrashPoint::CreateAfterDirs)?;
-            metadata::append(&self.metadata, record)?;
-            Ok(logs)
-        })();
-        if created.is_err() && self.crash_point.load(Ordering::SeqCst) == CrashPoint::None as u8 {
-            for d in &dirs {
-                let _ = std::fs::remove_dir_all(d);
+        let logs = self.new_partition_dirs(name, id, range.clone(), config)?;
+        let written = sync_dir(&self.cfg.data_dir)
+            .and_then(|()| self.crash_here(CrashPoint::CreateAfterDirs))
+            .and_then(|()| metadata::append(&self.metadata, record));
+        match written {
+            Ok(()) => Ok(logs),
+            Err(e) => {
+                self.remove_new_dirs(name, range);
+                Err(e)
             }
         }
-        created
     }
 
     /// Replaces a topic's config overrides. Blocking.

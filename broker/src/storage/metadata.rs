@@ -56,9 +56,18 @@ pub(crate) struct TopicMeta {
 
 /// Appends `record` and waits until it is on disk. Blocking.
 pub(crate) fn append(log: &Arc<PartitionLog>, record: &MetadataRecord) -> Result<()> {
-    let value = serde_json::to_vec(record).expect("metadata records serialize");
+    append_all(log, std::slice::from_ref(record))
+}
+
+/// Appends `records` as one batch and waits until it is on disk (one sync, shared with
+/// any other append waiting at the same time). Blocking.
+pub(crate) fn append_all(log: &Arc<PartitionLog>, records: &[MetadataRecord]) -> Result<()> {
     let mut b = BatchBuilder::new(BatchOptions::default());
-    b.push(&Record::new(now_ms(), None, Some(&value)));
+    let now = now_ms();
+    for record in records {
+        let value = serde_json::to_vec(record).expect("metadata records serialize");
+        b.push(&Record::new(now, None, Some(&value)));
+    }
     let mut bytes = b.finish()?;
     let (_, wait) = log.append_durable(&mut bytes)?;
     wait.wait_blocking()

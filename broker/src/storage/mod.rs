@@ -22,5 +22,5 @@ mod time_index;
 pub use config::{FlushPolicy, LogConfig, TimestampType};
 pub use flusher::Flusher;
 pub use log::{AppendInfo, DurableWait, PartitionLog, ReadResult};
-pub use manager::{LogManager, StorageConfig, Topic};
+pub use manager::{LogManager, NewTopic, StorageConfig, Topic};
 pub use segment::FileRegion;
