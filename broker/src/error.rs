@@ -34,6 +34,8 @@ pub enum Error {
         current: u32,
         requested: i64,
     },
+    #[error("replication factor {asked} is more than the {brokers} live broker(s)")]
+    InvalidReplicationFactor { asked: i64, brokers: usize },
     #[error("topic {0:?} already exists")]
     TopicExists(String),
     #[error("unknown topic {0:?}")]
@@ -71,6 +73,10 @@ impl Error {
     pub fn for_each_of_many(&self) -> Error {
         match self {
             Error::ShuttingDown => Error::ShuttingDown,
+            Error::InvalidReplicationFactor { asked, brokers } => Error::InvalidReplicationFactor {
+                asked: *asked,
+                brokers: *brokers,
+            },
             Error::Io { op, path, source } => Error::Io {
                 op,
                 path: path.clone(),
@@ -95,6 +101,7 @@ impl Error {
             Error::InvalidTopicName { .. } => C::InvalidTopic,
             Error::InvalidPartitions { .. } | Error::PartitionsCannotShrink { .. } => C::InvalidPartitions,
             Error::TopicExists(_) => C::TopicAlreadyExists,
+            Error::InvalidReplicationFactor { .. } => C::InvalidReplicationFactor,
             Error::UnknownTopic(_) | Error::UnknownPartition { .. } => C::UnknownTopicOrPartition,
             Error::CorruptMetadata(_) => C::UnknownServerError,
             Error::ShuttingDown => C::BrokerShuttingDown,

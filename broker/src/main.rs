@@ -127,6 +127,22 @@ struct Args {
     #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_MINUTES", value_name = "MINUTES")]
     offsets_retention_minutes: Option<u64>,
 
+    /// Create a topic that a Metadata request names and allows to be created, as Kafka's
+    /// auto.create.topics.enable; turn off where topic names must be planned (a typo in a
+    /// producer's topic then fails instead of creating a topic) [default: true]
+    #[arg(long, env = "RUNNEL_AUTO_CREATE_TOPICS_ENABLE", value_name = "BOOL")]
+    auto_create_topics_enable: Option<bool>,
+
+    /// Partitions of an auto-created topic, and of one created with -1 partitions
+    /// (Kafka's num.partitions) [default: 1]
+    #[arg(long, env = "RUNNEL_NUM_PARTITIONS", value_name = "N")]
+    num_partitions: Option<u32>,
+
+    /// Replicas of an auto-created topic, and of one created with -1 (Kafka's
+    /// default.replication.factor; one broker holds one replica) [default: 1]
+    #[arg(long, env = "RUNNEL_DEFAULT_REPLICATION_FACTOR", value_name = "N")]
+    default_replication_factor: Option<u16>,
+
     /// A default for every topic, as a topic config KEY=VALUE (e.g. flush.policy=interval);
     /// repeatable; the environment variable takes a comma-separated list
     #[arg(
@@ -165,6 +181,9 @@ struct FileConfig {
     group_heartbeat_interval_ms: Option<u32>,
     offsets_segment_bytes: Option<u64>,
     offsets_retention_minutes: Option<u64>,
+    auto_create_topics_enable: Option<bool>,
+    num_partitions: Option<u32>,
+    default_replication_factor: Option<u16>,
     #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
 }
@@ -251,7 +270,10 @@ fn settings(args: Args) -> Settings {
         idle_timeout_ms,
         max_in_flight_requests,
         max_connection_buffer_bytes,
-        fetch_max_bytes
+        fetch_max_bytes,
+        auto_create_topics_enable,
+        num_partitions,
+        default_replication_factor
     );
     server.advertised_host = args.advertised_host.or(file.advertised_host);
     (server.kafka_listen, server.kafka_listen_is_default) =

@@ -170,6 +170,8 @@ fn offsets_expire_after_the_retention_from_empty_groups_and_unread_topics() {
         let storage = LogManager::open(StorageConfig::new(dir.path())).unwrap();
         if let Some(n) = create {
             storage.create_topic("t", n, &Default::default()).unwrap();
+            // Commits name existing partitions only.
+            storage.create_topic("other", 1, &Default::default()).unwrap();
         }
         let c = Coordinator::open(storage.clone(), retention.clone()).unwrap();
         (storage, c)

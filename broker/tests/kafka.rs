@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -24,72 +24,8 @@ use kafka_protocol::records::{
 };
 use runnel_broker::server::{ServerConfig, ServerStats};
 
+use common::kafka::{name, Kafka};
 use common::wire::{TestServer, Wire};
-
-struct Kafka {
-    sock: TcpStream,
-    next_id: i32,
-}
-
-impl Kafka {
-    fn connect(addr: SocketAddr) -> Kafka {
-        let sock = TcpStream::connect(addr).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        Kafka { sock, next_id: 1 }
-    }
-
-    fn send<T: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, body: &T) -> i32 {
-        let (id, frame) = self.frame(key, version, body);
-        self.sock.write_all(&frame).unwrap();
-        id
-    }
-
-    /// A request frame with the next correlation id, not sent.
-    fn frame<T: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, body: &T) -> (i32, BytesMut) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("runnel-test")));
-        let mut buf = BytesMut::new();
-        buf.put_u32(0);
-        header.encode(&mut buf, T::header_version(version)).unwrap();
-        body.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as u32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        (id, buf)
-    }
-
-    /// One response frame, without its length.
-    fn read_frame(&mut self) -> Option<Bytes> {
-        let mut len = [0u8; 4];
-        self.sock.read_exact(&mut len).ok()?;
-        let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-        self.sock.read_exact(&mut frame).ok()?;
-        Some(Bytes::from(frame))
-    }
-
-    fn call<Req: Encodable + HeaderVersion, Resp: Decodable + HeaderVersion>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        body: &Req,
-    ) -> Resp {
-        let id = self.send(key, version, body);
-        let mut frame = self.read_frame().expect("a response");
-        let header = ResponseHeader::decode(&mut frame, Resp::header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, id);
-        let resp = Resp::decode(&mut frame, version).unwrap();
-        assert!(
-            !frame.has_remaining(),
-            "{} bytes left after the body",
-            frame.remaining()
-        );
-        resp
-    }
-}
 
 fn start() -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
@@ -109,10 +45,6 @@ fn group_config(initial_rebalance_delay_ms: u32) -> ServerConfig {
     };
     cfg.group.initial_rebalance_delay_ms = initial_rebalance_delay_ms;
     cfg
-}
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
 }
 
 fn records(base_ts: i64, n: usize) -> Vec<Record> {
@@ -336,13 +268,17 @@ fn create_metadata_produce_fetch_and_list_offsets() {
     assert_eq!(resp.topics[0].error_code, 36);
 
     for version in [0i16, 1, 4, 9, 12] {
+        let missing_name = format!("missing-v{version}");
         let topics = (version > 0).then(|| {
             vec![
                 MetadataRequestTopic::default().with_name(Some(name("flex"))),
-                MetadataRequestTopic::default().with_name(Some(name("missing"))),
+                MetadataRequestTopic::default().with_name(Some(name(&missing_name))),
             ]
         });
-        let req = MetadataRequest::default().with_topics(topics.or(Some(vec![])));
+        // Auto-creation not allowed (v4+ can say so; before v4 Kafka always allowed it).
+        let req = MetadataRequest::default()
+            .with_topics(topics.or(Some(vec![])))
+            .with_allow_auto_topic_creation(version < 4);
         let resp: MetadataResponse = k.call(ApiKey::Metadata, version, &req);
         assert_eq!(resp.brokers.len(), 1);
         assert_eq!(
@@ -353,9 +289,21 @@ fn create_metadata_produce_fetch_and_list_offsets() {
         let flex = resp.topics.iter().find(|t| t.name == Some(name("flex"))).unwrap();
         assert_eq!(flex.error_code, 0);
         assert_eq!(flex.partitions.len(), 3);
-        if version > 0 {
-            let missing = resp.topics.iter().find(|t| t.name == Some(name("missing"))).unwrap();
+        if version >= 4 {
+            let missing = resp
+                .topics
+                .iter()
+                .find(|t| t.name == Some(name(&missing_name)))
+                .unwrap();
             assert_eq!(missing.error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+        } else if version > 0 {
+            let created = resp
+                .topics
+                .iter()
+                .find(|t| t.name == Some(name(&missing_name)))
+                .unwrap();
+            assert_eq!(created.error_code, 0, "auto-created before v4");
+            assert_eq!(created.partitions.len(), 1);
         } else {
             assert!(
                 resp.topics.iter().any(|t| t.name == Some(name("legacy"))),

@@ -207,7 +207,9 @@ impl Admin {
                     name: name.to_owned(),
                     partitions: partitions.min(i32::MAX as u32) as i32,
                     configs,
+                    ..Default::default()
                 }],
+                ..Default::default()
             })
             .await?;
         one_result(resp.topics.iter().map(|t| (t.error_code, t.error_message.as_str())))

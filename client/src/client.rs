@@ -35,6 +35,12 @@ pub struct ClientConfig {
     /// How often cached partition counts are refreshed from the broker, so producers
     /// and consumers see a topic that grew. Default 5 min; Kafka's `metadata.max.age.ms`.
     pub metadata_max_age: Duration,
+    /// Ask the broker to create a topic this client names that does not exist (with
+    /// the broker's `num_partitions`, when its `auto_create_topics_enable` is on), as
+    /// Kafka's `allow.auto.create.topics`. Default `false`, so a consumer's or admin's
+    /// typo never creates a topic; [`crate::ProducerConfig`]'s default turns it on, as
+    /// Kafka producers do.
+    pub auto_create_topics: bool,
 }
 
 impl Default for ClientConfig {
@@ -45,6 +51,7 @@ impl Default for ClientConfig {
             max_response_frame_bytes: DEFAULT_MAX_RESPONSE_FRAME_BYTES,
             client_id: concat!("runnel-client ", env!("CARGO_PKG_VERSION")).into(),
             metadata_max_age: Duration::from_secs(300),
+            auto_create_topics: false,
         }
     }
 }
@@ -182,7 +189,12 @@ impl Client {
 
     /// Metadata for `topics` (all topics if empty).
     pub async fn metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
-        let resp = self.call(&MetadataRequest { topics }).await?;
+        let resp = self
+            .call(&MetadataRequest {
+                allow_auto_topic_creation: self.inner.config.auto_create_topics && !topics.is_empty(),
+                topics,
+            })
+            .await?;
         let mut cache = self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner());
         for t in &resp.topics {
             let count = t.partitions.len() as u32;

@@ -105,7 +105,8 @@ pub struct ProducerConfig {
     /// per partition (the batches the broker remembers per producer); off otherwise.
     /// Default `true`.
     pub idempotence: bool,
-    /// Connection settings.
+    /// Connection settings. The default asks the broker to create topics that do not
+    /// exist (`auto_create_topics`), as Kafka producers do.
     pub client: ClientConfig,
 }
 
@@ -128,7 +129,10 @@ impl Default for ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(1),
             idempotence: true,
-            client: ClientConfig::default(),
+            client: ClientConfig {
+                auto_create_topics: true,
+                ..ClientConfig::default()
+            },
         }
     }
 }

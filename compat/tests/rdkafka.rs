@@ -16,7 +16,7 @@ use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use rdkafka::{ClientConfig, Offset as KOffset, TopicPartitionList};
+use rdkafka::{Offset as KOffset, TopicPartitionList};
 use runnel_broker::server::Server;
 use runnel_client::{Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord};
 

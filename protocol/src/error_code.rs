@@ -59,6 +59,12 @@ pub enum ErrorCode {
     /// An idempotent producer's epoch is older than the partition has seen: a newer
     /// instance of the producer fenced it.
     InvalidProducerEpoch = 47,
+    /// The topic is being created: ask again shortly.
+    LeaderNotAvailable = 5,
+    /// More replicas asked for than there are brokers to hold them.
+    InvalidReplicationFactor = 38,
+    /// A replica assignment names brokers that do not exist, or is inconsistent.
+    InvalidReplicaAssignment = 39,
     /// The request's api key is not one this broker knows.
     UnknownApi = 1000,
     /// The broker is stopping; retry against it (or another) later.
@@ -102,6 +108,9 @@ impl ErrorCode {
         ErrorCode::InvalidRegularExpression,
         ErrorCode::OutOfOrderSequenceNumber,
         ErrorCode::InvalidProducerEpoch,
+        ErrorCode::LeaderNotAvailable,
+        ErrorCode::InvalidReplicationFactor,
+        ErrorCode::InvalidReplicaAssignment,
         ErrorCode::UnknownApi,
         ErrorCode::BrokerShuttingDown,
     ];
@@ -132,6 +141,7 @@ impl ErrorCode {
                 | ErrorCode::BrokerShuttingDown
                 | ErrorCode::StorageError
                 | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::LeaderNotAvailable
         )
     }
 
@@ -172,6 +182,9 @@ impl ErrorCode {
             ErrorCode::InvalidRegularExpression => "INVALID_REGULAR_EXPRESSION",
             ErrorCode::OutOfOrderSequenceNumber => "OUT_OF_ORDER_SEQUENCE_NUMBER",
             ErrorCode::InvalidProducerEpoch => "INVALID_PRODUCER_EPOCH",
+            ErrorCode::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
+            ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
+            ErrorCode::InvalidReplicaAssignment => "INVALID_REPLICA_ASSIGNMENT",
             ErrorCode::UnknownApi => "UNKNOWN_API",
             ErrorCode::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
         }

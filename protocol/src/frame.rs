@@ -192,6 +192,7 @@ mod tests {
         };
         let body = MetadataRequest {
             topics: vec!["a".into(), "bc".into()],
+            ..Default::default()
         };
         let mut buf = BytesMut::new();
         encode_request(&mut buf, header, &body, 5);

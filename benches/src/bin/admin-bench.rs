@@ -58,6 +58,7 @@ fn new_topic(name: String, partitions: i32) -> NewTopic {
 async fn create(client: &Client, names: &[String], partitions: i32) -> Duration {
     let req = CreateTopicsRequest {
         topics: names.iter().map(|n| new_topic(n.clone(), partitions)).collect(),
+        ..Default::default()
     };
     let start = Instant::now();
     let resp = client.call(&req).await.expect("CreateTopics answered");

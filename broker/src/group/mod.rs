@@ -463,6 +463,9 @@ impl Coordinator {
                     ErrorCode::InvalidRequest,
                     format!("cannot commit negative offset {}", c.offset),
                 ))
+            } else if let Err(e) = self.storage.partition(&c.tp.0, c.tp.1) {
+                // As Kafka: an offset for a partition that does not exist is refused.
+                Err(GroupError::new(ErrorCode::UnknownTopicOrPartition, e.to_string()))
             } else {
                 group.check_commit(member_id, member_epoch, instance_id, &c.tp)
             };

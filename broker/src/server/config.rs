@@ -49,6 +49,15 @@ pub struct ServerConfig {
     pub fetch_partition_default_bytes: u32,
     /// Consumer groups: session bounds, heartbeat interval, offsets log.
     pub group: crate::group::GroupConfig,
+    /// Kafka's `auto.create.topics.enable`: a Metadata request that allows it creates the
+    /// topics it names that do not exist (Kafka's default: on).
+    pub auto_create_topics_enable: bool,
+    /// Kafka's `num.partitions`: partitions of an auto-created topic, and of a created one
+    /// that asks for the default (-1).
+    pub num_partitions: u32,
+    /// Kafka's `default.replication.factor`: replicas of an auto-created topic, and of a
+    /// created one that asks for the default (-1).
+    pub default_replication_factor: u16,
 }
 
 pub const DEFAULT_PORT_ADDR: &str = runnel_protocol::DEFAULT_BROKER_ADDR;
@@ -72,6 +81,9 @@ impl Default for ServerConfig {
             fetch_max_bytes: 55 * 1024 * 1024,
             fetch_partition_default_bytes: 1024 * 1024,
             group: crate::group::GroupConfig::default(),
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
         }
     }
 }
@@ -93,6 +105,9 @@ impl ServerConfig {
         }
         if self.request_timeout_ms < 10 || self.idle_timeout_ms == 0 {
             return Err("request_timeout_ms must be at least 10 and idle_timeout_ms at least 1".into());
+        }
+        if self.num_partitions == 0 || self.default_replication_factor == 0 {
+            return Err("num_partitions and default_replication_factor must be at least 1".into());
         }
         if self.fetch_max_bytes == 0 || self.fetch_partition_default_bytes == 0 {
             return Err("fetch_max_bytes and fetch_partition_default_bytes must be at least 1".into());

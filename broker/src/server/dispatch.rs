@@ -156,7 +156,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
             })
             .await
         }
-        ApiKey::Metadata => reply(correlation_id, f.body, |r| async { handlers::metadata::handle(b, r) }).await,
+        ApiKey::Metadata => reply(correlation_id, f.body, |r| handlers::metadata::handle(b, r)).await,
         ApiKey::CreateTopics => reply(correlation_id, f.body, |r| handlers::create_topics::handle(b, r)).await,
         ApiKey::DeleteTopics => reply(correlation_id, f.body, |r| handlers::delete_topics::handle(b, r)).await,
         ApiKey::CreatePartitions => reply(correlation_id, f.body, |r| handlers::create_partitions::handle(b, r)).await,

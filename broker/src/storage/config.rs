@@ -12,6 +12,7 @@
 //! | max.message.bytes       | 1048588         | 0 ..= 2^31-1              |
 //! | message.timestamp.type  | CreateTime      | CreateTime, LogAppendTime |
 //! | cleanup.policy          | delete          | delete (compact: not yet) |
+//! | compression.type        | producer        | producer, uncompressed, gzip, snappy, lz4, zstd |
 //! | flush.policy            | always          | always, interval, os      |
 //! | flush.ms                | 1000            | >= 1                      |
 
@@ -35,6 +36,44 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// Kafka's `compression.type` topic config: keep the producer's codec, or store batches
+/// in this one (the broker recompresses batches that arrive in another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    /// The codec batches must be stored in, `None` for whatever the producer sent.
+    pub fn codec(self) -> Option<runnel_protocol::Compression> {
+        use runnel_protocol::Compression as C;
+        Some(match self {
+            CompressionType::Producer => return None,
+            CompressionType::Uncompressed => C::None,
+            CompressionType::Gzip => C::Gzip,
+            CompressionType::Snappy => C::Snappy,
+            CompressionType::Lz4 => C::Lz4,
+            CompressionType::Zstd => C::Zstd,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Uncompressed => "uncompressed",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub segment_bytes: u64,
@@ -47,6 +86,7 @@ pub struct LogConfig {
     pub retention_bytes: i64,
     pub max_message_bytes: u64,
     pub message_timestamp_type: TimestampType,
+    pub compression_type: CompressionType,
     pub flush_policy: FlushPolicy,
     pub flush_ms: u64,
 }
@@ -62,6 +102,7 @@ impl Default for LogConfig {
             retention_bytes: -1,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
+            compression_type: CompressionType::Producer,
             flush_policy: FlushPolicy::Always,
             flush_ms: 1000,
         }
@@ -79,6 +120,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "max.message.bytes",
     "message.timestamp.type",
     "cleanup.policy",
+    "compression.type",
     "flush.policy",
     "flush.ms",
 ];
@@ -128,6 +170,23 @@ impl LogConfig {
                 }
                 _ => return Err(invalid(key, value, "must be delete")),
             },
+            "compression.type" => {
+                self.compression_type = match value {
+                    "producer" => CompressionType::Producer,
+                    "uncompressed" => CompressionType::Uncompressed,
+                    "gzip" => CompressionType::Gzip,
+                    "snappy" => CompressionType::Snappy,
+                    "lz4" => CompressionType::Lz4,
+                    "zstd" => CompressionType::Zstd,
+                    _ => {
+                        return Err(invalid(
+                            key,
+                            value,
+                            "must be producer, uncompressed, gzip, snappy, lz4 or zstd",
+                        ))
+                    }
+                }
+            }
             "flush.policy" => {
                 self.flush_policy = match value {
                     "always" => FlushPolicy::Always,
@@ -172,6 +231,7 @@ impl LogConfig {
                 TimestampType::LogAppendTime => "LogAppendTime".into(),
             },
             "cleanup.policy" => "delete".into(),
+            "compression.type" => self.compression_type.name().into(),
             "flush.policy" => match self.flush_policy {
                 FlushPolicy::Always => "always".into(),
                 FlushPolicy::Interval => "interval".into(),
@@ -183,9 +243,54 @@ impl LogConfig {
     }
 }
 
+/// The kind of a config's value, as Kafka's DescribeConfigs names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    Int,
+    Long,
+    String,
+    List,
+}
+
+/// What a topic config key is, for DescribeConfigs: the broker setting that gives its
+/// default (Kafka's synonym), the kind of value, and its documentation.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigKeyInfo {
+    pub broker_name: &'static str,
+    pub kind: ConfigKind,
+    pub doc: &'static str,
+}
+
+/// `key`'s [`ConfigKeyInfo`], `None` for an unknown key.
+pub fn key_info(key: &str) -> Option<ConfigKeyInfo> {
+    let (broker_name, kind, doc) = match key {
+        "segment.bytes" => ("log.segment.bytes", ConfigKind::Int, "The segment file size: a segment rolls once it holds this many bytes."),
+        "segment.ms" => ("log.roll.ms", ConfigKind::Long, "A segment rolls once its first and latest batch timestamps are this far apart, even if not full."),
+        "segment.index.bytes" => ("log.index.size.max.bytes", ConfigKind::Int, "Size of each segment's preallocated offset and time index."),
+        "index.interval.bytes" => ("log.index.interval.bytes", ConfigKind::Int, "An offset index entry is added every this many bytes of log."),
+        "retention.ms" => ("log.retention.ms", ConfigKind::Long, "Whole segments older than this are deleted; -1 keeps them for ever."),
+        "retention.bytes" => ("log.retention.bytes", ConfigKind::Long, "Old segments are deleted while a partition holds more than this; -1 for no limit."),
+        "max.message.bytes" => ("message.max.bytes", ConfigKind::Int, "The largest record batch the broker accepts for this topic."),
+        "message.timestamp.type" => ("log.message.timestamp.type", ConfigKind::String, "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock."),
+        "cleanup.policy" => ("log.cleanup.policy", ConfigKind::List, "delete: old segments are deleted by retention (compaction is not supported yet)."),
+        "compression.type" => ("compression.type", ConfigKind::String, "producer keeps the producer's codec; uncompressed, gzip, snappy, lz4 or zstd makes the broker recompress batches that arrive in another codec."),
+        "flush.policy" => ("log.flush.policy", ConfigKind::String, "always acknowledges after fdatasync (group commit); interval syncs every flush.ms; os leaves it to the page cache."),
+        "flush.ms" => ("log.flush.interval.ms", ConfigKind::Long, "With flush.policy=interval, how often the log is synced."),
+        _ => return None,
+    };
+    Some(ConfigKeyInfo { broker_name, kind, doc })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_has_info() {
+        for key in TOPIC_CONFIG_KEYS {
+            assert!(key_info(key).is_some(), "{key}");
+        }
+    }
 
     #[test]
     fn every_key_round_trips_through_get() {

@@ -416,8 +416,9 @@ impl LogManager {
             .collect()
     }
 
-    /// A new topic's name, partition count and configs checked; its effective config.
-    fn check_new_topic(&self, t: &NewTopic<'_>) -> Result<LogConfig> {
+    /// A new topic's name, partition count and configs checked, and that it does not
+    /// exist yet; its effective config.
+    pub fn check_new_topic(&self, t: &NewTopic<'_>) -> Result<LogConfig> {
         validate_topic_name(t.name)?;
         let max = self.cfg.max_partitions_per_topic;
         if t.partitions < 1 || t.partitions > max as i64 {
@@ -426,7 +427,11 @@ impl LogManager {
                 max,
             });
         }
-        LogConfig::with_overrides(&self.cfg.log_defaults, t.overrides)
+        let config = LogConfig::with_overrides(&self.cfg.log_defaults, t.overrides)?;
+        if self.topic(t.name).is_some() {
+            return Err(Error::TopicExists(t.name.to_owned()));
+        }
+        Ok(config)
     }
 
     /// Creates and opens the directories of partitions `range` (each synced); on failure
@@ -705,6 +710,19 @@ fn spawn_maintenance(
 /// Kafka's rules: 1 to 249 characters of `[A-Za-z0-9._-]`, not `.` or `..`. Names starting
 /// with `__` are reserved for internal topics.
 pub fn validate_topic_name(name: &str) -> Result<()> {
+    check_legal_topic_name(name)?;
+    if name.starts_with("__") {
+        return Err(Error::InvalidTopicName {
+            name: name.to_owned(),
+            reason: "names starting with '__' are reserved for internal topics",
+        });
+    }
+    Ok(())
+}
+
+/// Kafka's rules for any topic name, internal ones included (a Metadata request for
+/// an illegal name gets INVALID_TOPIC_EXCEPTION, not UNKNOWN_TOPIC_OR_PARTITION).
+pub fn check_legal_topic_name(name: &str) -> Result<()> {
     let bad = |reason| {
         Err(Error::InvalidTopicName {
             name: name.to_owned(),
@@ -725,9 +743,6 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
     {
         return bad("may contain only ASCII letters, digits, '.', '_' and '-'");
-    }
-    if name.starts_with("__") {
-        return bad("names starting with '__' are reserved for internal topics");
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the storage integration tests.
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod wire;
 
 use std::path::Path;

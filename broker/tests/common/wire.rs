@@ -141,7 +141,9 @@ impl Wire {
                     name: name.into(),
                     partitions,
                     configs: configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                    ..Default::default()
                 }],
+                ..Default::default()
             },
             &[],
         );

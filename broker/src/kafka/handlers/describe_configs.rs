@@ -1,23 +1,65 @@
-//! DescribeConfigs: a topic's configs (overrides as dynamic topic configs, the rest as
-//! defaults), through the native handler. Broker resources get an empty list.
+//! DescribeConfigs: a topic's configs (set on the topic, set as a broker default, or
+//! built in — each with its source, and on request its synonyms and documentation), and
+//! the broker's own settings as read-only static configs.
 
 use std::ops::RangeInclusive;
 
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
-use runnel_protocol::messages as native;
 use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes};
-use crate::server::{handlers, Broker};
+use crate::server::Broker;
+use crate::storage::config::{key_info, ConfigKind, LogConfig, TOPIC_CONFIG_KEYS};
+use crate::storage::Topic;
 
 pub const VERSIONS: RangeInclusive<i16> = 1..=4;
 
-/// Kafka's resource types and config sources.
-const TOPIC: i8 = 2;
-const BROKER: i8 = 4;
-const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-const DEFAULT_CONFIG: i8 = 5;
+/// Kafka's config resource types.
+pub const TOPIC: i8 = 2;
+pub const BROKER: i8 = 4;
+
+/// Where a config's value comes from, with Kafka's numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigSource {
+    TopicConfig = 1,
+    StaticBrokerConfig = 4,
+    DefaultConfig = 5,
+}
+
+/// Kafka's config types (DescribeConfigs v3+).
+fn config_type(kind: ConfigKind) -> i8 {
+    match kind {
+        ConfigKind::String => 2,
+        ConfigKind::Int => 3,
+        ConfigKind::Long => 5,
+        ConfigKind::List => 7,
+    }
+}
+
+/// Every config of `topic`: key, effective value, and where the value comes from — the
+/// topic itself, the broker's topic defaults (`--topic-default`), or the built-in default.
+pub fn topic_configs<'a>(
+    topic: &'a Topic,
+    broker_defaults: &'a LogConfig,
+) -> impl Iterator<Item = (&'static str, String, ConfigSource)> + 'a {
+    let built_in = LogConfig::default();
+    TOPIC_CONFIG_KEYS.iter().map(move |key| {
+        let value = topic.config.get(key).unwrap_or_default();
+        let source = if topic.overrides.contains_key(*key) {
+            ConfigSource::TopicConfig
+        } else if broker_defaults.get(key) != built_in.get(key) {
+            ConfigSource::StaticBrokerConfig
+        } else {
+            ConfigSource::DefaultConfig
+        };
+        (*key, value, source)
+    })
+}
 
 pub fn handle(broker: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = req
@@ -27,50 +69,132 @@ pub fn handle(broker: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsRe
             let base = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
-            match res.resource_type {
-                TOPIC => {
-                    let resp = handlers::describe_configs::handle(
-                        broker,
-                        native::DescribeConfigsRequest {
-                            topics: vec![res.resource_name.to_string()],
-                        },
-                    );
-                    let Some(t) = resp.topics.into_iter().next() else {
-                        return base.with_error_code(ErrorCode::UnknownServerError.code() as i16);
-                    };
-                    if t.error_code != 0 {
-                        return base
-                            .with_error_code(kafka_code(t.error_code))
-                            .with_error_message(Some(str_bytes(&t.error_message)));
-                    }
-                    let wanted = |k: &str| {
-                        res.configuration_keys
-                            .as_ref()
-                            .is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
-                    };
-                    base.with_configs(
-                        t.entries
-                            .into_iter()
-                            .filter(|e| wanted(&e.key))
-                            .map(|e| {
-                                DescribeConfigsResourceResult::default()
-                                    .with_name(str_bytes(&e.key))
-                                    .with_value(Some(str_bytes(&e.value)))
-                                    .with_config_source(if e.is_default {
-                                        DEFAULT_CONFIG
-                                    } else {
-                                        DYNAMIC_TOPIC_CONFIG
-                                    })
-                            })
-                            .collect(),
-                    )
-                }
-                BROKER => base,
-                other => base
-                    .with_error_code(ErrorCode::InvalidRequest.code() as i16)
-                    .with_error_message(Some(str_bytes(&format!("resource type {other} is not supported")))),
+            let configs = match res.resource_type {
+                TOPIC => describe_topic(broker, &req, res),
+                BROKER => describe_broker(broker, res),
+                other => Err((
+                    ErrorCode::InvalidRequest,
+                    format!("resource type {other} is not supported (topics and brokers are)"),
+                )),
+            };
+            match configs {
+                Ok(configs) => base.with_configs(configs),
+                Err((code, message)) => base
+                    .with_error_code(kafka_code(code.code()))
+                    .with_error_message(Some(str_bytes(&message))),
             }
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+type Described = Result<Vec<DescribeConfigsResourceResult>, (ErrorCode, String)>;
+
+/// Whether the request asks for `key`: a null or empty list of keys means all of them.
+fn wanted(res: &DescribeConfigsResource, key: &str) -> bool {
+    res.configuration_keys
+        .as_ref()
+        .filter(|keys| !keys.is_empty())
+        .is_none_or(|keys| keys.iter().any(|w| w.as_str() == key))
+}
+
+fn describe_topic(broker: &Broker, req: &DescribeConfigsRequest, res: &DescribeConfigsResource) -> Described {
+    let name = res.resource_name.as_str();
+    let topic = broker
+        .storage
+        .topic(name)
+        .ok_or_else(|| (ErrorCode::UnknownTopicOrPartition, format!("unknown topic {name:?}")))?;
+    let broker_defaults = &broker.storage.config().log_defaults;
+    let built_in = LogConfig::default();
+    Ok(topic_configs(&topic, broker_defaults)
+        .filter(|(key, _, _)| wanted(res, key))
+        .map(|(key, value, source)| {
+            let info = key_info(key).expect("every topic config key has info");
+            let mut entry = DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(key))
+                .with_value(Some(str_bytes(&value)))
+                .with_config_source(source as i8)
+                .with_config_type(config_type(info.kind));
+            if req.include_synonyms {
+                // Most specific first, as Kafka lists them.
+                let mut synonyms = Vec::new();
+                if let Some(v) = topic.overrides.get(key) {
+                    synonyms.push(synonym(key, v, ConfigSource::TopicConfig));
+                }
+                let broker_value = broker_defaults.get(key).unwrap_or_default();
+                if Some(&broker_value) != built_in.get(key).as_ref() {
+                    synonyms.push(synonym(
+                        info.broker_name,
+                        &broker_value,
+                        ConfigSource::StaticBrokerConfig,
+                    ));
+                }
+                let default = built_in.get(key).unwrap_or_default();
+                synonyms.push(synonym(info.broker_name, &default, ConfigSource::DefaultConfig));
+                entry = entry.with_synonyms(synonyms);
+            }
+            if req.include_documentation {
+                entry = entry.with_documentation(Some(str_bytes(info.doc)));
+            }
+            entry
+        })
+        .collect())
+}
+
+fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_source(source as i8)
+}
+
+/// The broker's settings under Kafka's names, read-only (they are set at start).
+fn describe_broker(broker: &Broker, res: &DescribeConfigsResource) -> Described {
+    let name = res.resource_name.as_str();
+    if !name.is_empty() && name != broker.node_id.to_string() {
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!("no broker {name:?}: this is broker {}", broker.node_id),
+        ));
+    }
+    let cfg = &broker.config;
+    let storage = broker.storage.config();
+    let mut settings: Vec<(&str, String)> = vec![
+        ("broker.id", broker.node_id.to_string()),
+        ("log.dirs", storage.data_dir.display().to_string()),
+        ("auto.create.topics.enable", cfg.auto_create_topics_enable.to_string()),
+        ("num.partitions", cfg.num_partitions.to_string()),
+        ("default.replication.factor", cfg.default_replication_factor.to_string()),
+        ("socket.request.max.bytes", cfg.max_request_frame_bytes.to_string()),
+        ("max.connections", cfg.max_connections.to_string()),
+        ("connections.max.idle.ms", cfg.idle_timeout_ms.to_string()),
+        ("fetch.max.bytes", cfg.fetch_max_bytes.to_string()),
+        (
+            "group.min.session.timeout.ms",
+            cfg.group.min_session_timeout_ms.to_string(),
+        ),
+        (
+            "group.max.session.timeout.ms",
+            cfg.group.max_session_timeout_ms.to_string(),
+        ),
+        (
+            "offsets.retention.minutes",
+            (cfg.group.offsets_retention_ms / 60_000).to_string(),
+        ),
+    ];
+    for key in TOPIC_CONFIG_KEYS {
+        let info = key_info(key).expect("every topic config key has info");
+        settings.push((info.broker_name, storage.log_defaults.get(key).unwrap_or_default()));
+    }
+    Ok(settings
+        .into_iter()
+        .filter(|(key, _)| wanted(res, key))
+        .map(|(key, value)| {
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(key))
+                .with_value(Some(str_bytes(&value)))
+                .with_read_only(true)
+                .with_config_source(ConfigSource::StaticBrokerConfig as i8)
+        })
+        .collect())
 }

@@ -1,6 +1,9 @@
-//! Metadata: this broker (at its Kafka address) and the topics asked for.
+//! Metadata: this broker (at its Kafka address) and the topics asked for, creating the
+//! missing ones when the request allows it (Kafka's `auto.create.topics.enable`).
 
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -8,19 +11,32 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use runnel_protocol::ErrorCode;
 
-use super::{str_bytes, topic_name};
+use super::{kafka_code, str_bytes, topic_name};
 use crate::kafka::Request;
-use crate::server::Broker;
+use crate::server::{handlers, Broker};
 use crate::storage::log::INITIAL_LEADER_EPOCH;
 use crate::storage::Topic;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=12;
 
-pub fn handle(broker: &Broker, req: &Request, body: MetadataRequest) -> MetadataResponse {
+pub async fn handle(broker: &Arc<Broker>, req: &Request, body: MetadataRequest) -> MetadataResponse {
     // v0: an empty list means every topic; v1+: a null list does.
     let all = match &body.topics {
         None => true,
         Some(t) => t.is_empty() && req.version == 0,
+    };
+    // Before v4 a Metadata request always allowed auto-creation, as in Kafka.
+    let allow_create = req.version < 4 || body.allow_auto_topic_creation;
+    let not_created = if all || !allow_create {
+        BTreeMap::new()
+    } else {
+        let names: Vec<String> = body
+            .topics
+            .iter()
+            .flatten()
+            .filter_map(|t| Some(t.name.as_ref()?.0.to_string()))
+            .collect();
+        handlers::metadata::auto_create(broker, &names).await
     };
     let topics = if all {
         broker.storage.topics().iter().map(|t| describe(broker, t)).collect()
@@ -39,12 +55,16 @@ pub fn handle(broker: &Broker, req: &Request, body: MetadataRequest) -> Metadata
             })
             .map(|(found, asked)| match found {
                 Some(t) => describe(broker, &t),
-                // Topics are created explicitly (CreateTopics, `runnel topic create`); no
-                // auto-creation on metadata requests.
-                None => MetadataResponseTopic::default()
-                    .with_name(asked.name.clone())
-                    .with_topic_id(asked.topic_id)
-                    .with_error_code(ErrorCode::UnknownTopicOrPartition.code() as i16),
+                None => {
+                    let code = match &asked.name {
+                        Some(name) => handlers::metadata::missing_topic(name, not_created.get(name.as_str())).0,
+                        None => ErrorCode::UnknownTopicOrPartition,
+                    };
+                    MetadataResponseTopic::default()
+                        .with_name(asked.name.clone())
+                        .with_topic_id(asked.topic_id)
+                        .with_error_code(kafka_code(code.code()))
+                }
             })
             .collect()
     };

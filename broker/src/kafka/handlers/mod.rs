@@ -105,8 +105,11 @@ async fn serve(
     };
     Ok(match req.key {
         ApiKey::ApiVersions => respond(&req, &api_versions::handle(&decode(&req, body)?)),
-        ApiKey::Metadata => respond(&req, &metadata::handle(broker, &req, decode(&req, body)?)),
-        ApiKey::CreateTopics => respond(&req, &create_topics::handle(broker, decode(&req, body)?).await),
+        ApiKey::Metadata => respond(&req, &metadata::handle(broker, &req, decode(&req, body)?).await),
+        ApiKey::CreateTopics => respond(
+            &req,
+            &create_topics::handle(broker, req.version, decode(&req, body)?).await,
+        ),
         ApiKey::DeleteTopics => respond(
             &req,
             &delete_topics::handle(broker, req.version, decode(&req, body)?).await,
