@@ -57,3 +57,39 @@ async fn a_small_fetch_max_bytes_still_reads_large_batches_of_many_partitions() 
     let want: Vec<(i32, i64, usize)> = (0..2).flat_map(|p| (0..3).map(move |o| (p, o, 900 * 1024))).collect();
     assert_eq!(got, want);
 }
+
+/// A librdkafka producer naming a topic that does not exist gets it created (the broker's
+/// `auto_create_topics_enable`, on by default as Kafka's); one naming an illegal topic gets
+/// Kafka's INVALID_TOPIC_EXCEPTION at once instead of keeping the message queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_auto_create_topics_and_illegal_names_fail_fast() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let producer: FutureProducer = config(&server)
+        .set("message.timeout.ms", "20000")
+        .create()
+        .unwrap();
+    let delivered = producer
+        .send(FutureRecord::to("made-on-demand").payload("hello").key("k"), TIMEOUT)
+        .await;
+    let d = delivered.expect("delivered to an auto-created topic");
+    assert_eq!((d.partition, d.offset), (0, 0));
+    assert_eq!(
+        server.broker().storage.topic("made-on-demand").unwrap().partitions.len(),
+        1,
+        "num.partitions"
+    );
+
+    let started = Instant::now();
+    let refused = producer
+        .send(FutureRecord::to("bad$name").payload("x").key("k"), TIMEOUT)
+        .await;
+    let (err, _) = refused.expect_err("an illegal topic name is refused");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "failed after {:?}: {err}",
+        started.elapsed()
+    );
+    assert!(server.broker().storage.topic("bad$name").is_none());
+}
