@@ -288,3 +288,90 @@ fn describe_configs_gives_sources_synonyms_documentation_and_the_broker() {
     assert_eq!(get("num.partitions").config_source, 4, "STATIC_BROKER_CONFIG");
     assert_eq!(resp.results[2].error_code, INVALID_REQUEST, "no broker 9");
 }
+
+#[test]
+fn configs_change_incrementally_or_wholesale_and_validate_only_changes_nothing() {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource as IncResource, AlterableConfig as IncConfig,
+    };
+    let (_dir, s, mut k) = start_with(ServerConfig::default());
+    s.storage.create_topic("t", 1, &Default::default()).unwrap();
+    let op = |key: &str, op: i8, value: Option<&str>| {
+        IncConfig::default()
+            .with_name(StrBytes::from_string(key.to_owned()))
+            .with_config_operation(op)
+            .with_value(value.map(|v| StrBytes::from_string(v.to_owned())))
+    };
+    let incremental = |k: &mut Kafka, kind: i8, topic: &str, validate_only: bool, ops: Vec<IncConfig>| {
+        let req = IncrementalAlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![IncResource::default()
+                .with_resource_type(kind)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configs(ops)]);
+        let resp: IncrementalAlterConfigsResponse = k.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+        resp.responses[0].error_code
+    };
+    let overrides = |s: &TestServer| s.storage.topic("t").unwrap().overrides.clone();
+    let pairs = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+
+    let set_two = vec![
+        op("retention.ms", 0, Some("5000")),
+        op("compression.type", 0, Some("zstd")),
+    ];
+    assert_eq!(incremental(&mut k, 2, "t", false, set_two), 0);
+    assert_eq!(
+        overrides(&s),
+        pairs(&[("compression.type", "zstd"), ("retention.ms", "5000")])
+    );
+    assert_eq!(s.storage.topic("t").unwrap().config.retention_ms, 5000);
+    // DELETE returns a key to its default; APPEND to a list config.
+    let ops = vec![op("retention.ms", 1, None), op("cleanup.policy", 2, Some("delete"))];
+    assert_eq!(incremental(&mut k, 2, "t", false, ops), 0);
+    assert_eq!(
+        overrides(&s),
+        pairs(&[("cleanup.policy", "delete"), ("compression.type", "zstd")])
+    );
+    // Refused, with nothing changed: APPEND to a scalar, a bad value, an unknown key.
+    for ops in [
+        vec![op("retention.ms", 2, Some("1"))],
+        vec![
+            op("segment.bytes", 0, Some("2048")),
+            op("retention.ms", 0, Some("soon")),
+        ],
+        vec![op("no.such.key", 0, Some("1"))],
+    ] {
+        assert_eq!(incremental(&mut k, 2, "t", false, ops), INVALID_CONFIG);
+    }
+    // validate_only: accepted, not stored.
+    assert_eq!(
+        incremental(&mut k, 2, "t", true, vec![op("segment.bytes", 0, Some("2048"))]),
+        0
+    );
+    assert_eq!(
+        overrides(&s),
+        pairs(&[("cleanup.policy", "delete"), ("compression.type", "zstd")])
+    );
+    assert_eq!(
+        incremental(&mut k, 2, "missing", false, vec![op("retention.ms", 0, Some("1"))]),
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(
+        incremental(&mut k, 4, "0", false, vec![op("num.partitions", 0, Some("3"))]),
+        INVALID_REQUEST
+    );
+
+    // AlterConfigs (legacy): the overrides become exactly what is given.
+    let req = AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("t"))
+        .with_configs(vec![AlterableConfig::default()
+            .with_name(StrBytes::from_static_str("flush.policy"))
+            .with_value(Some(StrBytes::from_static_str("os")))])]);
+    let resp: AlterConfigsResponse = k.call(ApiKey::AlterConfigs, 2, &req);
+    assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
+    assert_eq!(overrides(&s), pairs(&[("flush.policy", "os")]));
+}

@@ -66,17 +66,20 @@ async fn producers_auto_create_topics_and_illegal_names_fail_fast() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path()).await;
-    let producer: FutureProducer = config(&server)
-        .set("message.timeout.ms", "20000")
-        .create()
-        .unwrap();
+    let producer: FutureProducer = config(&server).set("message.timeout.ms", "20000").create().unwrap();
     let delivered = producer
         .send(FutureRecord::to("made-on-demand").payload("hello").key("k"), TIMEOUT)
         .await;
     let d = delivered.expect("delivered to an auto-created topic");
     assert_eq!((d.partition, d.offset), (0, 0));
     assert_eq!(
-        server.broker().storage.topic("made-on-demand").unwrap().partitions.len(),
+        server
+            .broker()
+            .storage
+            .topic("made-on-demand")
+            .unwrap()
+            .partitions
+            .len(),
         1,
         "num.partitions"
     );

@@ -2,6 +2,7 @@
 //! by ApiVersions exactly) and maps the request onto the broker's storage and native
 //! handlers; per-topic and per-partition failures are error codes in the response.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
@@ -13,6 +14,7 @@ pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -38,7 +40,7 @@ use crate::server::reply::Reply;
 use crate::server::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 22] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 24] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
@@ -61,6 +63,8 @@ pub const SERVED: [(ApiKey, RangeInclusive<i16>); 22] = [
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
     (ApiKey::ConsumerGroupHeartbeat, consumer_group_heartbeat::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
+    (ApiKey::AlterConfigs, alter_configs::VERSIONS),
+    (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -151,6 +155,11 @@ async fn serve(
             &consumer_group_heartbeat::handle(broker, decode(&req, body)?, order).await,
         ),
         ApiKey::CreatePartitions => respond(&req, &create_partitions::handle(broker, decode(&req, body)?).await),
+        ApiKey::AlterConfigs => respond(&req, &alter_configs::handle(broker, decode(&req, body)?).await),
+        ApiKey::IncrementalAlterConfigs => respond(
+            &req,
+            &incremental_alter_configs::handle(broker, decode(&req, body)?).await,
+        ),
         ApiKey::Produce => produce::handle(broker, &req, body, order).await?,
         ApiKey::Fetch => fetch::handle(broker, &req, decode(&req, body)?).await,
         _ => None,
