@@ -416,3 +416,57 @@ fn idempotent_producer_state_survives_rolls_restarts_and_damaged_snapshots() {
         "appended, not a duplicate"
     );
 }
+
+/// `compression.type` names a codec: batches arriving in another are stored in it, every
+/// record exactly as sent; batches already in it are stored as they are.
+#[test]
+fn a_topic_codec_recompresses_other_batches_and_keeps_their_records() {
+    use runnel_broker::storage::config::CompressionType;
+    use runnel_protocol::{Compression, RecordBatch};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        compression_type: CompressionType::Zstd,
+        ..LogConfig::default()
+    };
+    let log = common::open(dir.path(), cfg, false);
+    let mut sent = Vec::new();
+    for codec in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::Lz4,
+    ] {
+        let mut b = BatchBuilder::new(BatchOptions {
+            compression: codec,
+            ..BatchOptions::default()
+        });
+        for i in 0..50 {
+            b.push(&Record::new(
+                i,
+                Some(b"key"),
+                Some(format!("{codec:?} record {i}").repeat(4).as_bytes()),
+            ));
+        }
+        let mut batch = b.finish().unwrap();
+        sent.extend(RecordBatch::new(batch.clone().freeze()).unwrap().records().unwrap());
+        log.append(&mut batch).unwrap();
+    }
+    let region = log.read(0, 1 << 20).unwrap().region.unwrap();
+    let stored = RecordBatch::split_all(region.read_to_vec().unwrap().into()).unwrap();
+    assert_eq!(stored.len(), 4);
+    let mut got = Vec::new();
+    for b in &stored {
+        assert_eq!(b.header().compression().unwrap(), Compression::Zstd);
+        got.extend(b.records().unwrap());
+    }
+    let strip = |r: &Vec<Record>| {
+        r.iter()
+            .map(|r| (r.timestamp, r.key.clone(), r.value.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&got), strip(&sent));
+    assert_eq!(
+        got.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..200).collect::<Vec<_>>()
+    );
+}

@@ -242,6 +242,42 @@ pub fn set_producer_state(buf: &mut [u8], producer_id: i64, epoch: i16, base_seq
     buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The codec bits of `attributes` (bits 0–2).
+const COMPRESSION_MASK: i16 = 0x07;
+
+/// One whole, validated batch stored in another codec, appended to `out`: the records
+/// section is decompressed and compressed again (records themselves are not re-encoded,
+/// so offsets, timestamps, keys, values and headers are exactly as sent), the header is
+/// kept but for its codec bits and length, and the CRC is recomputed. The broker does
+/// this for a topic whose `compression.type` names a codec (Kafka's behaviour too); it
+/// costs a decompression and a compression per batch.
+pub fn recompress(batch: &[u8], to: Compression, out: &mut Vec<u8>) -> Result<(), BatchError> {
+    let h = BatchHeader::parse(batch)?;
+    let section = &batch[HEADER_BYTES..h.total_bytes()];
+    let plain;
+    let records: &[u8] = match h.compression()? {
+        Compression::None => section,
+        c => {
+            plain = c.decompress(section)?;
+            &plain
+        }
+    };
+    let start = out.len();
+    out.extend_from_slice(&batch[..HEADER_BYTES]);
+    match to {
+        Compression::None => out.extend_from_slice(records),
+        c => c.compress(records, out)?,
+    }
+    let batch_out = &mut out[start..];
+    let len = (batch_out.len() - LOG_OVERHEAD) as i32;
+    batch_out[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&len.to_be_bytes());
+    let attributes = (be_i16(batch_out, ATTRIBUTES_OFFSET) & !COMPRESSION_MASK) | to as i16;
+    batch_out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c(&batch_out[ATTRIBUTES_OFFSET..]);
+    batch_out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
 /// A zero-copy view of one whole batch held in `Bytes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordBatch {
@@ -308,6 +344,64 @@ pub fn headers(batches: &[u8]) -> impl Iterator<Item = BatchHeader> + '_ {
 mod tests {
     use super::*;
     use crate::record::{BatchBuilder, BatchOptions, Record};
+
+    #[test]
+    fn recompressed_batches_keep_every_record_and_field() {
+        let codecs = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+        for from in codecs {
+            let mut b = BatchBuilder::new(BatchOptions {
+                compression: from,
+                producer_id: 7,
+                producer_epoch: 2,
+                base_sequence: 40,
+                ..BatchOptions::default()
+            });
+            for i in 0..20 {
+                b.push(
+                    &Record::new(1_000 + i, Some(b"k"), Some(format!("value {i}").as_bytes()))
+                        .with_header("h", Some(b"x")),
+                );
+            }
+            let original = b.finish().unwrap();
+            let before = RecordBatch::new(original.clone().freeze()).unwrap();
+            for to in codecs {
+                let mut out = Vec::new();
+                recompress(&original, to, &mut out).unwrap();
+                let h = validate(&out).unwrap();
+                assert_eq!(h.compression().unwrap(), to);
+                assert_eq!(h.total_bytes(), out.len());
+                let after = RecordBatch::new(Bytes::from(out)).unwrap();
+                assert_eq!(
+                    after.records().unwrap(),
+                    before.records().unwrap(),
+                    "{from:?} -> {to:?}"
+                );
+                let (a, b) = (after.header(), before.header());
+                assert_eq!(
+                    (
+                        a.producer_id,
+                        a.producer_epoch,
+                        a.base_sequence,
+                        a.max_timestamp,
+                        a.record_count
+                    ),
+                    (
+                        b.producer_id,
+                        b.producer_epoch,
+                        b.base_sequence,
+                        b.max_timestamp,
+                        b.record_count
+                    )
+                );
+            }
+        }
+    }
 
     fn sample() -> Vec<u8> {
         let mut b = BatchBuilder::new(BatchOptions::default());

@@ -262,8 +262,25 @@ impl PartitionLog {
     /// segment in one `write(2)`. Durability is not awaited: see [`append_durable`].
     ///
     /// [`append_durable`]: PartitionLog::append_durable
+    ///
+    /// A topic with a `compression.type` codec stores batches in that codec: one that
+    /// arrives in another is checked, then recompressed into a new buffer that is
+    /// appended instead — off the zero-copy path (Kafka does the same).
     pub fn append(self: &Arc<Self>, batches: &mut [u8]) -> Result<AppendInfo> {
         let cfg = self.config.load();
+        if let Some(codec) = cfg.compression_type.codec() {
+            if headers(batches).any(|h| h.compression().ok() != Some(codec)) {
+                validate_all(batches, &cfg, None)?;
+                let mut converted = Vec::with_capacity(batches.len());
+                let mut at = 0;
+                while at < batches.len() {
+                    let h = BatchHeader::parse(&batches[at..]).expect("validated");
+                    batch::recompress(&batches[at..at + h.total_bytes()], codec, &mut converted)?;
+                    at += h.total_bytes();
+                }
+                return self.append(&mut converted);
+            }
+        }
         // Pass 1, outside the writer lock so concurrent producers checksum in parallel.
         let log_append_time = (cfg.message_timestamp_type == TimestampType::LogAppendTime).then(now_ms);
         let (records, max_timestamp) = validate_all(batches, &cfg, log_append_time)?;
