@@ -375,3 +375,75 @@ fn configs_change_incrementally_or_wholesale_and_validate_only_changes_nothing()
     assert_eq!(resp.responses[0].error_code, 0, "{:?}", resp.responses[0].error_message);
     assert_eq!(overrides(&s), pairs(&[("flush.policy", "os")]));
 }
+
+#[test]
+fn delete_records_moves_the_log_start_and_describe_log_dirs_sizes_partitions() {
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    let (_dir, s, mut k) = start_with(ServerConfig::default());
+    s.storage.create_topic("t", 2, &Default::default()).unwrap();
+    let log = s.storage.partition("t", 0).unwrap();
+    for tag in 0..10 {
+        log.append(&mut common::batch(tag, 1, 100, 1_000)).unwrap();
+    }
+    let part = |p: i32, offset: i64| {
+        DeleteRecordsPartition::default()
+            .with_partition_index(p)
+            .with_offset(offset)
+    };
+    let req = DeleteRecordsRequest::default().with_timeout_ms(5_000).with_topics(vec![
+        DeleteRecordsTopic::default()
+            .with_name(name("t"))
+            .with_partitions(vec![part(0, 4), part(1, 5), part(7, 0)]),
+        DeleteRecordsTopic::default()
+            .with_name(name("missing"))
+            .with_partitions(vec![part(0, 0)]),
+    ]);
+    let resp: DeleteRecordsResponse = k.call(ApiKey::DeleteRecords, 2, &req);
+    let got: Vec<(i32, i64, i16)> = resp.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.low_watermark, p.error_code))
+        .collect();
+    assert_eq!(
+        got,
+        [(0, 4, 0), (1, -1, 1), (7, -1, UNKNOWN_TOPIC_OR_PARTITION)],
+        "offset past the end: OFFSET_OUT_OF_RANGE"
+    );
+    assert_eq!(resp.topics[1].partitions[0].error_code, UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(log.start_offset(), 4);
+    // -1: up to the high watermark.
+    let req = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(name("t"))
+        .with_partitions(vec![part(0, -1)])]);
+    let resp: DeleteRecordsResponse = k.call(ApiKey::DeleteRecords, 0, &req);
+    assert_eq!(resp.topics[0].partitions[0].low_watermark, 10);
+
+    let req = DescribeLogDirsRequest::default().with_topics(Some(vec![DescribableLogDirTopic::default()
+        .with_topic(name("t"))
+        .with_partitions(vec![1, 9])]));
+    let resp: DescribeLogDirsResponse = k.call(ApiKey::DescribeLogDirs, 4, &req);
+    let dir = &resp.results[0];
+    assert_eq!(dir.error_code, 0);
+    assert!(dir.total_bytes > 0 && dir.usable_bytes > 0 && dir.usable_bytes <= dir.total_bytes);
+    let listed: Vec<(String, Vec<i32>)> = dir
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("t".to_string(), vec![1])], "only partitions this broker has");
+    // All partitions: sizes as on disk.
+    let resp: DescribeLogDirsResponse = k.call(
+        ApiKey::DescribeLogDirs,
+        1,
+        &DescribeLogDirsRequest::default().with_topics(None),
+    );
+    let t = &resp.results[0].topics[0];
+    assert_eq!(t.partitions.len(), 2);
+    assert_eq!(t.partitions[0].partition_size as u64, log.size_bytes());
+}

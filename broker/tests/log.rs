@@ -470,3 +470,65 @@ fn a_topic_codec_recompresses_other_batches_and_keeps_their_records() {
         (0..200).collect::<Vec<_>>()
     );
 }
+
+/// DeleteRecords: the log start moves forward durably (a restart, clean or not, keeps
+/// it), whole segments below it go, reads below it are out of range, retention never
+/// moves it back, and an offset past the end is refused.
+#[test]
+fn deleted_records_stay_deleted_across_restarts_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config();
+    {
+        let log = open(dir.path(), cfg.clone(), false);
+        for tag in 0..40 {
+            log.append(&mut batch(tag, 2, 150, 0)).unwrap();
+        }
+        assert_eq!(log.end_offset(), 80);
+        let segments = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+                .count()
+        };
+        let segments_before = segments();
+        assert!(segments_before >= 3, "{segments_before}");
+        assert_eq!(log.delete_records_before(33).unwrap(), 33);
+        assert!(segments() < segments_before, "whole segments below go");
+        assert_eq!(log.start_offset(), 33);
+        assert!(matches!(log.read(32, 1 << 20), Err(Error::OffsetOutOfRange { .. })));
+        let first = read_all(&log, 33, 1 << 20);
+        assert!(first.iter().any(|(o, _)| *o == 33), "offset 33 is still there");
+        // Lower: nothing changes; past the end: refused.
+        assert_eq!(log.delete_records_before(10).unwrap(), 33);
+        assert!(matches!(
+            log.delete_records_before(81),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        // Dropped without close: an unclean stop.
+    }
+    for clean in [false, true] {
+        let log = open(dir.path(), cfg.clone(), clean);
+        assert_eq!(log.start_offset(), 33, "clean={clean}");
+        assert_eq!(log.end_offset(), 80);
+        // Retention that deletes nothing keeps it.
+        log.apply_retention(0).unwrap();
+        assert_eq!(log.start_offset(), 33);
+        log.close().unwrap();
+    }
+    // Retention may move it on (whole segments), never back.
+    let log = open(dir.path(), cfg.clone(), true);
+    log.apply_retention(i64::MAX).unwrap();
+    let after_retention = log.start_offset();
+    assert!(after_retention > 33, "{after_retention}");
+    log.close().unwrap();
+    let log = open(dir.path(), cfg.clone(), true);
+    assert_eq!(log.start_offset(), after_retention);
+    log.close().unwrap();
+    // Everything: the log is empty from the end on, and takes appends after it.
+    let log = open(dir.path(), cfg, true);
+    assert_eq!(log.start_offset(), after_retention);
+    assert_eq!(log.delete_records_before(log.end_offset()).unwrap(), 80);
+    assert!(log.read(80, 1 << 20).unwrap().region.is_none());
+    let info = log.append(&mut batch(99, 1, 10, 0)).unwrap();
+    assert_eq!(info.base_offset, 80);
+}

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use runnel_protocol::messages::{
     AlterConfigsRequest, BrokerStatusRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition,
-    ListOffsetsRequest, ListOffsetsTopic, NewTopic, PartitionsIncrease, TopicConfigChange, TopicPartitions,
+    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, NewTopic,
+    PartitionsIncrease, TopicConfigChange, TopicPartitions,
 };
 
 use crate::client::{check, Client, ClientConfig};
@@ -213,6 +214,32 @@ impl Admin {
             })
             .await?;
         one_result(resp.topics.iter().map(|t| (t.error_code, t.error_message.as_str())))
+    }
+
+    /// Deletes a partition's records before `offset` for good (Kafka's DeleteRecords):
+    /// the log then starts there. `None` deletes every record up to the end. Returns the
+    /// new log start offset; an offset past the end is an error.
+    pub async fn delete_records(&self, topic: &str, partition: u32, offset: Option<i64>) -> Result<i64> {
+        let resp = self
+            .client
+            .call(&DeleteRecordsRequest {
+                topics: vec![DeleteRecordsTopic {
+                    name: topic.to_owned(),
+                    partitions: vec![DeleteRecordsPartition {
+                        partition,
+                        offset: offset.unwrap_or(-1),
+                    }],
+                }],
+            })
+            .await?;
+        let p = resp
+            .topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| Error::Protocol("empty DeleteRecords response".into()))?;
+        check(p.error_code, &p.error_message)?;
+        Ok(p.low_watermark)
     }
 
     /// Deletes a topic and all its records.

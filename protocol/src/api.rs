@@ -24,6 +24,7 @@ pub enum ApiKey {
     ConsumerGroupHeartbeat = 68,
     CreatePartitions = 37,
     InitProducerId = 22,
+    DeleteRecords = 21,
     /// Runnel's own (no Kafka counterpart): `runnel status`.
     BrokerStatus = 1000,
 }
@@ -48,6 +49,7 @@ impl ApiKey {
         ApiKey::ConsumerGroupHeartbeat,
         ApiKey::CreatePartitions,
         ApiKey::InitProducerId,
+        ApiKey::DeleteRecords,
         ApiKey::BrokerStatus,
     ];
 
@@ -75,6 +77,7 @@ impl ApiKey {
             ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
             ApiKey::CreatePartitions => "CreatePartitions",
             ApiKey::InitProducerId => "InitProducerId",
+            ApiKey::DeleteRecords => "DeleteRecords",
             ApiKey::BrokerStatus => "BrokerStatus",
         }
     }
@@ -134,6 +137,7 @@ api! {
     ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest => ConsumerGroupHeartbeatResponse;
     CreatePartitions: CreatePartitionsRequest => CreatePartitionsResponse;
     InitProducerId: InitProducerIdRequest => InitProducerIdResponse;
+    DeleteRecords: DeleteRecordsRequest => DeleteRecordsResponse;
     BrokerStatus: BrokerStatusRequest => BrokerStatusResponse;
 }
 
@@ -194,5 +198,6 @@ mod tests {
         check::<ListGroupsResponse>(&e);
         check::<DeleteGroupsResponse>(&e);
         check::<ConsumerGroupHeartbeatResponse>(&e);
+        check::<DeleteRecordsResponse>(&e);
     }
 }

@@ -33,11 +33,42 @@ pub enum TopicCommand {
     },
     /// List topics with their partition counts
     List,
+    /// Delete a partition's records before an offset, for good (the log then starts there)
+    Trim {
+        /// The topic
+        name: String,
+        /// The partition to trim
+        #[arg(long, short = 'p')]
+        partition: u32,
+        /// The new start: records before this OFFSET are deleted; `end` deletes them all
+        #[arg(long, value_name = "OFFSET|end", value_parser = parse_trim_offset)]
+        before: TrimTo,
+    },
     /// Show a topic's partitions (offsets, sizes) and configs
     Describe {
         /// The topic to show
         name: String,
     },
+}
+
+/// Where `topic trim` moves a partition's start.
+#[derive(Debug, Clone, Copy)]
+pub enum TrimTo {
+    Offset(i64),
+    /// The end of the log: every record goes.
+    End,
+}
+
+fn parse_trim_offset(s: &str) -> Result<TrimTo, String> {
+    match s {
+        "end" => Ok(TrimTo::End),
+        _ => s
+            .parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .map(TrimTo::Offset)
+            .ok_or_else(|| format!("expected an offset or end, got {s:?}")),
+    }
 }
 
 pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), String> {
@@ -65,6 +96,24 @@ pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), String> {
         TopicCommand::Delete { name } => {
             admin.delete_topic(&name).await.map_err(|e| e.to_string())?;
             println!("deleted topic {name}");
+        }
+        TopicCommand::Trim {
+            name,
+            partition,
+            before,
+        } => {
+            let start = admin
+                .delete_records(
+                    &name,
+                    partition,
+                    match before {
+                        TrimTo::Offset(o) => Some(o),
+                        TrimTo::End => None,
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{name} partition {partition} now starts at offset {start}");
         }
         TopicCommand::List => {
             for t in admin.list_topics().await.map_err(|e| e.to_string())? {

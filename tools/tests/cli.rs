@@ -403,3 +403,37 @@ fn topic_alter_adds_partitions_and_never_removes_them() {
     });
     assert!(e.contains("missing"), "{e}");
 }
+
+#[test]
+fn topic_trim_deletes_records_before_an_offset() {
+    let b = broker();
+    runnel(&b).args(["topic", "create", "trimmed"]).assert().success();
+    let lines: String = (0..10).map(|i| format!("r{i}\n")).collect();
+    runnel(&b)
+        .args(["produce", "trimmed"])
+        .write_stdin(lines)
+        .assert()
+        .success();
+    runnel(&b)
+        .args(["topic", "trim", "trimmed", "--partition", "0", "--before", "6"])
+        .assert()
+        .success()
+        .stdout("trimmed partition 0 now starts at offset 6\n");
+    let out = runnel(&b)
+        .args(["consume", "trimmed", "--from", "beginning", "--exit-at-end"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "r6\nr7\nr8\nr9\n");
+    let (code, e) = fails({
+        let mut c = runnel(&b);
+        c.args(["topic", "trim", "trimmed", "--partition", "0", "--before", "99"]);
+        c
+    });
+    assert_eq!(code, 1);
+    assert!(e.contains("out of range"), "{e}");
+    runnel(&b)
+        .args(["topic", "trim", "trimmed", "-p", "0", "--before", "end"])
+        .assert()
+        .success()
+        .stdout("trimmed partition 0 now starts at offset 10\n");
+}

@@ -88,6 +88,10 @@ struct Args {
     /// The topic's flush.policy when the tool creates it
     #[arg(long, value_enum, default_value = "os")]
     flush: Flush,
+    /// Another topic config KEY=VALUE when the tool creates the topic (e.g.
+    /// compression.type=zstd); repeatable
+    #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+    topic_configs: Vec<String>,
     /// Messages in all (produce, e2e: sent; consume: read)
     #[arg(long, default_value_t = 1_000_000, conflicts_with = "duration")]
     count: u64,
@@ -180,7 +184,14 @@ async fn run(args: Args) -> Result<(), String> {
         Flush::Interval => "interval",
         Flush::Os => "os",
     };
-    let configs = [("flush.policy".to_string(), flush.to_string())].into();
+    let mut configs: std::collections::BTreeMap<String, String> =
+        [("flush.policy".to_string(), flush.to_string())].into();
+    for kv in &args.topic_configs {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--topic-config {kv:?}: expected KEY=VALUE"))?;
+        configs.insert(k.to_owned(), v.to_owned());
+    }
     match admin.create_topic(&args.topic, args.partitions, configs).await {
         Ok(()) => {}
         Err(e) if e.code() == Some(runnel_client::ErrorCode::TopicAlreadyExists) => {}

@@ -160,6 +160,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
         ApiKey::CreateTopics => reply(correlation_id, f.body, |r| handlers::create_topics::handle(b, r)).await,
         ApiKey::DeleteTopics => reply(correlation_id, f.body, |r| handlers::delete_topics::handle(b, r)).await,
         ApiKey::CreatePartitions => reply(correlation_id, f.body, |r| handlers::create_partitions::handle(b, r)).await,
+        ApiKey::DeleteRecords => reply(correlation_id, f.body, |r| handlers::delete_records::handle(b, r)).await,
         ApiKey::InitProducerId => {
             reply(correlation_id, f.body, |r| async move {
                 handlers::init_producer_id::handle(b, r)

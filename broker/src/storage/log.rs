@@ -175,8 +175,11 @@ impl PartitionLog {
             .stats
             .recovery_truncated_bytes
             .fetch_add(opened.truncated_bytes, Ordering::Relaxed);
-        let start = opened.segments[0].base_offset();
         let end = opened.segments.last().expect("one segment").next_offset();
+        // DeleteRecords may have moved the start past the first segment's base.
+        let start = recovery::read_offset_file(dir, recovery::LOG_START_FILE)
+            .unwrap_or(0)
+            .clamp(opened.segments[0].base_offset(), end);
         // Producer state of batches that recovery cut (or that never reached the disk)
         // must not come back when the log grows past them again.
         producers::remove_snapshots(dir, |o| o > end)?;
@@ -812,6 +815,33 @@ impl PartitionLog {
         Ok(deleted)
     }
 
+    /// Kafka's DeleteRecords: the log starts at `offset` from now on (reads below it are
+    /// out of range), durably — the new start is written to `log-start-offset` before it
+    /// counts — and whole segments below it are deleted. An offset at or below the current
+    /// start changes nothing; one past the end is an error. Returns the log start.
+    pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
+        let w = lock(&self.writer);
+        self.check_open()?;
+        let (start, end) = (self.start_offset(), self.end_offset());
+        if offset > end {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        if offset <= start {
+            return Ok(start);
+        }
+        recovery::write_offset_file(&self.dir, recovery::LOG_START_FILE, offset)?;
+        self.start_offset.store(offset, Ordering::Release);
+        let segments = self.segments.load_full();
+        let mut k = 0;
+        while k + 1 < segments.len() && segments[k + 1].base_offset() <= offset {
+            k += 1;
+        }
+        self.delete_front(&segments, k)?;
+        drop(w);
+        info!(log = %self.dir.display(), log_start_offset = offset, "records deleted before the new log start");
+        Ok(offset)
+    }
+
     /// Deletes whole segments from the front whose records all lie below `offset`, never
     /// the active one: the owner of the log has superseded them (the offsets log after a
     /// snapshot). Returns the base offsets of the deleted segments.
@@ -838,7 +868,7 @@ impl PartitionLog {
             self.segments.store(Arc::new(segments[k..].to_vec()));
             s.dir_dirty = true;
         }
-        let start = segments[k].base_offset();
+        let start = segments[k].base_offset().max(self.start_offset());
         self.start_offset.store(start, Ordering::Release);
         let mut deleted = Vec::with_capacity(k);
         for seg in &segments[..k] {

@@ -36,18 +36,32 @@ pub(crate) struct Opened {
     pub truncated_bytes: u64,
 }
 
+/// The log start offset that DeleteRecords set (same format as the checkpoint): the log
+/// starts at the larger of it and the first segment's base.
+pub(crate) const LOG_START_FILE: &str = "log-start-offset";
+
 pub(crate) fn read_checkpoint(dir: &Path) -> u64 {
-    std::fs::read_to_string(dir.join(CHECKPOINT_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    read_offset_file(dir, CHECKPOINT_FILE).unwrap_or(0)
 }
 
 pub(crate) fn write_checkpoint(dir: &Path, offset: u64) -> Result<()> {
+    write_offset_file(dir, CHECKPOINT_FILE, offset)
+}
+
+/// An offset file's value (one decimal offset and a newline), `None` if missing or bad.
+pub(crate) fn read_offset_file(dir: &Path, name: &str) -> Option<u64> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Replaces an offset file durably: a synced temporary renamed over it, then the
+/// directory synced.
+pub(crate) fn write_offset_file(dir: &Path, name: &str, offset: u64) -> Result<()> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!("{CHECKPOINT_FILE}.{seq}.tmp"));
-    let path = dir.join(CHECKPOINT_FILE);
+    let tmp = dir.join(format!("{name}.{seq}.tmp"));
+    let path = dir.join(name);
     (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         std::io::Write::write_all(&mut f, format!("{offset}\n").as_bytes())?;

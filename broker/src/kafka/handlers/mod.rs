@@ -8,9 +8,11 @@ pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -40,7 +42,7 @@ use crate::server::reply::Reply;
 use crate::server::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 24] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 26] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
@@ -65,6 +67,8 @@ pub const SERVED: [(ApiKey, RangeInclusive<i16>); 24] = [
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (ApiKey::AlterConfigs, alter_configs::VERSIONS),
     (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
+    (ApiKey::DeleteRecords, delete_records::VERSIONS),
+    (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -160,6 +164,8 @@ async fn serve(
             &req,
             &incremental_alter_configs::handle(broker, decode(&req, body)?).await,
         ),
+        ApiKey::DeleteRecords => respond(&req, &delete_records::handle(broker, decode(&req, body)?).await),
+        ApiKey::DescribeLogDirs => respond(&req, &describe_log_dirs::handle(broker, decode(&req, body)?)),
         ApiKey::Produce => produce::handle(broker, &req, body, order).await?,
         ApiKey::Fetch => fetch::handle(broker, &req, decode(&req, body)?).await,
         _ => None,

@@ -9,6 +9,7 @@ pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -52,6 +53,7 @@ pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::VERSIONS,
         ApiKey::CreatePartitions => create_partitions::VERSIONS,
         ApiKey::InitProducerId => init_producer_id::VERSIONS,
+        ApiKey::DeleteRecords => delete_records::VERSIONS,
         ApiKey::BrokerStatus => broker_status::VERSIONS,
     }
 }
