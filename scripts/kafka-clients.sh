@@ -5,6 +5,8 @@
 # confluent-kafka and kafka-python (in a venv under target/) read each other's records
 # (scripts/kafka_clients.py), by assignment and as group consumers. kcat -G consumes as
 # a group member (classic protocol), commits, and a second run resumes after the commit.
+# Last, kafkajs (scripts/kafkajs_client.js): admin, an idempotent producer with gzip, a
+# group of two consumers, their commits, describeGroups.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v kcat >/dev/null || { echo "kafka-clients: kcat is not installed" >&2; exit 1; }
@@ -57,3 +59,11 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check confluent-kafka kafka-python
 timeout 120 "$venv/bin/python" scripts/kafka_clients.py "$kafka"
+
+# kafkajs (pure JavaScript), installed under target/node.
+node_dir=target/node
+if [ ! -d "$node_dir/node_modules/kafkajs" ]; then
+  mkdir -p "$node_dir"
+  (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error kafkajs@2 >/dev/null)
+fi
+NODE_PATH="$node_dir/node_modules" timeout 120 node scripts/kafkajs_client.js "$kafka"
