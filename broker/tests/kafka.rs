@@ -370,6 +370,17 @@ fn create_metadata_produce_fetch_and_list_offsets() {
             .collect();
         assert_eq!(offsets, [(0, 0), (0, 8), (0, 6), (0, -1)], "v{version}");
     }
+    // v7: -3, the record with the largest timestamp (KIP-734).
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(name("flex"))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(1)
+                .with_timestamp(-3)])]);
+    let resp: ListOffsetsResponse = k.call(ApiKey::ListOffsets, 7, &req);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.offset, p.timestamp), (0, 7, 1_700_000_001_002));
     s.shutdown();
 }
 

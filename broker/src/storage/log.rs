@@ -664,6 +664,16 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// The largest record timestamp in the log, -1 when it is empty.
+    pub fn max_timestamp(&self) -> i64 {
+        self.segments
+            .load()
+            .iter()
+            .map(|s| s.max_timestamp())
+            .max()
+            .unwrap_or(-1)
+    }
+
     /// The first record with timestamp `>= timestamp_ms`: `(offset, timestamp)`, or None
     /// if every record is older (Kafka's ListOffsets by timestamp).
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(u64, i64)>> {
