@@ -21,6 +21,15 @@ fn spawn_daemon(data_dir: &std::path::Path) -> (std::process::Child, SocketAddr,
 
 /// As `spawn_daemon`, with the native, Kafka and metrics addresses.
 fn spawn_daemon_addrs(data_dir: &std::path::Path) -> (std::process::Child, Vec<SocketAddr>, JoinHandle<Vec<String>>) {
+    spawn_daemon_with(data_dir, &[], &[])
+}
+
+/// As `spawn_daemon_addrs`, with more arguments and environment variables.
+fn spawn_daemon_with(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (std::process::Child, Vec<SocketAddr>, JoinHandle<Vec<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
         .args([
             "--listen",
@@ -32,6 +41,8 @@ fn spawn_daemon_addrs(data_dir: &std::path::Path) -> (std::process::Child, Vec<S
             "--data-dir",
         ])
         .arg(data_dir)
+        .args(args)
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -304,4 +315,54 @@ fn taken_default_ports_leave_the_broker_up_without_those_listeners() {
     .unwrap();
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}: {:?}", drain.join().unwrap());
+}
+
+/// Topic auto-creation is set by flag, environment or config file: a Metadata request
+/// that allows it gets `num_partitions` partitions, or nothing when it is off.
+#[test]
+fn auto_creation_is_configured_by_flag_environment_or_file() {
+    use runnel_protocol::messages::MetadataRequest;
+    let ask = |addr: SocketAddr| {
+        let mut w = common::wire::Wire::connect(addr);
+        let (r, _) = w.call(
+            &MetadataRequest {
+                topics: vec!["made".into()],
+                allow_auto_topic_creation: true,
+            },
+            &[],
+        );
+        (r.topics[0].error_code, r.topics[0].partitions.len())
+    };
+    let stop = |mut child: std::process::Child| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.toml");
+    std::fs::write(&file, "num_partitions = 3\n").unwrap();
+    let data = dir.path().join("file");
+    let (child, addrs, _log) = spawn_daemon_with(&data, &["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(ask(addrs[0]), (0, 3), "created with the file's num_partitions");
+    stop(child);
+
+    let data = dir.path().join("flag");
+    let (child, addrs, _log) = spawn_daemon_with(&data, &["--auto-create-topics-enable", "false"], &[]);
+    assert_eq!(ask(addrs[0]).0, 3, "off by flag: UNKNOWN_TOPIC_OR_PARTITION");
+    stop(child);
+
+    let data = dir.path().join("env");
+    let (child, addrs, _log) = spawn_daemon_with(
+        &data,
+        &[],
+        &[
+            ("RUNNEL_AUTO_CREATE_TOPICS_ENABLE", "false"),
+            ("RUNNEL_NUM_PARTITIONS", "2"),
+        ],
+    );
+    assert_eq!(ask(addrs[0]).0, 3, "off by environment");
+    stop(child);
 }
