@@ -1,12 +1,22 @@
-//! `runnel-broker`: the storage engine ([`storage`]) and the network server that puts it
-//! behind the native protocol ([`server`]), and the consumer-group coordinator ([`group`]).
+//! `runnel-broker`: the broker as a library and the `runnel-broker` daemon. Layers, each
+//! depending only on those below it (see `docs/architecture.md`):
+//!
+//! - [`server`]: binds the listeners and puts the layers together;
+//! - [`native`] and [`kafka`]: the two wire protocols, translated to and from the service;
+//! - [`service`]: what the broker does, protocol-neutral;
+//! - [`net`]: the connection machinery both protocols share (no protocol types);
+//! - [`group`], [`storage`], [`metrics`]: the group coordinator, the storage engine, the
+//!   metrics registry.
 
 pub mod alloc_guard;
 pub mod error;
 pub mod group;
 pub mod kafka;
 pub mod metrics;
+pub mod native;
+pub mod net;
 pub mod server;
+pub mod service;
 pub mod storage;
 
 pub use error::{Error, Result};

@@ -1,7 +1,7 @@
 //! The Kafka wire protocol listener: unmodified Kafka clients produce and consume.
 //!
 //! A second listener (`kafka_listen`), served by the same connection machinery as the
-//! native one (`server::connection`: limits, request concurrency, ordered replies,
+//! native one (`net::connection`: limits, request concurrency, ordered replies,
 //! produce appends in arrival order, shutdown). Requests and responses are encoded by the
 //! `kafka-protocol` crate; each API's handler (`handlers/`) declares the versions it
 //! serves and maps the request onto the same storage and handlers as the native protocol.
@@ -28,10 +28,10 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use runnel_protocol::ErrorCode;
 use tracing::debug;
 
-use crate::server::connection::Protocol;
-use crate::server::dispatch::ApplyOrder;
-use crate::server::reply::Reply;
-use crate::server::Broker;
+use crate::net::connection::Protocol;
+use crate::net::order::ApplyOrder;
+use crate::net::reply::Reply;
+use crate::service::Broker;
 
 const GROUP_WAIT_CAP: Duration = Duration::from_secs(3600);
 
@@ -39,6 +39,7 @@ const GROUP_WAIT_CAP: Duration = Duration::from_secs(3600);
 pub(crate) struct Kafka;
 
 impl Protocol for Kafka {
+    type Service = Broker;
     const NAME: &'static str = "kafka";
     /// api key, api version, correlation id.
     const MIN_FRAME_BYTES: usize = 8;
@@ -68,7 +69,7 @@ impl Protocol for Kafka {
         let timeout = if key == ApiKey::JoinGroup as i16 || key == ApiKey::SyncGroup as i16 {
             GROUP_WAIT_CAP
         } else {
-            Duration::from_millis(broker.config.request_timeout_ms)
+            Duration::from_millis(broker.config().request_timeout_ms)
         };
         // A request still unanswered at the timeout gets no answer: the client times it
         // out (Kafka responses have no common error shape to send instead).

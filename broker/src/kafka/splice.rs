@@ -6,7 +6,7 @@
 //! and encodes into a [`SpliceBuf`], which writes everything else into the head buffer
 //! and, when handed a placeholder slice, only notes where that partition's file region
 //! goes. The connection's writer then sends head pieces with `write` and the regions
-//! with `sendfile` in between (`server::reply`).
+//! with `sendfile` in between (`net::reply`).
 
 use std::ops::Range;
 use std::sync::OnceLock;

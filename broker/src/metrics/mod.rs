@@ -34,7 +34,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use runnel_protocol::ErrorCode;
 
-use crate::server::Broker;
+use crate::group::Coordinator;
+use crate::storage::LogManager;
 
 /// Labels of traffic counters: the topic, and the partition when per-partition metrics
 /// are on.
@@ -92,7 +93,7 @@ pub struct Metrics {
     /// Recovery finished and the listeners are up (`/ready`).
     pub ready: AtomicBool,
     started: Instant,
-    broker: OnceLock<Weak<Broker>>,
+    source: OnceLock<Weak<dyn ScrapeSource>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -121,7 +122,7 @@ impl Metrics {
             slow_requests: Counter::default(),
             ready: AtomicBool::new(false),
             started: Instant::now(),
-            broker: OnceLock::new(),
+            source: OnceLock::new(),
         };
         {
             let mut r = m.registry.lock().expect("registry");
@@ -181,8 +182,8 @@ impl Metrics {
     }
 
     /// Starts reading broker state at scrape time.
-    pub fn attach(self: &Arc<Self>, broker: &Arc<Broker>) {
-        if self.broker.set(Arc::downgrade(broker)).is_ok() {
+    pub fn attach(self: &Arc<Self>, source: Weak<dyn ScrapeSource>) {
+        if self.source.set(source).is_ok() {
             self.registry
                 .lock()
                 .expect("registry")
@@ -479,6 +480,15 @@ pub async fn waiting<F: std::future::Future>(f: F) -> F::Output {
     out
 }
 
+/// What a scrape reads from the broker, handed over by the service layer (which owns
+/// it): the storage engine, the group coordinator, and counters kept beside them. Held
+/// weakly: a scrape after the broker is gone reports the process figures only.
+pub trait ScrapeSource: Send + Sync {
+    fn storage(&self) -> &Arc<LogManager>;
+    fn groups(&self) -> &Arc<Coordinator>;
+    fn kafka_produce_copied_bytes(&self) -> u64;
+}
+
 /// Values read from the broker at scrape time.
 #[derive(Debug)]
 struct BrokerCollector(Arc<Metrics>);
@@ -526,7 +536,7 @@ impl Collector for BrokerCollector {
             ConstGauge::new(m.uptime().as_secs_f64()),
         )?;
         process_metrics(&mut encoder)?;
-        let Some(broker) = m.broker.get().and_then(Weak::upgrade) else {
+        let Some(broker) = m.source.get().and_then(Weak::upgrade) else {
             return Ok(());
         };
         single(
@@ -534,9 +544,9 @@ impl Collector for BrokerCollector {
             "kafka_produce_copied_bytes",
             "Record bytes of Kafka produce requests copied before their append (requests under 16 KiB; larger ones are appended where they were read)",
             None,
-            ConstCounter::new(crate::server::ServerStats::get(&broker.stats.kafka_produce_copied_bytes)),
+            ConstCounter::new(broker.kafka_produce_copied_bytes()),
         )?;
-        let storage = &broker.storage;
+        let storage = broker.storage();
         let stats = storage.stats();
         single(
             &mut encoder,
@@ -630,27 +640,27 @@ impl Collector for BrokerCollector {
             None,
             parts().map(|(l, log)| (l, ConstGauge::new(log.end_offset() as i64))),
         )?;
-        group_metrics(&mut encoder, &broker)
+        group_metrics(&mut encoder, broker.as_ref())
     }
 }
 
 /// Members, committed offsets and lag of every group.
-fn group_metrics(encoder: &mut DescriptorEncoder, broker: &Broker) -> Result<(), std::fmt::Error> {
+fn group_metrics(encoder: &mut DescriptorEncoder, broker: &dyn ScrapeSource) -> Result<(), std::fmt::Error> {
     let now_ms = crate::storage::log::now_ms();
     let mut committed = Vec::new();
     let mut lag = Vec::new();
     let mut lag_seconds = Vec::new();
     let mut members = Vec::new();
-    for g in broker.groups.list() {
+    for g in broker.groups().list() {
         members.push((vec![("group", g.id.clone())], ConstGauge::new(g.members as i64)));
-        for (tp, c) in broker.groups.committed(&g.id, None) {
+        for (tp, c) in broker.groups().committed(&g.id, None) {
             let labels: Labels = vec![
                 ("group", g.id.clone()),
                 ("topic", tp.0.clone()),
                 ("partition", tp.1.to_string()),
             ];
             committed.push((labels.clone(), ConstGauge::new(c.offset)));
-            if let Ok(log) = broker.storage.partition(&tp.0, tp.1) {
+            if let Ok(log) = broker.storage().partition(&tp.0, tp.1) {
                 if let Ok(l) = crate::group::lag::lag(&log, Some(c.offset), now_ms) {
                     lag.push((labels.clone(), ConstGauge::new(l.records)));
                     lag_seconds.push((labels, ConstGauge::new(l.ms.max(0) as f64 / 1000.0)));

@@ -14,8 +14,8 @@ use runnel_protocol::ErrorCode;
 use super::describe_configs::{BROKER, TOPIC};
 use super::{kafka_code, str_bytes};
 use crate::error::Error;
-use crate::server::handlers::{blocking, code_and_message};
-use crate::server::Broker;
+use crate::native::{blocking, code_and_message};
+use crate::service::Broker;
 use crate::storage::LogConfig;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=2;

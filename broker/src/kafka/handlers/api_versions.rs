@@ -9,7 +9,7 @@ use tracing::debug;
 
 use super::SERVED;
 use crate::kafka::{respond, Request};
-use crate::server::reply::Reply;
+use crate::net::reply::Reply;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=4;
 

@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::{group_error, str_bytes};
 use crate::group::{Heartbeat, Tp};
-use crate::server::dispatch::ApplyOrder;
-use crate::server::Broker;
+use crate::net::order::ApplyOrder;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=1;
 

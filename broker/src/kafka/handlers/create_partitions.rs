@@ -11,8 +11,8 @@ use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes};
 use crate::error::Error;
-use crate::server::handlers::blocking;
-use crate::server::Broker;
+use crate::native::blocking;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=3;
 

@@ -14,7 +14,7 @@ use runnel_protocol::ErrorCode;
 
 use super::describe_configs::topic_configs;
 use super::{kafka_code, str_bytes};
-use crate::server::{handlers, Broker};
+use {crate::native as handlers, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 2..=7;
 
@@ -123,13 +123,13 @@ fn result(
     let Some(topic) = broker.storage.topic(&t.name.0).filter(|_| !validate_only) else {
         // Validated only: what it would be.
         let partitions = match t.num_partitions {
-            -1 if t.assignments.is_empty() => broker.config.num_partitions as i32,
+            -1 if t.assignments.is_empty() => broker.config().num_partitions as i32,
             -1 => t.assignments.len() as i32,
             n => n,
         };
         return base
             .with_num_partitions(partitions)
-            .with_replication_factor(i16::try_from(broker.config.default_replication_factor).unwrap_or(i16::MAX));
+            .with_replication_factor(i16::try_from(broker.config().default_replication_factor).unwrap_or(i16::MAX));
     };
     let base = base
         .with_topic_id(uuid::Uuid::parse_str(&topic.id).unwrap_or_default())

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use runnel_protocol::messages as native;
 
 use super::kafka_code;
-use crate::server::{handlers, Broker};
+use {crate::native as handlers, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=2;
 

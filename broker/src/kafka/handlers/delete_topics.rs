@@ -10,7 +10,7 @@ use runnel_protocol::messages as native;
 use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes};
-use crate::server::{handlers, Broker};
+use {crate::native as handlers, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 1..=6;
 

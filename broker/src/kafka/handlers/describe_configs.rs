@@ -12,7 +12,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes};
-use crate::server::Broker;
+use crate::service::Broker;
 use crate::storage::config::{key_info, ConfigKind, LogConfig, TOPIC_CONFIG_KEYS};
 use crate::storage::Topic;
 
@@ -157,7 +157,7 @@ fn describe_broker(broker: &Broker, res: &DescribeConfigsResource) -> Described 
             format!("no broker {name:?}: this is broker {}", broker.node_id),
         ));
     }
-    let cfg = &broker.config;
+    let cfg = &broker.config();
     let storage = broker.storage.config();
     let mut settings: Vec<(&str, String)> = vec![
         ("broker.id", broker.node_id.to_string()),

@@ -15,7 +15,7 @@ use kafka_protocol::protocol::Encodable;
 
 use super::{str_bytes, topic_name};
 use crate::group::{GroupSnapshot, Tp};
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 

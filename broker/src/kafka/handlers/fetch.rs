@@ -13,8 +13,8 @@ use runnel_protocol::ErrorCode;
 
 use crate::kafka::splice::{placeholder, SpliceBuf, MAX_PLACEHOLDER_BYTES};
 use crate::kafka::{encode_response, reply, Request};
-use crate::server::reply::Reply;
-use crate::server::{handlers, Broker};
+use crate::net::reply::Reply;
+use {crate::native as handlers, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 4..=12;
 

@@ -9,7 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::ErrorCode;
 
 use super::str_bytes;
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=4;
 

@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::group_error;
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=4;
 

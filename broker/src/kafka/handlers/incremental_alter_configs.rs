@@ -12,7 +12,7 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use super::alter_configs::alter;
 use super::{kafka_code, str_bytes};
 use crate::error::Error;
-use crate::server::Broker;
+use crate::service::Broker;
 use crate::storage::config::{key_info, ConfigKind};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=1;

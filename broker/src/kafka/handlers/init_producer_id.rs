@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use runnel_protocol::ErrorCode;
 
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=4;
 

@@ -11,8 +11,8 @@ use runnel_protocol::ErrorCode;
 use super::{group_error, str_bytes};
 use crate::group::JoinRequest;
 use crate::kafka::Request;
-use crate::server::dispatch::ApplyOrder;
-use crate::server::Broker;
+use crate::net::order::ApplyOrder;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=9;
 

@@ -9,8 +9,8 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use runnel_protocol::ErrorCode;
 
 use super::{group_error, str_bytes};
-use crate::server::dispatch::ApplyOrder;
-use crate::server::Broker;
+use crate::net::order::ApplyOrder;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
 use crate::group::GroupListing;
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 

@@ -9,8 +9,8 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use runnel_protocol::messages as native;
 
 use super::kafka_code;
-use crate::server::{handlers, Broker};
 use crate::storage::log::INITIAL_LEADER_EPOCH;
+use {crate::native as handlers, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 1..=7;
 

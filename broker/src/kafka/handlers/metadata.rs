@@ -13,9 +13,9 @@ use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes, topic_name};
 use crate::kafka::Request;
-use crate::server::{handlers, Broker};
 use crate::storage::log::INITIAL_LEADER_EPOCH;
 use crate::storage::Topic;
+use {crate::native as handlers, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=12;
 

@@ -37,9 +37,9 @@ use kafka_protocol::messages::{ApiKey, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{decode, respond, Request};
-use crate::server::dispatch::ApplyOrder;
-use crate::server::reply::Reply;
-use crate::server::Broker;
+use crate::net::order::ApplyOrder;
+use crate::net::reply::Reply;
+use crate::service::Broker;
 
 /// The APIs this listener serves, with their version ranges.
 pub const SERVED: [(ApiKey, RangeInclusive<i16>); 26] = [
@@ -187,7 +187,7 @@ pub fn instance_id(id: &Option<StrBytes>) -> Option<String> {
 
 /// Waits for an answer the coordinator gives once other members have acted (JoinGroup,
 /// SyncGroup). Not service time: it counts as a wait in the request's record.
-pub(crate) use crate::server::dispatch::{after_predecessor, in_turn};
+pub(crate) use crate::net::order::{after_predecessor, in_turn};
 
 pub async fn group_answer<T>(
     broker: &Broker,

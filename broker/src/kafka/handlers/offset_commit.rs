@@ -13,8 +13,8 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use runnel_protocol::messages as native;
 
 use super::{kafka_code, topic_name};
-use crate::server::dispatch::ApplyOrder;
-use crate::server::{handlers, Broker};
+use crate::net::order::ApplyOrder;
+use {crate::native as handlers, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 2..=9;
 

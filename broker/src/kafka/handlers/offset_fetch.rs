@@ -13,7 +13,7 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse,
 use runnel_protocol::messages as native;
 
 use super::{str_bytes, topic_name};
-use crate::server::{handlers, Broker};
+use {crate::native as handlers, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 1..=9;
 

@@ -24,10 +24,10 @@ use runnel_protocol::ErrorCode;
 
 use super::{str_bytes, topic_name};
 use crate::kafka::{decode, respond, Request};
-use crate::server::dispatch::ApplyOrder;
-use crate::server::handlers::produce::{append, TopicParts};
-use crate::server::reply::Reply;
-use crate::server::{Broker, ServerStats};
+use crate::native::produce::{append, TopicParts};
+use crate::net::order::ApplyOrder;
+use crate::net::reply::Reply;
+use {crate::net::ServerStats, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 3..=9;
 
@@ -65,7 +65,7 @@ pub(crate) async fn handle(
     };
     let timeout_ms = produce.timeout_ms.max(0) as u32;
     let (records, copied) = take_records(frame, produce);
-    ServerStats::add(&broker.stats.kafka_produce_copied_bytes, copied as u64);
+    ServerStats::add(&broker.stats().kafka_produce_copied_bytes, copied as u64);
     let mut records = records.into_iter();
     let parts: Vec<TopicParts> = shape
         .iter()

@@ -8,8 +8,8 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::{group_error, str_bytes};
 use crate::group::SyncRequest;
-use crate::server::dispatch::ApplyOrder;
-use crate::server::Broker;
+use crate::net::order::ApplyOrder;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 

@@ -9,13 +9,13 @@ use runnel_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, Topic
 use super::metadata::check_replication_factor;
 use super::{blocking, code_and_message};
 use crate::error::Error;
-use crate::server::Broker;
+use crate::service::Broker;
 use crate::storage::NewTopic;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
 pub async fn handle(broker: &Arc<Broker>, req: CreateTopicsRequest) -> CreateTopicsResponse {
-    let cfg = &broker.config;
+    let cfg = &broker.config();
     let names: Vec<String> = req.topics.iter().map(|t| t.name.clone()).collect();
     // Defaults as Kafka's (KIP-464): -1 partitions or replicas means the broker's.
     let partitions: Vec<i64> = req

@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 
 use runnel_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 

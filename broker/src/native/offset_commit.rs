@@ -10,8 +10,8 @@ use runnel_protocol::messages::{
 use runnel_protocol::{ErrorCode, Response};
 
 use crate::group::OffsetCommit;
-use crate::server::dispatch::{in_turn, ApplyOrder};
-use crate::server::Broker;
+use crate::net::order::{in_turn, ApplyOrder};
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 

@@ -8,7 +8,6 @@ use std::io;
 use std::os::fd::AsFd;
 
 use bytes::BytesMut;
-use runnel_protocol::frame;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -31,11 +30,9 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A response frame with `body` and the records in `regions` as its trailer.
-    pub fn new(correlation_id: i32, body: &impl prost::Message, regions: Vec<FileRegion>) -> Reply {
-        let trailer_bytes: u64 = regions.iter().map(|r| r.len).sum();
-        let mut head = BytesMut::new();
-        frame::encode_response(&mut head, correlation_id, body, trailer_bytes as usize);
+    /// A frame whose `head` is followed by the records in `regions` (the native
+    /// protocol's trailer).
+    pub fn with_trailer(head: BytesMut, regions: Vec<FileRegion>) -> Reply {
         let region_at = vec![head.len(); regions.len()];
         Reply {
             head,

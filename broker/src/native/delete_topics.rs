@@ -6,7 +6,7 @@ use std::sync::Arc;
 use runnel_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicResult};
 
 use super::{blocking, code_and_message};
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
@@ -18,7 +18,7 @@ pub async fn handle(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTop
         let result = blocking(move || storage.delete_topic(&n)).await;
         if result.is_ok() {
             // Its traffic series go too (a topic re-created later starts from zero).
-            broker.metrics.remove_topic(&name);
+            broker.metrics().remove_topic(&name);
         }
         let (error_code, error_message) = result.err().as_ref().map(code_and_message).unwrap_or_default();
         topics.push(TopicResult {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use runnel_protocol::messages::{OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse, OffsetFetchTopic};
 
 use crate::group::Tp;
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 

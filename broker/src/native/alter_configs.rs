@@ -7,7 +7,7 @@ use runnel_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, Topic
 
 use super::{blocking, code_and_message};
 use crate::error::Error;
-use crate::server::Broker;
+use crate::service::Broker;
 use crate::storage::config::TOPIC_CONFIG_KEYS;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;

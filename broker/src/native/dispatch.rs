@@ -8,95 +8,67 @@ use bytes::BytesMut;
 use runnel_protocol::frame;
 use runnel_protocol::messages::ErrorResponse;
 use runnel_protocol::{ApiKey, ErrorCode, Request, Response};
-use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::handlers;
-use super::reply::Reply;
-use super::Broker;
+use std::net::SocketAddr;
+
+use runnel_protocol::frame::REQUEST_HEADER_BYTES;
+
 use crate::metrics;
+use crate::native as handlers;
+use crate::net::connection::Protocol;
+use crate::net::order::{after_predecessor, ApplyOrder};
+use crate::net::reply::Reply;
+use crate::service::Broker;
+use crate::storage::FileRegion;
 
-/// Keeps a connection's produce requests, offset commits and group requests taking
-/// effect in the order they arrived, although each runs as its own task: a request
-/// appends (or commits) only after its predecessor in the chain has (or failed) —
-/// `after` resolves when that one signals or drops its `done`. Kafka handles a
-/// connection's requests one at a time, and clients rely on it: they pipeline produce
-/// requests per partition, and of pipelined commits the last one sent must win.
-pub(crate) struct ApplyOrder {
-    after: Option<oneshot::Receiver<()>>,
-    done: Option<oneshot::Sender<()>>,
-}
+/// The native protocol, for the connection machinery.
+pub(crate) struct Native;
 
-impl ApplyOrder {
-    /// The turn after the one that signals `after` (`None`: the first).
-    pub fn new(after: Option<oneshot::Receiver<()>>, done: oneshot::Sender<()>) -> ApplyOrder {
-        ApplyOrder {
-            after,
-            done: Some(done),
-        }
+impl Protocol for Native {
+    type Service = Broker;
+    const NAME: &'static str = "native";
+    const MIN_FRAME_BYTES: usize = REQUEST_HEADER_BYTES - 4;
+
+    fn keeps_order(frame: &[u8]) -> bool {
+        let key = frame::request_header(frame).api_key;
+        [
+            ApiKey::Produce,
+            ApiKey::OffsetCommit,
+            ApiKey::OffsetFetch,
+            ApiKey::ConsumerGroupHeartbeat,
+        ]
+        .iter()
+        .any(|k| *k as i16 == key)
     }
 
-    /// Waits for the predecessor's appends or commit.
-    pub async fn wait_turn(&mut self) {
-        if let Some(prev) = self.after.take() {
-            let _ = prev.await;
-        }
+    fn dispatch(
+        broker: Arc<Broker>,
+        frame: BytesMut,
+        order: Option<ApplyOrder>,
+        _peer: SocketAddr,
+    ) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static {
+        run(broker, frame, order)
     }
 
-    /// This request's appends or commit are done (not necessarily durable): the next may
-    /// go. Dropping the turn does the same, so a request that fails or is cancelled never
-    /// holds up the connection.
-    pub fn applied(mut self) {
-        if let Some(done) = self.done.take() {
-            let _ = done.send(());
-        }
-    }
-}
-
-impl Drop for ApplyOrder {
-    /// A turn given up before it was waited for (the request failed early): its
-    /// successor must still come after its predecessor, so the signal is passed on once
-    /// the predecessor's arrives.
-    fn drop(&mut self) {
-        if let (Some(after), Some(done)) = (self.after.take(), self.done.take()) {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = after.await;
-                    let _ = done.send(());
-                });
-            }
-        }
+    fn error_reply(correlation_id: i32, code: ErrorCode, message: String) -> Option<Reply> {
+        Some(error_reply(correlation_id, code, message))
     }
 }
 
-/// Waits for the predecessor in the chain and returns the turn, which the caller holds
-/// while it reads (dropping it lets the successor go): for a request that only reads
-/// what earlier ones changed (an OffsetFetch after commits).
-pub(crate) async fn after_predecessor(order: Option<ApplyOrder>) -> Option<ApplyOrder> {
-    let mut order = order;
-    if let Some(o) = order.as_mut() {
-        o.wait_turn().await;
-    }
-    order
-}
-
-/// Runs `apply` (a call that takes effect at once, such as a coordinator's) in the
-/// connection's request order: after its predecessor in the chain, letting its successor
-/// go right after (whatever `apply` returns to wait on is not part of the turn).
-pub(crate) async fn in_turn<T>(order: Option<ApplyOrder>, apply: impl FnOnce() -> T) -> T {
-    let order = after_predecessor(order).await;
-    let out = apply();
-    if let Some(o) = order {
-        o.applied();
-    }
-    out
+/// A response frame: `body`, then the records in `regions` as its trailer.
+pub(crate) fn frame_reply(correlation_id: i32, body: &impl prost::Message, regions: Vec<FileRegion>) -> Reply {
+    let trailer_bytes: u64 = regions.iter().map(|r| r.len).sum();
+    let mut head = BytesMut::new();
+    frame::encode_response(&mut head, correlation_id, body, trailer_bytes as usize);
+    Reply::with_trailer(head, regions)
 }
 
 /// Runs one request (`order`: its turn, for those that take effect in arrival order).
 /// `None`: the request wants no response (acks none).
 pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>) -> Option<Reply> {
     let correlation_id = frame::request_header(&frame).correlation_id;
-    let timeout = Duration::from_millis(broker.config.request_timeout_ms);
+    let timeout = Duration::from_millis(broker.config().request_timeout_ms);
     let reply = match tokio::time::timeout(timeout, handle(&broker, frame, order)).await {
         Ok(reply) => reply,
         Err(_) => Some(error_reply(
@@ -104,7 +76,7 @@ pub(crate) async fn run(broker: Arc<Broker>, frame: BytesMut, order: Option<Appl
             ErrorCode::RequestTimedOut,
             format!(
                 "no answer within request_timeout_ms={}",
-                broker.config.request_timeout_ms
+                broker.config().request_timeout_ms
             ),
         )),
     };
@@ -214,7 +186,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
             };
             let resp = handlers::produce::handle(b, req, f.trailer, order).await?;
             metrics::note_error_code(resp.error_code);
-            Some(Reply::new(correlation_id, &resp, Vec::new()))
+            Some(frame_reply(correlation_id, &resp, Vec::new()))
         }
         ApiKey::Fetch => {
             let req = match decode::<runnel_protocol::messages::FetchRequest>(correlation_id, f.body) {
@@ -222,7 +194,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
                 Err(e) => return Some(e),
             };
             let (resp, regions) = handlers::fetch::handle(b, req).await;
-            Some(Reply::new(correlation_id, &resp, regions))
+            Some(frame_reply(correlation_id, &resp, regions))
         }
     }
 }
@@ -237,7 +209,7 @@ where
         Ok(req) => {
             let resp = handler(req).await;
             metrics::note_error_code(resp.error_code());
-            Some(Reply::new(correlation_id, &resp, Vec::new()))
+            Some(frame_reply(correlation_id, &resp, Vec::new()))
         }
         Err(e) => Some(e),
     }
@@ -261,5 +233,5 @@ pub(crate) fn error_reply(correlation_id: i32, code: ErrorCode, message: String)
         error_code: code.code(),
         error_message: message,
     };
-    Reply::new(correlation_id, &body, Vec::new())
+    frame_reply(correlation_id, &body, Vec::new())
 }

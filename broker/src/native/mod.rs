@@ -1,6 +1,9 @@
-//! One file per API. Each declares the versions it supports (`VERSIONS`) and turns a
-//! decoded request into a response; per-topic and per-partition failures become error
-//! codes in the response, never a dropped connection.
+//! The native protocol: frames with protobuf bodies (`runnel-protocol`), translated to
+//! and from the service layer. [`dispatch`] checks a request's API key and version,
+//! decodes its body and runs its handler under the request timeout; then one file per
+//! API, each declaring the versions it serves (`VERSIONS`) and turning a decoded request
+//! into a response. Per-topic and per-partition failures become error codes in the
+//! response, never a dropped connection.
 
 pub mod alter_configs;
 pub mod api_versions;
@@ -13,6 +16,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod dispatch;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod init_producer_id;
@@ -29,8 +33,6 @@ use std::ops::RangeInclusive;
 
 use runnel_protocol::messages::TopicPartitions;
 use runnel_protocol::ApiKey;
-
-use crate::error::Error;
 
 /// The versions of `key` this broker serves.
 pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
@@ -58,17 +60,7 @@ pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
     }
 }
 
-/// An error as (code, message) for a response field.
-pub(crate) fn code_and_message(e: &Error) -> (i32, String) {
-    (e.code().code(), e.to_string())
-}
-
-/// Runs blocking storage work (topic changes sync the metadata log) off the runtime.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
-) -> crate::Result<T> {
-    tokio::task::spawn_blocking(f).await.unwrap_or(Err(Error::ShuttingDown))
-}
+pub(crate) use crate::service::{blocking, code_and_message};
 
 /// Partitions grouped by topic, for a response.
 pub(crate) fn to_topic_partitions(set: &BTreeSet<crate::group::Tp>) -> Vec<TopicPartitions> {

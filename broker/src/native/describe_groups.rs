@@ -12,7 +12,7 @@ use runnel_protocol::ErrorCode;
 
 use super::{blocking, to_topic_partitions};
 use crate::group::{classic, lag, GroupSnapshot, Member, Tp};
-use crate::server::Broker;
+use crate::service::Broker;
 use crate::storage::LogManager;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;

@@ -5,7 +5,7 @@ use std::ops::RangeInclusive;
 use runnel_protocol::messages::{ConfigEntry, DescribeConfigsRequest, DescribeConfigsResponse, TopicConfigs};
 use runnel_protocol::ErrorCode;
 
-use crate::server::Broker;
+use crate::service::Broker;
 use crate::storage::config::TOPIC_CONFIG_KEYS;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use runnel_protocol::frame::{self, FrameError, REQUEST_HEADER_BYTES};
-use runnel_protocol::{ApiKey, ErrorCode};
+use runnel_protocol::frame::{self, FrameError};
+use runnel_protocol::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -38,10 +38,10 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::dispatch;
+use super::order::ApplyOrder;
 use super::reply::{write_reply, Reply};
 use super::stats::ServerStats;
-use super::Broker;
+use super::Net;
 use crate::metrics::{self, RequestInfo};
 
 /// Bytes the reader asks the socket for when no frame length says otherwise.
@@ -51,12 +51,14 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// protocol and Kafka's share framing: a 4-byte length, then a header whose bytes 4..8
 /// after the length hold the correlation id).
 pub(crate) trait Protocol: Send + Sync + 'static {
+    /// What its requests are served by (the service layer).
+    type Service: Send + Sync + 'static;
     /// The `protocol` label of its metrics and request spans.
     const NAME: &'static str;
     /// Bytes a frame holds at least after its length prefix (its fixed header).
     const MIN_FRAME_BYTES: usize;
     /// Whether a whole frame is a request that takes effect in arrival order (see
-    /// `dispatch::ApplyOrder`; which requests is the protocol's choice).
+    /// [`ApplyOrder`]; which requests is the protocol's choice).
     fn keeps_order(frame: &[u8]) -> bool;
     /// Whether the handler wants the allocation of a frame of `total` bytes (`head`: at
     /// least its first 6) to itself, to write into it once the frame is its last holder
@@ -68,47 +70,14 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     }
     /// Runs one request (bounded by the request timeout); `None` sends nothing back.
     fn dispatch(
-        broker: Arc<Broker>,
+        service: Arc<Self::Service>,
         frame: BytesMut,
-        order: Option<dispatch::ApplyOrder>,
+        order: Option<ApplyOrder>,
         peer: SocketAddr,
     ) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static;
     /// The answer to a request that cannot be served (its handler failed, or its frame
     /// cannot be delimited); `None` closes the connection instead.
     fn error_reply(correlation_id: i32, code: ErrorCode, message: String) -> Option<Reply>;
-}
-
-/// The native protocol.
-pub(crate) struct Native;
-
-impl Protocol for Native {
-    const NAME: &'static str = "native";
-    const MIN_FRAME_BYTES: usize = REQUEST_HEADER_BYTES - 4;
-
-    fn keeps_order(frame: &[u8]) -> bool {
-        let key = frame::request_header(frame).api_key;
-        [
-            ApiKey::Produce,
-            ApiKey::OffsetCommit,
-            ApiKey::OffsetFetch,
-            ApiKey::ConsumerGroupHeartbeat,
-        ]
-        .iter()
-        .any(|k| *k as i16 == key)
-    }
-
-    fn dispatch(
-        broker: Arc<Broker>,
-        frame: BytesMut,
-        order: Option<dispatch::ApplyOrder>,
-        _peer: SocketAddr,
-    ) -> impl std::future::Future<Output = Option<Reply>> + Send + 'static {
-        dispatch::run(broker, frame, order)
-    }
-
-    fn error_reply(correlation_id: i32, code: ErrorCode, message: String) -> Option<Reply> {
-        Some(dispatch::error_reply(correlation_id, code, message))
-    }
 }
 
 /// The correlation id of a frame (bytes 8..12, both protocols), zero-padded if short.
@@ -139,18 +108,18 @@ enum Close {
     WriterGone,
 }
 
-pub(crate) async fn run<P: Protocol>(broker: Arc<Broker>, sock: TcpStream, peer: SocketAddr) {
+pub(crate) async fn run<P: Protocol>(net: Arc<Net>, service: Arc<P::Service>, sock: TcpStream, peer: SocketAddr) {
     let (rd, wr) = sock.into_split();
-    let (tx, rx) = mpsc::channel(broker.config.max_in_flight_requests);
+    let (tx, rx) = mpsc::channel(net.config.max_in_flight_requests);
     let in_flight = Arc::new(AtomicUsize::new(0));
-    broker.metrics.connections.inc();
-    let writer = tokio::spawn(write_loop::<P>(broker.clone(), wr, rx, in_flight.clone(), peer));
-    let close = read_loop::<P>(&broker, rd, tx, &in_flight, peer).await;
+    net.metrics.connections.inc();
+    let writer = tokio::spawn(write_loop::<P>(net.clone(), wr, rx, in_flight.clone(), peer));
+    let close = read_loop::<P>(&net, &service, rd, tx, &in_flight, peer).await;
     match &close {
         Close::Peer | Close::Shutdown | Close::WriterGone => debug!(%peer, ?close, "connection closing"),
-        Close::Idle => info!(%peer, idle_timeout_ms = broker.config.idle_timeout_ms, "closing idle connection"),
+        Close::Idle => info!(%peer, idle_timeout_ms = net.config.idle_timeout_ms, "closing idle connection"),
         Close::Protocol(e) => {
-            ServerStats::add(&broker.stats.connections_rejected, 1);
+            ServerStats::add(&net.stats.connections_rejected, 1);
             warn!(%peer, error = %e, "closing connection: malformed frame");
         }
         Close::Io(e) => debug!(%peer, error = %e, "connection read failed"),
@@ -158,21 +127,19 @@ pub(crate) async fn run<P: Protocol>(broker: Arc<Broker>, sock: TcpStream, peer:
     // The queue's sender is gone: the writer answers what was read, then ends.
     let _ = writer.await;
     // Requests the writer never answered (it stopped on a write error).
-    broker
-        .metrics
-        .in_flight
-        .dec_by(in_flight.load(Ordering::Acquire) as i64);
-    broker.metrics.connections.dec();
+    net.metrics.in_flight.dec_by(in_flight.load(Ordering::Acquire) as i64);
+    net.metrics.connections.dec();
 }
 
 async fn read_loop<P: Protocol>(
-    broker: &Arc<Broker>,
+    net: &Arc<Net>,
+    service: &Arc<P::Service>,
     mut rd: OwnedReadHalf,
     tx: mpsc::Sender<InFlight>,
     in_flight: &AtomicUsize,
     peer: SocketAddr,
 ) -> Close {
-    let cfg = &broker.config;
+    let cfg = &net.config;
     let budget = Arc::new(Semaphore::new(cfg.max_connection_buffer_bytes));
     let idle = Duration::from_millis(cfg.idle_timeout_ms);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -192,7 +159,7 @@ async fn read_loop<P: Protocol>(
                 Ok(None) => {
                     if let (None, Some(len)) = (&permit, frame::announced_len(&buf)) {
                         let total = 4 + len as usize;
-                        match take_budget(&budget, total, broker).await {
+                        match take_budget(&budget, total, net).await {
                             Some(p) => permit = Some(p),
                             None => return Close::Shutdown,
                         }
@@ -215,7 +182,7 @@ async fn read_loop<P: Protocol>(
                         if let Some(reply) = P::error_reply(id, ErrorCode::InvalidRequest, e.to_string()) {
                             let task = tokio::spawn(async move { Some(reply) });
                             in_flight.fetch_add(1, Ordering::AcqRel);
-                            broker.metrics.in_flight.inc();
+                            net.metrics.in_flight.inc();
                             let _ = tx
                                 .send(InFlight {
                                     correlation_id: id,
@@ -230,7 +197,7 @@ async fn read_loop<P: Protocol>(
             };
             let permit = match permit.take() {
                 Some(p) => p,
-                None => match take_budget(&budget, total, broker).await {
+                None => match take_budget(&budget, total, net).await {
                     Some(p) => p,
                     None => return Close::Shutdown,
                 },
@@ -247,15 +214,15 @@ async fn read_loop<P: Protocol>(
             } else {
                 fresh = false;
             }
-            ServerStats::add(&broker.stats.bytes_read, total as u64);
-            ServerStats::add(&broker.stats.requests, 1);
+            ServerStats::add(&net.stats.bytes_read, total as u64);
+            ServerStats::add(&net.stats.requests, 1);
             let correlation_id = correlation_id(&frame);
             let order = P::keeps_order(&frame).then(|| {
                 let (done, next) = oneshot::channel();
-                dispatch::ApplyOrder::new(last_turn.replace(next), done)
+                ApplyOrder::new(last_turn.replace(next), done)
             });
             let info = RequestInfo::new(P::NAME, peer, Instant::now());
-            let request = P::dispatch(broker.clone(), frame, order, peer);
+            let request = P::dispatch(service.clone(), frame, order, peer);
             let task = {
                 let info = info.clone();
                 tokio::spawn(metrics::scope(info.clone(), async move {
@@ -267,7 +234,7 @@ async fn read_loop<P: Protocol>(
                 }))
             };
             in_flight.fetch_add(1, Ordering::AcqRel);
-            broker.metrics.in_flight.inc();
+            net.metrics.in_flight.inc();
             if tx
                 .send(InFlight {
                     correlation_id,
@@ -287,7 +254,7 @@ async fn read_loop<P: Protocol>(
         let mut space = (&mut buf).limit(limit);
         let read = tokio::select! {
             r = tokio::time::timeout(idle, rd.read_buf(&mut space)) => r,
-            _ = broker.shutting_down() => return Close::Shutdown,
+            _ = net.shutting_down() => return Close::Shutdown,
         };
         match read {
             Ok(Ok(0)) => {
@@ -311,23 +278,23 @@ async fn read_loop<P: Protocol>(
 
 /// Takes `bytes` permits of the connection's buffer budget, waiting for requests in
 /// flight to release theirs. `None` on shutdown.
-async fn take_budget(budget: &Arc<Semaphore>, bytes: usize, broker: &Broker) -> Option<OwnedSemaphorePermit> {
+async fn take_budget(budget: &Arc<Semaphore>, bytes: usize, net: &Net) -> Option<OwnedSemaphorePermit> {
     // `check_frame` bounded `bytes` by the frame limit, which validation keeps within the
     // budget, so this always completes once earlier requests finish.
     tokio::select! {
         p = budget.clone().acquire_many_owned(bytes as u32) => p.ok(),
-        _ = broker.shutting_down() => None,
+        _ = net.shutting_down() => None,
     }
 }
 
 async fn write_loop<P: Protocol>(
-    broker: Arc<Broker>,
+    net: Arc<Net>,
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<InFlight>,
     in_flight: Arc<AtomicUsize>,
     peer: SocketAddr,
 ) {
-    let slow = Duration::from_millis(broker.config.slow_request_ms);
+    let slow = Duration::from_millis(net.config.slow_request_ms);
     while let Some(InFlight {
         correlation_id,
         task,
@@ -343,7 +310,7 @@ async fn write_loop<P: Protocol>(
                 match P::error_reply(
                     correlation_id,
                     ErrorCode::UnknownServerError,
-                    "internal error in the broker (logged)".into(),
+                    "internal error in the net (logged)".into(),
                 ) {
                     Some(reply) => Some(reply),
                     None => return,
@@ -353,17 +320,17 @@ async fn write_loop<P: Protocol>(
         if let Some(reply) = reply {
             if reply.close {
                 debug!(%peer, correlation_id, "closing connection: undecodable request");
-                ServerStats::add(&broker.stats.connections_rejected, 1);
+                ServerStats::add(&net.stats.connections_rejected, 1);
                 break;
             }
-            if let Err(e) = write_reply(&mut wr, &reply, &broker.stats).await {
+            if let Err(e) = write_reply(&mut wr, &reply, &net.stats).await {
                 debug!(%peer, error = %e, "write failed; closing connection");
                 return;
             }
         }
-        broker.metrics.finish(&info, Instant::now(), slow);
+        net.metrics.finish(&info, Instant::now(), slow);
         in_flight.fetch_sub(1, Ordering::AcqRel);
-        broker.metrics.in_flight.dec();
+        net.metrics.in_flight.dec();
     }
     let _ = wr.shutdown().await;
 }

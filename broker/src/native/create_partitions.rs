@@ -6,7 +6,7 @@ use std::sync::Arc;
 use runnel_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, TopicResult};
 
 use super::{blocking, code_and_message};
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 

@@ -10,7 +10,7 @@ use runnel_protocol::ErrorCode;
 
 use super::{blocking, code_and_message};
 use crate::error::Error;
-use crate::server::Broker;
+use crate::service::Broker;
 use crate::storage::log::INITIAL_LEADER_EPOCH;
 use crate::storage::manager::check_legal_topic_name;
 use crate::storage::{NewTopic, Topic};
@@ -103,7 +103,7 @@ pub(crate) fn missing_topic(name: &str, not_created: Option<&Error>) -> (ErrorCo
 /// that are illegal or reserved are never created. Returns why each name that should
 /// have been created was not.
 pub(crate) async fn auto_create(broker: &Arc<Broker>, names: &[String]) -> BTreeMap<String, Error> {
-    let cfg = &broker.config;
+    let cfg = &broker.config();
     let wanted: Vec<String> = names
         .iter()
         .filter(|n| broker.storage.topic(n).is_none() && check_legal_topic_name(n).is_ok())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use runnel_protocol::messages::{DeleteGroupResult, DeleteGroupsRequest, DeleteGroupsResponse};
 use runnel_protocol::ErrorCode;
 
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 

@@ -17,8 +17,8 @@ use runnel_protocol::{ErrorCode, Response};
 
 use super::code_and_message;
 use crate::metrics;
-use crate::server::dispatch::ApplyOrder;
-use crate::server::Broker;
+use crate::net::order::ApplyOrder;
+use crate::service::Broker;
 use crate::storage::DurableWait;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
@@ -96,7 +96,7 @@ pub(crate) async fn append(
     // (topic index, partition index, wait) for acks `all`.
     let mut waits: Vec<(usize, usize, DurableWait)> = Vec::new();
     let appending = Instant::now();
-    let metrics = &broker.metrics;
+    let metrics = &broker.metrics();
     for (ti, (name, partitions)) in parts.into_iter().enumerate() {
         let mut results = Vec::with_capacity(partitions.len());
         for (pi, (partition, mut batches)) in partitions.into_iter().enumerate() {
@@ -150,9 +150,9 @@ pub(crate) async fn append(
     // threads); the response waits for the slowest, bounded by the request's timeout.
     if !waits.is_empty() {
         let timeout_ms = if timeout_ms == 0 {
-            broker.config.request_timeout_ms
+            broker.config().request_timeout_ms
         } else {
-            (timeout_ms as u64).min(broker.config.request_timeout_ms)
+            (timeout_ms as u64).min(broker.config().request_timeout_ms)
         };
         let outcomes = metrics::in_storage(futures::future::join_all(waits.into_iter().map(
             |(ti, pi, w)| async move {

@@ -1,11 +1,7 @@
-//! The network server: the native protocol over TCP, on tokio.
-//!
-//! - [`listener`] accepts connections (bounded by a semaphore) until shutdown.
-//! - [`connection`] reads frames, runs each request as its own task, and writes the
-//!   responses back in request order.
-//! - [`dispatch`] checks the API key and version and decodes the body for the handler.
-//! - [`handlers`] holds one file per API.
-//! - [`reply`] writes responses, sending fetched records with `sendfile`.
+//! The server: binds the listeners and puts the layers together — the connection
+//! machinery ([`crate::net`]) serving the native protocol ([`crate::native`]) and the
+//! Kafka protocol ([`crate::kafka`]) against the service layer ([`crate::service`]), with
+//! the metrics endpoint beside them.
 //!
 //! # Lifecycle
 //!
@@ -14,67 +10,22 @@
 //! already read finish and be answered (long-poll fetches answer at once), then closes
 //! storage cleanly (sync, checkpoint, clean-shutdown marker).
 
-pub mod config;
-pub mod connection;
-pub mod dispatch;
-pub mod handlers;
-pub mod listener;
-pub mod reply;
-pub mod stats;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-pub use config::ServerConfig;
-pub use stats::ServerStats;
+pub use crate::net::{ServerConfig, ServerStats};
+pub use crate::service::Broker;
 
 use crate::error::{Error, Result};
 use crate::group::Coordinator;
 use crate::metrics::Metrics;
+use crate::native::dispatch::Native;
+use crate::net::{listener, Net};
 use crate::storage::LogManager;
-
-/// What every connection and handler shares. Owned by the [`Server`]; handlers hold an
-/// `Arc`. Immutable but for the atomics in `stats` and the shutdown signal.
-pub struct Broker {
-    pub storage: Arc<LogManager>,
-    /// The consumer-group coordinator (every group, on a single broker).
-    pub groups: Arc<Coordinator>,
-    pub config: ServerConfig,
-    pub stats: ServerStats,
-    /// The node id of this broker in Metadata (a single broker is node 0).
-    pub node_id: i32,
-    pub advertised_host: String,
-    pub advertised_port: u16,
-    /// The Kafka listener's port (advertised in Kafka Metadata), if it runs.
-    pub kafka_port: Option<u16>,
-    /// The next idempotent producer id: see [`Broker::new_producer_id`].
-    next_producer_id: std::sync::atomic::AtomicI64,
-    pub metrics: Arc<Metrics>,
-    shutdown: watch::Sender<bool>,
-}
-
-impl Broker {
-    /// A new idempotent producer id (InitProducerId, native and Kafka):
-    /// `(broker start time in ms) << 20` plus a counter, unique across restarts unless
-    /// more than a million are handed out per millisecond of uptime.
-    pub fn new_producer_id(&self) -> i64 {
-        self.next_producer_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Resolves once shutdown has begun.
-    pub async fn shutting_down(&self) {
-        let mut rx = self.shutdown.subscribe();
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-}
 
 /// A running server. Dropping it without [`Server::shutdown`] stops accepting but leaves
 /// storage to be closed uncleanly (the next start recovers).
@@ -156,43 +107,33 @@ impl Server {
                 .await
                 .map_err(|_| Error::ShuttingDown)??
         };
-        let (shutdown, _) = watch::channel(false);
-        let mut stop = shutdown.subscribe();
-        tokio::spawn(groups.clone().run(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }));
-        let broker = Arc::new(Broker {
+        let net = Arc::new(Net::new(config, metrics.clone()));
+        let stopping = net.clone();
+        tokio::spawn(groups.clone().run(async move { stopping.shutting_down().await }));
+        let broker = Arc::new(Broker::new(
             storage,
             groups,
-            advertised_host: config
+            net.clone(),
+            net.config
                 .advertised_host
                 .clone()
                 .unwrap_or_else(|| local_addr.ip().to_string()),
-            advertised_port: local_addr.port(),
-            kafka_port: kafka_addr.map(|a| a.port()),
-            next_producer_id: std::sync::atomic::AtomicI64::new(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_millis() as i64)
-                    << 20,
-            ),
-            config,
-            stats: ServerStats::default(),
-            node_id: 0,
-            metrics: metrics.clone(),
-            shutdown,
-        });
-        metrics.attach(&broker);
+            local_addr.port(),
+            kafka_addr.map(|a| a.port()),
+        ));
+        let source: Arc<dyn crate::metrics::ScrapeSource> = broker.clone();
+        metrics.attach(Arc::downgrade(&source));
         if let (Some(listener), Some(addr)) = (metrics_listener, metrics_addr) {
-            let b = broker.clone();
+            let stopping = net.clone();
             tokio::spawn(crate::metrics::http::serve(listener, metrics.clone(), async move {
-                b.shutting_down().await
+                stopping.shutting_down().await
             }));
             info!(listen = %addr, "listening (metrics: /metrics, /health, /ready)");
         }
         let (done_tx, connections_done) = mpsc::channel(1);
         let kafka_done = done_tx.clone();
-        let accept_task = tokio::spawn(listener::accept_loop::<connection::Native>(
+        let accept_task = tokio::spawn(listener::accept_loop::<Native>(
+            net.clone(),
             broker.clone(),
             listener,
             done_tx,
@@ -200,6 +141,7 @@ impl Server {
         info!(listen = %local_addr, "listening (native protocol)");
         if let (Some(listener), Some(addr)) = (kafka_listener, kafka_addr) {
             tokio::spawn(listener::accept_loop::<crate::kafka::Kafka>(
+                net.clone(),
                 broker.clone(),
                 listener,
                 kafka_done,
@@ -236,7 +178,7 @@ impl Server {
     }
 
     pub fn stats(&self) -> &ServerStats {
-        &self.broker.stats
+        self.broker.stats()
     }
 
     /// Graceful stop: stop accepting, answer every request already read, then close
@@ -245,14 +187,12 @@ impl Server {
     pub async fn shutdown(mut self) -> Result<()> {
         info!("shutting down: no new connections or requests");
         self.broker
-            .metrics
+            .metrics()
             .ready
             .store(false, std::sync::atomic::Ordering::Release);
-        // `send_replace`, not `send`: `send` leaves the value unchanged when no receiver
-        // happens to exist at this instant, and tasks subscribing later would never stop.
-        self.broker.shutdown.send_replace(true);
+        self.broker.net.stop();
         let _ = (&mut self.accept_task).await;
-        let grace = Duration::from_millis(self.broker.config.request_timeout_ms);
+        let grace = Duration::from_millis(self.broker.config().request_timeout_ms);
         if tokio::time::timeout(grace, self.connections_done.recv()).await.is_err() {
             warn!("connections still busy after the request timeout; closing storage anyway");
         }
@@ -265,7 +205,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.broker.shutdown.send_replace(true);
+        self.broker.net.stop();
         self.accept_task.abort();
     }
 }

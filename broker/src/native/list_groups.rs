@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use runnel_protocol::messages::{GroupListing, ListGroupsRequest, ListGroupsResponse};
 
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 

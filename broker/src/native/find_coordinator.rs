@@ -7,7 +7,7 @@ use std::sync::Arc;
 use runnel_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 
 use crate::group::partition_for;
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 

@@ -8,13 +8,18 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, error};
 
 use super::connection::{self, Protocol};
-use super::{stats::ServerStats, Broker};
+use super::{stats::ServerStats, Net};
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
 
-pub(crate) async fn accept_loop<P: Protocol>(broker: Arc<Broker>, listener: TcpListener, done: mpsc::Sender<()>) {
-    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+pub(crate) async fn accept_loop<P: Protocol>(
+    net: Arc<Net>,
+    service: Arc<P::Service>,
+    listener: TcpListener,
+    done: mpsc::Sender<()>,
+) {
+    let limit = Arc::new(Semaphore::new(net.config.max_connections));
     loop {
         // At the limit, stop accepting: new clients wait in the kernel's backlog.
         let permit = tokio::select! {
@@ -22,11 +27,11 @@ pub(crate) async fn accept_loop<P: Protocol>(broker: Arc<Broker>, listener: TcpL
                 Ok(p) => p,
                 Err(_) => return,
             },
-            _ = broker.shutting_down() => return,
+            _ = net.shutting_down() => return,
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = broker.shutting_down() => return,
+            _ = net.shutting_down() => return,
         };
         let (sock, peer) = match accepted {
             Ok(a) => a,
@@ -37,12 +42,13 @@ pub(crate) async fn accept_loop<P: Protocol>(broker: Arc<Broker>, listener: TcpL
             }
         };
         let _ = sock.set_nodelay(true);
-        ServerStats::add(&broker.stats.connections_accepted, 1);
+        ServerStats::add(&net.stats.connections_accepted, 1);
         debug!(%peer, "accepted connection");
-        let broker = broker.clone();
+        let net = net.clone();
+        let service = service.clone();
         let done = done.clone();
         tokio::spawn(async move {
-            connection::run::<P>(broker, sock, peer).await;
+            connection::run::<P>(net, service, sock, peer).await;
             drop(permit);
             drop(done);
         });

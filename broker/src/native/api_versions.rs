@@ -6,7 +6,7 @@ use runnel_protocol::messages::{ApiVersionRange, ApiVersionsRequest, ApiVersions
 use runnel_protocol::ApiKey;
 use tracing::debug;
 
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 

@@ -5,12 +5,12 @@ use std::ops::RangeInclusive;
 
 use runnel_protocol::messages::{BrokerStatusRequest, BrokerStatusResponse, TopicStatus};
 
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
 pub fn handle(broker: &Broker, _req: BrokerStatusRequest) -> BrokerStatusResponse {
-    let m = &broker.metrics;
+    let m = &broker.metrics();
     let topics = broker
         .storage
         .topics()

@@ -12,8 +12,8 @@ use runnel_protocol::{ErrorCode, Response};
 
 use super::{from_topic_partitions, non_empty, to_topic_partitions};
 use crate::group::{GroupResult, Heartbeat, HeartbeatReply};
-use crate::server::dispatch::{in_turn, ApplyOrder};
-use crate::server::Broker;
+use crate::net::order::{in_turn, ApplyOrder};
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
@@ -37,7 +37,7 @@ pub(crate) async fn handle(
     };
     let group = req.group_id;
     // Leave the answer time to travel within the request timeout.
-    let wait = Duration::from_millis((req.wait_ms as u64).min(broker.config.request_timeout_ms / 2));
+    let wait = Duration::from_millis((req.wait_ms as u64).min(broker.config().request_timeout_ms / 2));
     let watch = broker.groups.watch(&group);
     let mut result = match beat(broker, &group, hb.clone(), order).await {
         Ok(r) => r,

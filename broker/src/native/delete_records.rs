@@ -9,7 +9,7 @@ use runnel_protocol::messages::{
 };
 
 use super::{blocking, code_and_message};
-use crate::server::Broker;
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 

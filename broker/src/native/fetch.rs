@@ -2,7 +2,7 @@
 //!
 //! Hot path. A read is lock-free (see `PartitionLog::read`) and returns a file region of
 //! whole batches; this handler only collects regions and their lengths, and the
-//! connection's writer sends them from the segment files (`server::reply`).
+//! connection's writer sends them from the segment files (`net::reply`).
 //!
 //! Long poll: if fewer than `min_bytes` are available, the handler waits on each
 //! partition's append notification (registered *before* reading, so no append between
@@ -21,7 +21,7 @@ use runnel_protocol::ErrorCode;
 use super::code_and_message;
 use crate::error::Result;
 use crate::metrics;
-use crate::server::Broker;
+use crate::service::Broker;
 use crate::storage::{FileRegion, PartitionLog};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
@@ -35,7 +35,7 @@ struct Wanted {
 }
 
 pub async fn handle(broker: &Arc<Broker>, req: FetchRequest) -> (FetchResponse, Vec<FileRegion>) {
-    let cfg = &broker.config;
+    let cfg = &broker.config();
     let total_max = match req.max_bytes {
         0 => cfg.fetch_max_bytes,
         n => n.min(cfg.fetch_max_bytes),
@@ -105,7 +105,7 @@ fn count(broker: &Broker, req: &FetchRequest, results: &[(usize, FetchPartitionR
     for (ti, r, records) in results {
         metrics::note_error_code(r.error_code);
         if r.records_bytes > 0 {
-            let traffic = broker.metrics.traffic(&req.topics[*ti].name, r.partition);
+            let traffic = broker.metrics().traffic(&req.topics[*ti].name, r.partition);
             traffic.records_out.inc_by(*records);
             traffic.bytes_out.inc_by(r.records_bytes as u64);
         }

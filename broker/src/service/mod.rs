@@ -1,0 +1,114 @@
+//! The service layer: what the broker does, whatever protocol asked. Each module takes
+//! domain values and returns domain values and typed errors; the native and Kafka
+//! listeners (`native/`, `kafka/`) only translate their wire types to and from these
+//! calls. This is the one place where a later authorization check goes.
+//!
+//! [`Broker`] is the state every request is served against: storage, the group
+//! coordinator, this broker's identity and the connection machinery's shared [`Net`]
+//! (limits, counters, metrics, shutdown).
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::group::Coordinator;
+use crate::metrics::{Metrics, ScrapeSource};
+use crate::net::{Net, ServerConfig, ServerStats};
+use crate::storage::LogManager;
+
+/// What every handler of either protocol is served by. Owned by the server; handlers
+/// hold an `Arc`. Immutable but for the producer id counter and what `net` holds.
+pub struct Broker {
+    pub storage: Arc<LogManager>,
+    /// The consumer-group coordinator (every group, on a single broker).
+    pub groups: Arc<Coordinator>,
+    pub net: Arc<Net>,
+    /// The node id of this broker in Metadata (a single broker is node 0).
+    pub node_id: i32,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// The Kafka listener's port (advertised in Kafka Metadata), if it runs.
+    pub kafka_port: Option<u16>,
+    /// The next idempotent producer id: see [`Broker::new_producer_id`].
+    next_producer_id: AtomicI64,
+}
+
+impl Broker {
+    pub fn new(
+        storage: Arc<LogManager>,
+        groups: Arc<Coordinator>,
+        net: Arc<Net>,
+        advertised_host: String,
+        advertised_port: u16,
+        kafka_port: Option<u16>,
+    ) -> Broker {
+        let start_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as i64);
+        Broker {
+            storage,
+            groups,
+            net,
+            node_id: 0,
+            advertised_host,
+            advertised_port,
+            kafka_port,
+            next_producer_id: AtomicI64::new(start_ms << 20),
+        }
+    }
+
+    /// A new idempotent producer id (InitProducerId, native and Kafka):
+    /// `(broker start time in ms) << 20` plus a counter, unique across restarts unless
+    /// more than a million are handed out per millisecond of uptime.
+    pub fn new_producer_id(&self) -> i64 {
+        self.next_producer_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.net.config
+    }
+
+    pub fn stats(&self) -> &ServerStats {
+        &self.net.stats
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.net.metrics
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn shutting_down(&self) {
+        self.net.shutting_down().await
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.net.is_shutting_down()
+    }
+}
+
+impl ScrapeSource for Broker {
+    fn storage(&self) -> &Arc<LogManager> {
+        &self.storage
+    }
+
+    fn groups(&self) -> &Arc<Coordinator> {
+        &self.groups
+    }
+
+    fn kafka_produce_copied_bytes(&self) -> u64 {
+        ServerStats::get(&self.net.stats.kafka_produce_copied_bytes)
+    }
+}
+
+/// An error as (code, message) for a response field (`ErrorCode`'s numbers are Kafka's,
+/// shared by both protocols).
+pub(crate) fn code_and_message(e: &Error) -> (i32, String) {
+    (e.code().code(), e.to_string())
+}
+
+/// Runs blocking storage work (topic changes sync the metadata log) off the runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> crate::Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or(Err(Error::ShuttingDown))
+}
