@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use runnel_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, TopicResult};
 
-use super::{blocking, code_and_message};
 use crate::error::Error;
-use crate::service::Broker;
+use crate::service::{topics, Broker};
 use crate::storage::config::TOPIC_CONFIG_KEYS;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
@@ -15,14 +14,10 @@ pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for change in req.topics {
-        let storage = broker.storage.clone();
-        let name = change.name.clone();
-        let result = blocking(move || {
-            let topic = storage
-                .topic(&change.name)
-                .ok_or_else(|| Error::UnknownTopic(change.name.clone()))?;
-            let mut overrides = topic.overrides.clone();
-            for key in &change.delete {
+        let (set, delete) = (change.set, change.delete);
+        let outcome = topics::alter_configs(broker, &change.name, false, move |now| {
+            let mut overrides = now.clone();
+            for key in &delete {
                 if !TOPIC_CONFIG_KEYS.contains(&key.as_str()) {
                     return Err(Error::InvalidConfig {
                         key: key.clone(),
@@ -32,13 +27,13 @@ pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConf
                 }
                 overrides.remove(key);
             }
-            overrides.extend(change.set);
-            storage.alter_topic_config(&change.name, &overrides).map(|_| ())
+            overrides.extend(set);
+            Ok(overrides)
         })
         .await;
-        let (error_code, error_message) = result.err().as_ref().map(code_and_message).unwrap_or_default();
+        let (error_code, error_message) = outcome.err().map(|f| (f.code.code(), f.message)).unwrap_or_default();
         topics.push(TopicResult {
-            name,
+            name: change.name,
             error_code,
             error_message,
         });

@@ -1,5 +1,6 @@
 //! OffsetCommit: a member's commits for the partitions it owns (fenced by member epoch),
-//! or an admin's for a group without members. Answered once durable.
+//! or an admin's for a group without members (`service::groups::commit_offsets`).
+//! Answered once durable.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -7,10 +8,11 @@ use std::sync::Arc;
 use runnel_protocol::messages::{
     OffsetCommitPartitionResult, OffsetCommitRequest, OffsetCommitResponse, OffsetCommitTopicResult,
 };
-use runnel_protocol::{ErrorCode, Response};
+use runnel_protocol::Response;
 
 use crate::group::OffsetCommit;
-use crate::net::order::{in_turn, ApplyOrder};
+use crate::net::order::ApplyOrder;
+use crate::service::groups::{self, Committer};
 use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
@@ -33,33 +35,22 @@ pub(crate) async fn handle(
             })
         })
         .collect();
-    // Durability is awaited below, outside the turn.
-    let committed = in_turn(order, || {
-        broker.groups.commit(
-            &req.group_id,
-            &req.member_id,
-            req.member_epoch,
-            req.group_instance_id.as_deref(),
-            commits,
-        )
-    })
-    .await;
-    let (results, durable) = match committed {
-        Ok(r) => r,
-        Err(e) => return OffsetCommitResponse::with_error(e.code, e.message),
+    let who = Committer {
+        member_id: req.member_id,
+        member_epoch: req.member_epoch,
+        instance_id: req.group_instance_id,
     };
-    let stored = durable.wait().await;
+    let results = match groups::commit_offsets(broker, &req.group_id, &who, commits, order).await {
+        Ok(r) => r,
+        Err(f) => return OffsetCommitResponse::with_error(f.code, f.message),
+    };
     let mut topics: Vec<OffsetCommitTopicResult> = Vec::new();
     for ((topic, partition), r) in results {
-        let (code, message) = match (&r, &stored) {
-            (Err(e), _) => (e.code, e.message.clone()),
-            (Ok(()), Err(e)) => (ErrorCode::StorageError, format!("offset not stored: {e}")),
-            (Ok(()), Ok(())) => (ErrorCode::None, String::new()),
-        };
+        let (error_code, error_message) = r.err().map(|f| (f.code.code(), f.message)).unwrap_or_default();
         let p = OffsetCommitPartitionResult {
             partition,
-            error_code: code.code(),
-            error_message: message,
+            error_code,
+            error_message,
         };
         match topics.last_mut() {
             Some(t) if t.topic == topic => t.partitions.push(p),

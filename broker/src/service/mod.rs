@@ -7,11 +7,19 @@
 //! coordinator, this broker's identity and the connection machinery's shared [`Net`]
 //! (limits, counters, metrics, shutdown).
 
+pub mod fetch;
+pub mod groups;
+pub mod produce;
+pub mod records;
+pub mod topics;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use runnel_protocol::ErrorCode;
+
 use crate::error::Error;
-use crate::group::Coordinator;
+use crate::group::{Coordinator, GroupError};
 use crate::metrics::{Metrics, ScrapeSource};
 use crate::net::{Net, ServerConfig, ServerStats};
 use crate::storage::LogManager;
@@ -112,3 +120,41 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> crate::Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or(Err(Error::ShuttingDown))
 }
+
+/// Why one item of a request (a topic, a partition, a group) failed: a code both
+/// protocols put on the wire (`ErrorCode` uses Kafka's numbers) and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<&Error> for Failure {
+    fn from(e: &Error) -> Failure {
+        Failure::new(e.code(), e.to_string())
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::from(&e)
+    }
+}
+
+impl From<GroupError> for Failure {
+    fn from(e: GroupError) -> Failure {
+        Failure::new(e.code, e.message)
+    }
+}
+
+/// A result of one item: its value, or why it failed.
+pub type Outcome<T> = Result<T, Failure>;

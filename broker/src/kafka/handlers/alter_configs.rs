@@ -14,9 +14,7 @@ use runnel_protocol::ErrorCode;
 use super::describe_configs::{BROKER, TOPIC};
 use super::{kafka_code, str_bytes};
 use crate::error::Error;
-use crate::native::{blocking, code_and_message};
-use crate::service::Broker;
-use crate::storage::LogConfig;
+use crate::service::{topics, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=2;
 
@@ -70,23 +68,8 @@ pub(crate) async fn alter(
             )
         }
     }
-    let storage = broker.storage.clone();
-    let name = resource_name.to_string();
-    let result = blocking(move || {
-        let topic = storage.topic(&name).ok_or_else(|| Error::UnknownTopic(name.clone()))?;
-        let overrides = change(&topic.overrides)?;
-        LogConfig::with_overrides(&storage.config().log_defaults, &overrides)?;
-        if !validate_only {
-            storage.alter_topic_config(&name, &overrides)?;
-        }
-        Ok(())
-    })
-    .await;
-    match result {
+    match topics::alter_configs(broker, resource_name.as_str(), validate_only, change).await {
         Ok(()) => (ErrorCode::None, None),
-        Err(e) => {
-            let (code, message) = code_and_message(&e);
-            (ErrorCode::from_i32(code), Some(message))
-        }
+        Err(f) => (f.code, Some(f.message)),
     }
 }

@@ -7,12 +7,9 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
-use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes};
-use crate::error::Error;
-use crate::native::blocking;
-use crate::service::Broker;
+use crate::service::{topics, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=3;
 
@@ -37,20 +34,10 @@ pub async fn handle(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> Creat
                     b.0, broker.node_id
                 ),
             ))
-        } else if req.validate_only {
-            broker
-                .storage
-                .check_partitions_increase(&name, t.count as i64)
-                .map(|_| ())
-                .map_err(|e| error(&e))
         } else {
-            let storage = broker.storage.clone();
-            let topic = name.clone();
-            let count = t.count as i64;
-            blocking(move || storage.create_partitions(&topic, count))
+            topics::create_partitions(broker, &name, t.count as i64, req.validate_only)
                 .await
-                .map(|_| ())
-                .map_err(|e| error(&e))
+                .map_err(|f| (kafka_code(f.code.code()), f.message))
         };
         let (code, message) = match outcome {
             Ok(()) => (0, None),
@@ -64,9 +51,4 @@ pub async fn handle(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> Creat
         );
     }
     CreatePartitionsResponse::default().with_results(results)
-}
-
-fn error(e: &Error) -> (i16, String) {
-    let code: ErrorCode = e.code();
-    (kafka_code(code.code()), e.to_string())
 }

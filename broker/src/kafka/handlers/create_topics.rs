@@ -1,4 +1,5 @@
-//! CreateTopics: through the native handler (same validation, configs and errors), with
+//! CreateTopics: through `service::topics` (the native listener's validation, configs
+//! and errors), with
 //! Kafka's defaults (KIP-464: -1 partitions or replicas means the broker's), explicit
 //! replica assignments naming this broker, `validate_only`, and — v5+ — each created
 //! topic's partitions, replicas and configs in the response.
@@ -9,12 +10,11 @@ use std::sync::Arc;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-use runnel_protocol::messages as native;
 use runnel_protocol::ErrorCode;
 
-use super::describe_configs::topic_configs;
 use super::{kafka_code, str_bytes};
-use {crate::native as handlers, crate::service::Broker};
+use crate::service::topics::{self, topic_configs, TopicSpec};
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 2..=7;
 
@@ -63,10 +63,10 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: CreateTopicsRequest
         .filter(|(_, s)| s.is_ok())
         .map(|(t, _)| t)
         .collect();
-    let topics = asked
+    let specs = asked
         .iter()
         .zip(shapes.iter().flatten())
-        .map(|(t, (partitions, replication_factor))| native::NewTopic {
+        .map(|(t, (partitions, replication_factor))| TopicSpec {
             name: t.name.0.to_string(),
             partitions: *partitions,
             replication_factor: *replication_factor,
@@ -77,15 +77,8 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: CreateTopicsRequest
                 .collect(),
         })
         .collect();
-    let resp = handlers::create_topics::handle(
-        broker,
-        native::CreateTopicsRequest {
-            topics,
-            validate_only: req.validate_only,
-        },
-    )
-    .await;
-    let mut created = resp.topics.into_iter();
+    let outcomes = topics::create_topics(broker, specs, req.validate_only).await;
+    let mut created = outcomes.into_iter();
     let topics = req
         .topics
         .iter()
@@ -94,10 +87,10 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: CreateTopicsRequest
             let base = CreatableTopicResult::default().with_name(t.name.clone());
             let (code, message) = match shape {
                 Err(refused) => refused,
-                Ok(_) => {
-                    let r = created.next().expect("one result per topic asked");
-                    (ErrorCode::from_i32(r.error_code), r.error_message)
-                }
+                Ok(_) => match created.next().expect("one result per topic asked") {
+                    Ok(()) => (ErrorCode::None, String::new()),
+                    Err(f) => (f.code, f.message),
+                },
             };
             if code != ErrorCode::None {
                 return base

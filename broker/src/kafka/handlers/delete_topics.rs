@@ -1,16 +1,15 @@
 //! DeleteTopics, by name (v6's topic ids are not kept: a topic named only by id gets
-//! UNKNOWN_TOPIC_ID), through the native handler.
+//! UNKNOWN_TOPIC_ID), through `service::topics`.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
-use runnel_protocol::messages as native;
 use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes};
-use {crate::native as handlers, crate::service::Broker};
+use crate::service::{topics, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 1..=6;
 
@@ -25,8 +24,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: DeleteTopicsRequest
         req.topic_names.iter().cloned().map(Some).collect()
     };
     let names: Vec<String> = named.iter().flatten().map(|n| n.0.to_string()).collect();
-    let resp = handlers::delete_topics::handle(broker, native::DeleteTopicsRequest { topics: names }).await;
-    let mut results = resp.topics.into_iter();
+    let mut results = topics::delete_topics(broker, &names).await.into_iter();
     let responses = named
         .into_iter()
         .map(|name| {
@@ -35,11 +33,11 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: DeleteTopicsRequest
                     UNKNOWN_TOPIC_ID,
                     "topic ids are not supported; name the topic".to_owned(),
                 ),
-                Some(_) => results
-                    .next()
-                    .map_or((ErrorCode::UnknownServerError.code(), String::new()), |r| {
-                        (r.error_code, r.error_message)
-                    }),
+                Some(_) => match results.next() {
+                    Some(Ok(())) => (0, String::new()),
+                    Some(Err(f)) => (f.code.code(), f.message),
+                    None => (ErrorCode::UnknownServerError.code(), String::new()),
+                },
             };
             let mut r = DeletableTopicResult::default()
                 .with_name(name)

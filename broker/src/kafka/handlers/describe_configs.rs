@@ -12,24 +12,15 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes};
+use crate::service::topics::{topic_configs, ConfigSource};
 use crate::service::Broker;
 use crate::storage::config::{key_info, ConfigKind, LogConfig, TOPIC_CONFIG_KEYS};
-use crate::storage::Topic;
 
 pub const VERSIONS: RangeInclusive<i16> = 1..=4;
 
 /// Kafka's config resource types.
 pub const TOPIC: i8 = 2;
 pub const BROKER: i8 = 4;
-
-/// Where a config's value comes from, with Kafka's numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i8)]
-pub enum ConfigSource {
-    TopicConfig = 1,
-    StaticBrokerConfig = 4,
-    DefaultConfig = 5,
-}
 
 /// Kafka's config types (DescribeConfigs v3+).
 fn config_type(kind: ConfigKind) -> i8 {
@@ -39,26 +30,6 @@ fn config_type(kind: ConfigKind) -> i8 {
         ConfigKind::Long => 5,
         ConfigKind::List => 7,
     }
-}
-
-/// Every config of `topic`: key, effective value, and where the value comes from — the
-/// topic itself, the broker's topic defaults (`--topic-default`), or the built-in default.
-pub fn topic_configs<'a>(
-    topic: &'a Topic,
-    broker_defaults: &'a LogConfig,
-) -> impl Iterator<Item = (&'static str, String, ConfigSource)> + 'a {
-    let built_in = LogConfig::default();
-    TOPIC_CONFIG_KEYS.iter().map(move |key| {
-        let value = topic.config.get(key).unwrap_or_default();
-        let source = if topic.overrides.contains_key(*key) {
-            ConfigSource::TopicConfig
-        } else if broker_defaults.get(key) != built_in.get(key) {
-            ConfigSource::StaticBrokerConfig
-        } else {
-            ConfigSource::DefaultConfig
-        };
-        (*key, value, source)
-    })
 }
 
 pub fn handle(broker: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {

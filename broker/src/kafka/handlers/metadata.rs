@@ -13,9 +13,9 @@ use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes, topic_name};
 use crate::kafka::Request;
+use crate::service::{topics, Broker};
 use crate::storage::log::INITIAL_LEADER_EPOCH;
 use crate::storage::Topic;
-use {crate::native as handlers, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=12;
 
@@ -36,7 +36,7 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: MetadataRequest) 
             .flatten()
             .filter_map(|t| Some(t.name.as_ref()?.0.to_string()))
             .collect();
-        handlers::metadata::auto_create(broker, &names).await
+        topics::auto_create(broker, &names).await
     };
     let topics = if all {
         broker.storage.topics().iter().map(|t| describe(broker, t)).collect()
@@ -57,7 +57,7 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: MetadataRequest) 
                 Some(t) => describe(broker, &t),
                 None => {
                     let code = match &asked.name {
-                        Some(name) => handlers::metadata::missing_topic(name, not_created.get(name.as_str())).0,
+                        Some(name) => topics::missing_topic(name, not_created.get(name.as_str())).code,
                         None => ErrorCode::UnknownTopicOrPartition,
                     };
                     MetadataResponseTopic::default()

@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use runnel_protocol::messages as native;
 
 use super::{kafka_code, topic_name};
+use crate::group::OffsetCommit;
 use crate::net::order::ApplyOrder;
-use {crate::native as handlers, crate::service::Broker};
+use crate::service::groups::{self, Committer};
+use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 2..=9;
 
@@ -23,30 +24,26 @@ pub(crate) async fn handle(
     req: OffsetCommitRequest,
     order: Option<ApplyOrder>,
 ) -> OffsetCommitResponse {
-    let native_req = native::OffsetCommitRequest {
-        group_id: req.group_id.0.to_string(),
+    let commits = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| OffsetCommit {
+                tp: (t.name.0.to_string(), p.partition_index.max(0) as u32),
+                offset: p.committed_offset,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+            })
+        })
+        .collect();
+    let who = Committer {
         member_id: req.member_id.to_string(),
         member_epoch: req.generation_id_or_member_epoch,
-        group_instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
-        topics: req
-            .topics
-            .iter()
-            .map(|t| native::OffsetCommitTopic {
-                topic: t.name.0.to_string(),
-                partitions: t
-                    .partitions
-                    .iter()
-                    .map(|p| native::OffsetCommitPartition {
-                        partition: p.partition_index as u32,
-                        offset: p.committed_offset,
-                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
-                    })
-                    .collect(),
-            })
-            .collect(),
+        instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
     };
-    let resp = handlers::offset_commit::handle(broker, native_req, order).await;
-    // A request-level error (unknown member, bad group id) applies to every partition.
+    let outcome = groups::commit_offsets(broker, &req.group_id.0, &who, commits, order).await;
+    // A request-level failure (unknown member, bad group id) applies to every partition;
+    // otherwise the outcomes come in request order.
+    let mut outcomes = outcome.as_ref().ok().map(|r| r.iter());
     let topics = req
         .topics
         .iter()
@@ -55,15 +52,10 @@ pub(crate) async fn handle(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if resp.error_code != 0 {
-                        resp.error_code
-                    } else {
-                        resp.topics
-                            .iter()
-                            .filter(|r| *r.topic == *t.name.0)
-                            .flat_map(|r| &r.partitions)
-                            .find(|r| r.partition as i32 == p.partition_index)
-                            .map_or(0, |r| r.error_code)
+                    let code = match (&outcome, outcomes.as_mut().and_then(Iterator::next)) {
+                        (Err(f), _) => f.code.code(),
+                        (Ok(_), Some((_, Err(f)))) => f.code.code(),
+                        _ => 0,
                     };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)

@@ -10,10 +10,9 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
-use runnel_protocol::messages as native;
 
 use super::{str_bytes, topic_name};
-use {crate::native as handlers, crate::service::Broker};
+use crate::service::{groups, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 1..=9;
 
@@ -25,7 +24,6 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest)
                 .collect::<Vec<_>>()
         });
         let topics = fetch(broker, &req.group_id, wanted)
-            .await
             .into_iter()
             .map(|(name, partitions)| {
                 let partitions = partitions
@@ -52,7 +50,6 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest)
                 .collect::<Vec<_>>()
         });
         let topics = fetch(broker, &g.group_id, wanted)
-            .await
             .into_iter()
             .map(|(name, partitions)| {
                 let partitions = partitions
@@ -79,28 +76,41 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest)
     OffsetFetchResponse::default().with_groups(groups)
 }
 
-/// One group's offsets through the native handler: of these partitions, or (`None`)
-/// of every partition it committed.
-async fn fetch(
-    broker: &Arc<Broker>,
+/// One group's offsets, by topic: of these partitions (`None` where nothing is
+/// committed), or (`None`) of every partition it committed.
+fn fetch(
+    broker: &Broker,
     group: &GroupId,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
-) -> Vec<(TopicName, Vec<native::OffsetFetchPartition>)> {
-    let native_req = native::OffsetFetchRequest {
-        group_id: group.0.to_string(),
-        topics: wanted
+) -> Vec<(TopicName, Vec<Fetched>)> {
+    let wanted = wanted.map(|topics| {
+        topics
             .into_iter()
-            .flatten()
-            .map(|(name, partitions)| native::TopicPartitions {
-                topic: name.0.to_string(),
-                partitions: partitions.iter().map(|p| *p as u32).collect(),
+            .flat_map(|(name, partitions)| {
+                let topic = name.0.to_string();
+                partitions.into_iter().map(move |p| (topic.clone(), p.max(0) as u32))
             })
-            .collect(),
-    };
-    handlers::offset_fetch::handle(broker, native_req)
-        .await
-        .topics
+            .collect()
+    });
+    groups::by_topic(groups::fetch_offsets(broker, &group.0, wanted))
         .into_iter()
-        .map(|t| (topic_name(&t.topic), t.partitions))
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition, c)| Fetched {
+                    partition,
+                    offset: c.as_ref().map_or(-1, |c| c.offset),
+                    metadata: c.map(|c| c.metadata).unwrap_or_default(),
+                })
+                .collect();
+            (topic_name(&topic), partitions)
+        })
         .collect()
+}
+
+/// One partition's committed offset (-1: none) and its metadata.
+struct Fetched {
+    partition: u32,
+    offset: i64,
+    metadata: String,
 }

@@ -19,14 +19,13 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use runnel_protocol::messages::Acks;
 use runnel_protocol::ErrorCode;
 
 use super::{str_bytes, topic_name};
 use crate::kafka::{decode, respond, Request};
-use crate::native::produce::{append, TopicParts};
 use crate::net::order::ApplyOrder;
 use crate::net::reply::Reply;
+use crate::service::produce::{self, append, TopicParts};
 use {crate::net::ServerStats, crate::service::Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 3..=9;
@@ -50,16 +49,16 @@ pub(crate) async fn handle(
         .map(|t| (t.name.0.to_string(), t.partition_data.iter().map(|p| p.index).collect()))
         .collect();
     let acks = match produce.acks {
-        -1 => Acks::All,
-        1 => Acks::Leader,
-        0 => Acks::None,
+        -1 => produce::Acks::All,
+        1 => produce::Acks::Leader,
+        0 => produce::Acks::None,
         other => {
             let message = format!("acks must be -1, 0 or 1, not {other}");
             let code = ErrorCode::InvalidRequiredAcks.code();
             crate::metrics::note_error(ErrorCode::InvalidRequiredAcks);
             return Ok(respond(
                 req,
-                &response(req.version, shape, |_, _| (code, &message, -1, -1, -1)),
+                &response(req.version, shape, |_, _| (code, message.as_str(), -1, -1, -1)),
             ));
         }
     };
@@ -77,22 +76,20 @@ pub(crate) async fn handle(
             (name.clone(), parts)
         })
         .collect();
-    let Some(native) = append(broker, acks, timeout_ms, parts, order).await else {
+    let Some(outcome) = append(broker, acks, timeout_ms, parts, order).await else {
         return Ok(None); // acks 0: no response
     };
-    // The native response lists topics and partitions in request order; a request-level
-    // error (shutting down) applies to every partition.
-    let resp = response(req.version, shape, |ti, pi| {
-        match native.topics.get(ti).and_then(|t| t.partitions.get(pi)) {
-            Some(p) if native.error_code == 0 => (
-                p.error_code,
-                &p.error_message,
-                p.base_offset,
-                p.log_append_time_ms,
-                p.log_start_offset,
-            ),
-            _ => (native.error_code, &native.error_message, -1, -1, -1),
+    // Topics and partitions come back in request order; a request-level failure
+    // (shutting down) applies to every partition.
+    let resp = response(req.version, shape, |ti, pi| match &outcome {
+        Ok(topics) => {
+            let p = &topics[ti].1[pi];
+            match &p.appended {
+                Ok(a) => (0, "", a.base_offset, a.log_append_time_ms, p.log_start_offset),
+                Err(f) => (f.code.code(), f.message.as_str(), -1, -1, p.log_start_offset),
+            }
         }
+        Err(f) => (f.code.code(), f.message.as_str(), -1, -1, -1),
     });
     Ok(respond(req, &resp))
 }
@@ -155,7 +152,7 @@ fn copied<'a>(records: impl Iterator<Item = Option<&'a [u8]>>) -> (Vec<BytesMut>
 }
 
 /// (error code, message, base offset, log append time, log start offset) of a partition.
-type Outcome<'a> = (i32, &'a String, i64, i64, i64);
+type Outcome<'a> = (i32, &'a str, i64, i64, i64);
 
 /// The response for the request's `shape`, each partition's outcome from `outcome(topic
 /// index, partition index)`, with only the fields `version` carries.
