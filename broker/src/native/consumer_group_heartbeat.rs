@@ -13,7 +13,7 @@ use runnel_protocol::{ErrorCode, Response};
 use super::{from_topic_partitions, non_empty, to_topic_partitions};
 use crate::group::{GroupResult, Heartbeat, HeartbeatReply};
 use crate::net::order::{in_turn, ApplyOrder};
-use crate::service::Broker;
+use crate::service::{groups, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
@@ -38,7 +38,7 @@ pub(crate) async fn handle(
     let group = req.group_id;
     // Leave the answer time to travel within the request timeout.
     let wait = Duration::from_millis((req.wait_ms as u64).min(broker.config().request_timeout_ms / 2));
-    let watch = broker.groups.watch(&group);
+    let watch = groups::watch(broker, &group);
     let mut result = match beat(broker, &group, hb.clone(), order).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -48,14 +48,14 @@ pub(crate) async fn handle(
         Err(_) => true,
     };
     if hb.member_epoch > 0 && !wait.is_zero() && !news(&result) {
-        if let Some((version, changed)) = watch.or_else(|| broker.groups.watch(&group)) {
+        if let Some((version, changed)) = watch.or_else(|| groups::watch(broker, &group)) {
             let deadline = tokio::time::Instant::now() + wait;
             crate::metrics::waiting(async {
                 loop {
                     let notified = changed.notified();
                     tokio::pin!(notified);
                     notified.as_mut().enable();
-                    if broker.groups.watch(&group).map(|w| w.0) != Some(version) {
+                    if groups::watch(broker, &group).map(|w| w.0) != Some(version) {
                         break;
                     }
                     tokio::select! {
@@ -92,7 +92,7 @@ async fn beat(
     hb: Heartbeat,
     order: Option<ApplyOrder>,
 ) -> Result<GroupResult<(HeartbeatReply, u32)>, ConsumerGroupHeartbeatResponse> {
-    let (result, durable) = in_turn(order, || broker.groups.heartbeat(group, hb)).await;
+    let (result, durable) = in_turn(order, || groups::heartbeat(broker, group, hb)).await;
     match durable.wait().await {
         Ok(()) => Ok(result),
         Err(e) => {

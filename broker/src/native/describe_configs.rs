@@ -5,7 +5,7 @@ use std::ops::RangeInclusive;
 use runnel_protocol::messages::{ConfigEntry, DescribeConfigsRequest, DescribeConfigsResponse, TopicConfigs};
 use runnel_protocol::ErrorCode;
 
-use crate::service::Broker;
+use crate::service::{topics, Broker};
 use crate::storage::config::TOPIC_CONFIG_KEYS;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
@@ -14,7 +14,7 @@ pub fn handle(broker: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsRe
     let topics = req
         .topics
         .into_iter()
-        .map(|name| match broker.storage.topic(&name) {
+        .map(|name| match topics::topic(broker, &name) {
             Some(t) => TopicConfigs {
                 entries: TOPIC_CONFIG_KEYS
                     .iter()

@@ -11,16 +11,15 @@ use runnel_protocol::messages::{
 use runnel_protocol::ErrorCode;
 
 use super::{blocking, to_topic_partitions};
-use crate::group::{classic, lag, GroupSnapshot, Member, Tp};
-use crate::service::Broker;
-use crate::storage::LogManager;
+use crate::group::{classic, GroupSnapshot, Member, Tp};
+use crate::service::{groups, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
 pub async fn handle(broker: &Arc<Broker>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(req.group_ids.len());
     for group_id in req.group_ids {
-        let Some(snapshot) = broker.groups.describe(&group_id) else {
+        let Some(snapshot) = groups::describe(broker, &group_id) else {
             groups.push(GroupDescription {
                 error_code: ErrorCode::GroupIdNotFound.code(),
                 error_message: format!("group {group_id} does not exist"),
@@ -30,8 +29,8 @@ pub async fn handle(broker: &Arc<Broker>, req: DescribeGroupsRequest) -> Describ
             continue;
         };
         // Lag reads a batch header per partition from the log: off the runtime.
-        let storage = broker.storage.clone();
-        let described = blocking(move || Ok(describe(&storage, snapshot))).await;
+        let b = broker.clone();
+        let described = blocking(move || Ok(describe(&b, snapshot))).await;
         groups.push(described.unwrap_or_else(|e| GroupDescription {
             error_code: e.code().code(),
             error_message: e.to_string(),
@@ -77,7 +76,7 @@ fn classic_members(g: &GroupSnapshot) -> Vec<Member> {
         .collect()
 }
 
-fn describe(storage: &LogManager, mut g: GroupSnapshot) -> GroupDescription {
+fn describe(broker: &Broker, mut g: GroupSnapshot) -> GroupDescription {
     if let Some(c) = &g.classic {
         g.members = classic_members(&g);
         g.epoch = c.generation;
@@ -107,13 +106,11 @@ fn describe(storage: &LogManager, mut g: GroupSnapshot) -> GroupDescription {
                     .map(|m| m.id.clone())
                     .unwrap_or_default(),
             };
-            if let Ok(log) = storage.partition(&tp.0, tp.1) {
-                if let Ok(l) = lag::lag(&log, committed.map(|c| c.offset), now_ms) {
-                    out.log_start_offset = l.start_offset;
-                    out.log_end_offset = l.end_offset;
-                    out.lag = l.records;
-                    out.lag_ms = l.ms;
-                }
+            if let Some(l) = groups::partition_lag(broker, &tp, committed.map(|c| c.offset), now_ms) {
+                out.log_start_offset = l.start_offset;
+                out.log_end_offset = l.end_offset;
+                out.lag = l.records;
+                out.lag_ms = l.ms;
             }
             out
         })

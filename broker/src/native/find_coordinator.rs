@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use runnel_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
 
-use crate::group::partition_for;
+use crate::service::groups::offsets_partition;
 use crate::service::Broker;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
@@ -16,7 +16,7 @@ pub fn handle(broker: &Arc<Broker>, req: FindCoordinatorRequest) -> FindCoordina
         node_id: broker.node_id,
         host: broker.advertised_host.clone(),
         port: broker.advertised_port as u32,
-        offsets_partition: partition_for(&req.group_id),
+        offsets_partition: offsets_partition(&req.group_id),
         ..Default::default()
     }
 }

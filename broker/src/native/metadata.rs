@@ -20,11 +20,11 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest) -> MetadataRespo
         BTreeMap::new()
     };
     let topics = if req.topics.is_empty() {
-        broker.storage.topics().iter().map(|t| describe(broker, t)).collect()
+        topics::all(broker).iter().map(|t| describe(broker, t)).collect()
     } else {
         req.topics
             .iter()
-            .map(|name| match broker.storage.topic(name) {
+            .map(|name| match topics::topic(broker, name) {
                 Some(t) => describe(broker, &t),
                 None => {
                     let missing = topics::missing_topic(name, not_created.get(name));

@@ -7,8 +7,12 @@ use std::sync::Arc;
 use runnel_protocol::ErrorCode;
 
 use super::{Broker, Failure, Outcome};
-use crate::group::{Committed, OffsetCommit, Tp};
+use crate::group::{
+    CommitResult, Committed, GroupListing, GroupResult, GroupSnapshot, Heartbeat, HeartbeatReply, JoinRequest,
+    JoinResult, Member, OffsetCommit, SyncRequest, SyncResult, Tp,
+};
 use crate::net::order::{in_turn, ApplyOrder};
+use crate::storage::DurableWait;
 
 /// Who commits: a member (id, epoch or generation, static instance id), or an admin
 /// (empty member id, epoch -1) for a group without members.
@@ -94,4 +98,84 @@ pub fn by_topic<T>(items: Vec<(Tp, T)>) -> BTreeMap<String, Vec<(u32, T)>> {
         out.entry(topic).or_default().push((partition, v));
     }
     out
+}
+
+// The coordinator's calls, as both protocols make them. They pass through here so that
+// a check every request must pass (authorization) has one place to go.
+
+/// A version of the group's state and a notification of its next change (the long poll
+/// of a consumer-protocol heartbeat).
+pub fn watch(broker: &Broker, group: &str) -> Option<(u64, Arc<tokio::sync::Notify>)> {
+    broker.groups.watch(group)
+}
+
+/// A consumer-protocol heartbeat (KIP-848): join, keep alive, leave.
+pub fn heartbeat(broker: &Broker, group: &str, hb: Heartbeat) -> (GroupResult<(HeartbeatReply, u32)>, DurableWait) {
+    broker.groups.heartbeat(group, hb)
+}
+
+/// A consumer-protocol member as the coordinator knows it.
+pub fn member(broker: &Broker, group: &str, member_id: &str) -> Option<Member> {
+    broker.groups.member(group, member_id)
+}
+
+/// A group's state, members and assignments.
+pub fn describe(broker: &Broker, group: &str) -> Option<GroupSnapshot> {
+    broker.groups.describe(group)
+}
+
+/// Every group.
+pub fn list(broker: &Broker) -> Vec<GroupListing> {
+    broker.groups.list()
+}
+
+/// A classic JoinGroup: answered once the rebalance allows.
+pub fn join(broker: &Broker, group: &str, req: JoinRequest) -> tokio::sync::oneshot::Receiver<JoinResult> {
+    broker.groups.join(group, req)
+}
+
+/// A classic SyncGroup: answered once the leader's assignment is in.
+pub fn sync(broker: &Broker, group: &str, req: SyncRequest) -> tokio::sync::oneshot::Receiver<SyncResult> {
+    broker.groups.sync(group, req)
+}
+
+/// A classic Heartbeat.
+pub fn classic_heartbeat(
+    broker: &Broker,
+    group: &str,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation: i32,
+) -> GroupResult<()> {
+    broker
+        .groups
+        .classic_heartbeat(group, member_id, instance_id, generation)
+}
+
+/// A classic LeaveGroup of `members` (member id, instance id).
+pub fn leave(
+    broker: &Broker,
+    group: &str,
+    members: Vec<(String, Option<String>)>,
+) -> (Vec<GroupResult<String>>, DurableWait) {
+    broker.groups.leave(group, members)
+}
+
+/// OffsetDelete: a group's offsets of partitions it no longer consumes.
+pub fn delete_offsets(broker: &Broker, group: &str, tps: Vec<Tp>) -> GroupResult<(Vec<CommitResult>, DurableWait)> {
+    broker.groups.delete_offsets(group, tps)
+}
+
+/// Where a group stands on a partition: its bounds and its lag in records and time
+/// (reads a batch header from the log: call it off the runtime). `None` for a partition
+/// that does not exist.
+pub fn partition_lag(broker: &Broker, tp: &Tp, committed: Option<i64>, now_ms: i64) -> Option<crate::group::lag::Lag> {
+    let log = broker.storage.partition(&tp.0, tp.1).ok()?;
+    crate::group::lag::lag(&log, committed, now_ms).ok()
+}
+
+/// The offsets-log partition that holds `group` (its coordinator is that partition's
+/// leader; Kafka's mapping).
+pub fn offsets_partition(group: &str) -> u32 {
+    crate::group::partition_for(group)
 }

@@ -222,3 +222,28 @@ pub fn check_replication_factor(_broker: &Broker, asked: i64) -> Result<(), Erro
     }
     Ok(())
 }
+
+/// The live topic `name`.
+pub fn topic(broker: &Broker, name: &str) -> Option<Arc<Topic>> {
+    broker.storage.topic(name)
+}
+
+/// Every live topic.
+pub fn all(broker: &Broker) -> Vec<Arc<Topic>> {
+    broker.storage.topics()
+}
+
+/// The live topic with this id.
+pub fn by_id(broker: &Broker, id: &str) -> Option<Arc<Topic>> {
+    broker.storage.topics().into_iter().find(|t| t.id == id)
+}
+
+/// The broker's topic defaults (`--topic-default` over the built-in ones).
+pub fn log_defaults(broker: &Broker) -> &LogConfig {
+    &broker.storage.config().log_defaults
+}
+
+/// Where the broker keeps its logs.
+pub fn data_dir(broker: &Broker) -> &std::path::Path {
+    &broker.storage.config().data_dir
+}

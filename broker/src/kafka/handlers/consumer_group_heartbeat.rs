@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{group_error, str_bytes};
 use crate::group::{Heartbeat, Tp};
 use crate::net::order::ApplyOrder;
-use crate::service::Broker;
+use crate::service::{groups, topics, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=1;
 
@@ -28,13 +28,13 @@ pub(crate) async fn handle(
 ) -> ConsumerGroupHeartbeatResponse {
     let group = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
-    let topics = broker.storage.topics();
+    let topics = topics::all(broker);
     let name_of = |id: &Uuid| {
         let id = id.to_string();
         topics.iter().find(|t| t.id == id).map(|t| t.name.clone())
     };
     let known = (req.member_epoch > 0)
-        .then(|| broker.groups.member(&group, &member_id))
+        .then(|| groups::member(broker, &group, &member_id))
         .flatten();
     let subscribed: BTreeSet<String> = match &req.subscribed_topic_names {
         Some(names) => names.iter().map(|n| n.0.to_string()).collect(),
@@ -74,7 +74,7 @@ pub(crate) async fn handle(
             .filter(|a| !a.is_empty()),
         owned,
     };
-    let (result, durable) = super::in_turn(order, || broker.groups.heartbeat(&group, hb)).await;
+    let (result, durable) = super::in_turn(order, || groups::heartbeat(broker, &group, hb)).await;
     if let Err(e) = durable.wait().await {
         return ConsumerGroupHeartbeatResponse::default()
             .with_error_code(ErrorCode::CoordinatorNotAvailable.code() as i16)

@@ -113,7 +113,7 @@ fn result(
     validate_only: bool,
     base: CreatableTopicResult,
 ) -> CreatableTopicResult {
-    let Some(topic) = broker.storage.topic(&t.name.0).filter(|_| !validate_only) else {
+    let Some(topic) = topics::topic(broker, &t.name.0).filter(|_| !validate_only) else {
         // Validated only: what it would be.
         let partitions = match t.num_partitions {
             -1 if t.assignments.is_empty() => broker.config().num_partitions as i32,
@@ -131,7 +131,7 @@ fn result(
     if version < 5 {
         return base;
     }
-    let configs = topic_configs(&topic, &broker.storage.config().log_defaults)
+    let configs = topic_configs(&topic, topics::log_defaults(broker))
         .map(|(key, value, source)| {
             CreatableTopicConfigs::default()
                 .with_name(str_bytes(key))

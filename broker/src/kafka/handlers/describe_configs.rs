@@ -12,7 +12,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes};
-use crate::service::topics::{topic_configs, ConfigSource};
+use crate::service::topics::{self, topic_configs, ConfigSource};
 use crate::service::Broker;
 use crate::storage::config::{key_info, ConfigKind, LogConfig, TOPIC_CONFIG_KEYS};
 
@@ -75,7 +75,7 @@ fn describe_topic(broker: &Broker, req: &DescribeConfigsRequest, res: &DescribeC
         .storage
         .topic(name)
         .ok_or_else(|| (ErrorCode::UnknownTopicOrPartition, format!("unknown topic {name:?}")))?;
-    let broker_defaults = &broker.storage.config().log_defaults;
+    let broker_defaults = topics::log_defaults(broker);
     let built_in = LogConfig::default();
     Ok(topic_configs(&topic, broker_defaults)
         .filter(|(key, _, _)| wanted(res, key))
@@ -129,10 +129,10 @@ fn describe_broker(broker: &Broker, res: &DescribeConfigsResource) -> Described 
         ));
     }
     let cfg = &broker.config();
-    let storage = broker.storage.config();
+    let log_defaults = topics::log_defaults(broker);
     let mut settings: Vec<(&str, String)> = vec![
         ("broker.id", broker.node_id.to_string()),
-        ("log.dirs", storage.data_dir.display().to_string()),
+        ("log.dirs", topics::data_dir(broker).display().to_string()),
         ("auto.create.topics.enable", cfg.auto_create_topics_enable.to_string()),
         ("num.partitions", cfg.num_partitions.to_string()),
         ("default.replication.factor", cfg.default_replication_factor.to_string()),
@@ -155,7 +155,7 @@ fn describe_broker(broker: &Broker, res: &DescribeConfigsResource) -> Described 
     ];
     for key in TOPIC_CONFIG_KEYS {
         let info = key_info(key).expect("every topic config key has info");
-        settings.push((info.broker_name, storage.log_defaults.get(key).unwrap_or_default()));
+        settings.push((info.broker_name, log_defaults.get(key).unwrap_or_default()));
     }
     Ok(settings
         .into_iter()

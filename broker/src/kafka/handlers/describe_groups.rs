@@ -15,7 +15,7 @@ use kafka_protocol::protocol::Encodable;
 
 use super::{str_bytes, topic_name};
 use crate::group::{GroupSnapshot, Tp};
-use crate::service::Broker;
+use crate::service::{groups, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 
@@ -23,7 +23,7 @@ pub fn handle(broker: &Broker, req: DescribeGroupsRequest) -> DescribeGroupsResp
     let groups = req
         .groups
         .into_iter()
-        .map(|id| match broker.groups.describe(&id.0) {
+        .map(|id| match groups::describe(broker, &id.0) {
             Some(g) => describe(g).with_group_id(id),
             None => DescribedGroup::default()
                 .with_group_id(id)

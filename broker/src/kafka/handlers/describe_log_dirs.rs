@@ -10,7 +10,7 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 
 use super::{str_bytes, topic_name};
-use crate::service::Broker;
+use crate::service::{topics, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 1..=4;
 
@@ -47,7 +47,7 @@ pub fn handle(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsRe
             })
         })
         .collect();
-    let dir = &broker.storage.config().data_dir;
+    let dir = topics::data_dir(broker);
     let (total, usable) = match nix::sys::statvfs::statvfs(dir) {
         Ok(s) => (
             (s.blocks() as i64).saturating_mul(s.fragment_size() as i64),
@@ -55,7 +55,7 @@ pub fn handle(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsRe
         ),
         Err(_) => (-1, -1),
     };
-    let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+    let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
         .with_log_dir(str_bytes(&path.display().to_string()))
         .with_topics(topics)

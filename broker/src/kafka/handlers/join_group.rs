@@ -12,7 +12,7 @@ use super::{group_error, str_bytes};
 use crate::group::JoinRequest;
 use crate::kafka::Request;
 use crate::net::order::ApplyOrder;
-use crate::service::Broker;
+use crate::service::{groups, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=9;
 
@@ -46,7 +46,7 @@ pub(crate) async fn handle(
         require_known_member_id: req.version >= 4,
         supports_skip_assignment: req.version >= 9,
     };
-    let answer = super::in_turn(order, || broker.groups.join(&body.group_id.0, join)).await;
+    let answer = super::in_turn(order, || groups::join(broker, &body.group_id.0, join)).await;
     let result = super::group_answer(broker, answer).await;
     let v = req.version;
     // Strings that are not nullable before v7 must not be null.

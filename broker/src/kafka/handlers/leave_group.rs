@@ -10,7 +10,7 @@ use runnel_protocol::ErrorCode;
 
 use super::{group_error, str_bytes};
 use crate::net::order::ApplyOrder;
-use crate::service::Broker;
+use crate::service::{groups, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 
@@ -34,7 +34,7 @@ pub(crate) async fn handle(
         vec![(body.member_id.to_string(), None)]
     };
     let asked = members.clone();
-    let (results, durable) = super::in_turn(order, || broker.groups.leave(&body.group_id.0, members)).await;
+    let (results, durable) = super::in_turn(order, || groups::leave(broker, &body.group_id.0, members)).await;
     if let Err(e) = durable.wait().await {
         let code = ErrorCode::CoordinatorNotAvailable.code() as i16;
         tracing::warn!(group = %body.group_id.0, error = %e, "LeaveGroup not stored");

@@ -39,18 +39,18 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: MetadataRequest) 
         topics::auto_create(broker, &names).await
     };
     let topics = if all {
-        broker.storage.topics().iter().map(|t| describe(broker, t)).collect()
+        topics::all(broker).iter().map(|t| describe(broker, t)).collect()
     } else {
         let by_id = |id: &uuid::Uuid| {
             let id = id.to_string();
-            broker.storage.topics().into_iter().find(|t| t.id == id)
+            topics::by_id(broker, &id)
         };
         body.topics
             .iter()
             .flatten()
             // v10+: a topic may be named by its id alone.
             .map(|t| match &t.name {
-                Some(name) => (broker.storage.topic(name), t),
+                Some(name) => (topics::topic(broker, name), t),
                 None => (by_id(&t.topic_id), t),
             })
             .map(|(found, asked)| match found {

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use runnel_protocol::ErrorCode;
 
 use super::group_error;
-use crate::service::Broker;
+use crate::service::{groups, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 
@@ -23,7 +23,7 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDel
                 .map(|p| (t.name.0.to_string(), p.partition_index as u32))
         })
         .collect();
-    let (results, durable) = match broker.groups.delete_offsets(&req.group_id.0, tps) {
+    let (results, durable) = match groups::delete_offsets(broker, &req.group_id.0, tps) {
         Ok(r) => r,
         Err(e) => return OffsetDeleteResponse::default().with_error_code(group_error(&e)),
     };

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use super::{group_error, str_bytes};
 use crate::group::SyncRequest;
 use crate::net::order::ApplyOrder;
-use crate::service::Broker;
+use crate::service::{groups, Broker};
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=5;
 
@@ -32,7 +32,7 @@ pub(crate) async fn handle(
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
     };
-    let answer = super::in_turn(order, || broker.groups.sync(&body.group_id.0, sync)).await;
+    let answer = super::in_turn(order, || groups::sync(broker, &body.group_id.0, sync)).await;
     let result = super::group_answer(broker, answer).await;
     match result {
         Ok(o) => {
