@@ -5,6 +5,7 @@
 #   ROUNDS="1 2 3 4" BYTES=1000000000 DROP=1 benches/scripts/listeners.sh [listener-bench flags]
 # DROP=1 (root) drops the page cache before every produce run: on this VM new page-cache
 # pages are sometimes 4-5x dearer (reclaim), which otherwise swamps the comparison.
+# BROKER_BIN=PATH runs another broker binary (an earlier build, for a before/after).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -j 2 -p runnel-broker -p runnel-tools -p runnel-bench --bins
@@ -12,7 +13,7 @@ pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 native=127.0.0.1:$(pick_port)
 kafka=127.0.0.1:$(pick_port)
 data=$(mktemp -d)
-taskset -c 0 target/release/runnel-broker --data-dir "$data" --listen "$native" --kafka-listen "$kafka" --metrics-listen off --log warn &
+taskset -c 0 "${BROKER_BIN:-target/release/runnel-broker}" --data-dir "$data" --listen "$native" --kafka-listen "$kafka" --metrics-listen off --log warn &
 pid=$!
 trap 'kill $pid; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 100); do target/release/runnel --broker "$native" topic list >/dev/null 2>&1 && break; sleep 0.1; done

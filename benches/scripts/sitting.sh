@@ -6,13 +6,14 @@
 #
 #   benches/scripts/sitting.sh            (COUNT_1K=12000000 by default: the 12 GB run)
 #   COUNT_1K=1000000 benches/scripts/sitting.sh
+#   BROKER_BIN=PATH benches/scripts/sitting.sh   (another broker binary, for a before/after)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 cargo build --release -q -p runnel-broker -p runnel-bench --bins
 data=$(mktemp -d "$root/target/sitting.XXXXXX")
 port=$((20000 + RANDOM % 20000))
-taskset -c 0 target/release/runnel-broker --data-dir "$data" --listen "127.0.0.1:$port" --kafka-listen off --metrics-listen off --log warn &
+taskset -c 0 "${BROKER_BIN:-target/release/runnel-broker}" --data-dir "$data" --listen "127.0.0.1:$port" --kafka-listen off --metrics-listen off --log warn &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 50); do

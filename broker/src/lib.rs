@@ -18,6 +18,7 @@ pub mod net;
 pub mod server;
 pub mod service;
 pub mod storage;
+pub mod sync;
 
 pub use error::{Error, Result};
 

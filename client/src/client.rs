@@ -195,7 +195,7 @@ impl Client {
                 topics,
             })
             .await?;
-        let mut cache = self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = crate::sync::lock(&self.inner.partitions);
         for t in &resp.topics {
             let count = t.partitions.len() as u32;
             if t.error_code == 0 && cache.insert(t.name.clone(), count) != Some(count) {
@@ -207,13 +207,7 @@ impl Client {
 
     /// How many partitions `topic` has (cached after the first lookup).
     pub async fn partition_count(&self, topic: &str) -> Result<u32> {
-        if let Some(n) = self
-            .inner
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(topic)
-        {
+        if let Some(n) = crate::sync::lock(&self.inner.partitions).get(topic) {
             return Ok(*n);
         }
         let resp = self.metadata(vec![topic.to_owned()]).await?;
@@ -228,11 +222,7 @@ impl Client {
 
     /// Forgets a topic's cached partition count (after the broker says it is unknown).
     pub(crate) fn forget_topic(&self, topic: &str) {
-        self.inner
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(topic);
+        crate::sync::lock(&self.inner.partitions).remove(topic);
         self.inner.partitions_version.fetch_add(1, Ordering::Release);
     }
 
@@ -250,14 +240,7 @@ async fn refresh_partition_counts(inner: std::sync::Weak<Inner>, every: Duration
         tokio::time::sleep(every.max(Duration::from_millis(10))).await;
         let Some(inner) = inner.upgrade() else { return };
         let client = Client { inner };
-        let topics: Vec<String> = client
-            .inner
-            .partitions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let topics: Vec<String> = crate::sync::lock(&client.inner.partitions).keys().cloned().collect();
         if !topics.is_empty() {
             // A failure (broker away) is retried at the next turn; sends see it anyway.
             let _ = client.metadata(topics).await;

@@ -49,12 +49,7 @@ struct Shared {
 impl Shared {
     fn fail_all(&self, reason: &str) {
         self.dead.store(true, Ordering::Release);
-        let waiters: Vec<Waiter> = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
+        let waiters: Vec<Waiter> = crate::sync::lock(&self.pending).drain(..).collect();
         for (_, tx) in waiters {
             let _ = tx.send(Err(Error::Disconnected {
                 addr: self.addr.clone(),
@@ -157,7 +152,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
     while let Some(out) = rx.recv().await {
         if let Some(w) = out.waiter {
             // Registered before the bytes leave, so the reader always finds it.
-            shared.pending.lock().unwrap_or_else(|p| p.into_inner()).push_back(w);
+            crate::sync::lock(&shared.pending).push_back(w);
         }
         for part in &out.parts {
             if let Err(e) = wr.write_all(part).await {
@@ -196,7 +191,7 @@ async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, max_frame_bytes: 
                     return;
                 }
             };
-            let waiter = shared.pending.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+            let waiter = crate::sync::lock(&shared.pending).pop_front();
             match waiter {
                 Some((id, tx)) if id == response.correlation_id => {
                     // The caller may have given up (timeout, aborted task): that is fine.

@@ -62,7 +62,7 @@ impl Completion {
         if self.0.result.set(result).is_ok() {
             // Set before the waiters are taken, and a future checks the result under the
             // same lock before registering: no wake-up is lost.
-            let waiters = std::mem::take(&mut *self.0.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+            let waiters = std::mem::take(&mut *crate::sync::lock(&self.0.waiters));
             for w in waiters {
                 w.wake();
             }
@@ -121,7 +121,7 @@ impl Future for DeliveryFuture {
                 return Poll::Pending;
             }
         }
-        let mut waiters = this.outcome.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiters = crate::sync::lock(&this.outcome.waiters);
         if let Some(r) = this.outcome.result.get() {
             drop(waiters);
             return Poll::Ready(this.resolve(r));

@@ -121,7 +121,7 @@ pub(crate) struct Membership {
 }
 
 pub(crate) fn lock(m: &Mutex<MemberState>) -> std::sync::MutexGuard<'_, MemberState> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(m)
 }
 
 fn to_wire(set: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {

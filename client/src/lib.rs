@@ -44,6 +44,7 @@ mod error;
 pub mod group;
 pub mod partitioner;
 mod producer;
+mod sync;
 
 pub use admin::{
     Admin, BrokerStatus, ConfigEntry, GroupDescription, GroupListing, GroupMember, PartitionInfo, PartitionLag,

@@ -530,7 +530,7 @@ impl Producer {
         self.flush().await;
         self.inner.closed.store(true, Ordering::Release);
         self.inner.wake.notify_one();
-        let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let sender = crate::sync::lock(&self.sender).take();
         if let Some(h) = sender {
             let _ = h.await;
         }
@@ -556,7 +556,7 @@ fn rotate_sticky(st: &mut State, tp: &TopicPartition) {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Takes the next batch of every partition that may send now: not in flight, not

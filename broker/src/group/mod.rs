@@ -105,6 +105,16 @@ pub fn partition_for(group: &str) -> u32 {
     abs as u32 % OFFSETS_PARTITIONS
 }
 
+/// One offsets-log partition and the groups it holds.
+///
+/// Concurrency: `state` covers the shard's groups and its snapshot bookkeeping. It is
+/// held across the offsets log's append (`Coordinator::write`) and while a snapshot's
+/// records are built, on purpose: the log's order must be the order of the state
+/// changes (a commit applied after another must land after it), and a snapshot must be
+/// a consistent cut. Both are bounded: the append is a page-cache `write(2)` of a few
+/// records (never `fdatasync`: durability is awaited after the lock is released), and a
+/// snapshot copies only this shard's live keys, one eighth of the groups. No `.await`
+/// happens under it. Requests of groups in other shards are not held up.
 struct Shard {
     index: u32,
     log: Arc<PartitionLog>,
@@ -172,6 +182,9 @@ pub struct OffsetCommit {
     pub metadata: String,
 }
 
+/// Owns every group (sharded by offsets-log partition: [`partition_for`]). Shared by
+/// every request task and the tick task; each shard's lock covers its groups (see
+/// `Shard`), `retention_checked` only the time of the last offsets-retention pass.
 pub struct Coordinator {
     storage: Arc<LogManager>,
     config: GroupConfig,
@@ -180,9 +193,10 @@ pub struct Coordinator {
     retention_checked: Mutex<Instant>,
 }
 
+/// A shard's state, its poison ignored (`crate::sync`): group state changes are applied
+/// whole before the lock is released.
 fn lock(shard: &Shard) -> MutexGuard<'_, ShardState> {
-    // Group state changes are applied whole before the lock is released.
-    shard.state.lock().unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(&shard.state)
 }
 
 impl Coordinator {
@@ -618,7 +632,7 @@ impl Coordinator {
         let now_ms = crate::storage::log::now_ms();
         let catalog = self.catalog();
         let check_members = {
-            let mut checked = self.retention_checked.lock().unwrap_or_else(|p| p.into_inner());
+            let mut checked = crate::sync::lock(&self.retention_checked);
             let due = now >= *checked + Duration::from_millis(self.config.offsets_retention_check_interval_ms);
             if due {
                 *checked = now;

@@ -73,6 +73,11 @@ pub struct Traffic {
     pub bytes_out: Counter,
 }
 
+/// Every metric of the broker. Shared (`Arc`) by the server, every request task and the
+/// scrape endpoint; counters and gauges are atomics. Locks: `registry` is taken at
+/// registration (start-up, a new topic's first traffic) and by each scrape's encoding;
+/// `traffic` is read on every produce and fetch to find a topic's handles (write-locked
+/// only to add or remove a topic). Neither is held across I/O or `.await`.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -125,7 +130,7 @@ impl Metrics {
             source: OnceLock::new(),
         };
         {
-            let mut r = m.registry.lock().expect("registry");
+            let mut r = crate::sync::lock(&m.registry);
             r.register(
                 "produced_records",
                 "Records appended by producers",
@@ -184,10 +189,7 @@ impl Metrics {
     /// Starts reading broker state at scrape time.
     pub fn attach(self: &Arc<Self>, source: Weak<dyn ScrapeSource>) {
         if self.source.set(source).is_ok() {
-            self.registry
-                .lock()
-                .expect("registry")
-                .register_collector(Box::new(BrokerCollector(self.clone())));
+            crate::sync::lock(&self.registry).register_collector(Box::new(BrokerCollector(self.clone())));
         }
     }
 
@@ -197,10 +199,7 @@ impl Metrics {
 
     /// The traffic counters of one partition.
     pub fn traffic(&self, topic: &str, partition: u32) -> Traffic {
-        if let Some(t) = self
-            .traffic
-            .read()
-            .expect("traffic")
+        if let Some(t) = crate::sync::read(&self.traffic)
             .get(topic)
             .and_then(|v| v.get(partition as usize))
             .and_then(|t| t.clone())
@@ -217,7 +216,7 @@ impl Metrics {
             records_out: self.records_out.get_or_create(&labels).clone(),
             bytes_out: self.bytes_out.get_or_create(&labels).clone(),
         };
-        let mut map = self.traffic.write().expect("traffic");
+        let mut map = crate::sync::write(&self.traffic);
         let slots = map.entry(topic.to_owned()).or_default();
         if slots.len() <= partition as usize {
             slots.resize(partition as usize + 1, None);
@@ -228,7 +227,7 @@ impl Metrics {
 
     /// Totals of a topic's traffic (all its partitions), for `runnel status`.
     pub fn topic_traffic(&self, topic: &str) -> (u64, u64, u64, u64) {
-        let map = self.traffic.read().expect("traffic");
+        let map = crate::sync::read(&self.traffic);
         let mut out = (0, 0, 0, 0);
         if self.per_partition {
             for t in map.get(topic).into_iter().flatten().flatten() {
@@ -251,7 +250,7 @@ impl Metrics {
 
     /// Forgets a deleted topic's series.
     pub fn remove_topic(&self, topic: &str) {
-        if let Some(slots) = self.traffic.write().expect("traffic").remove(topic) {
+        if let Some(slots) = crate::sync::write(&self.traffic).remove(topic) {
             for p in 0..slots.len() {
                 let mut labels: TrafficLabels = vec![("topic", topic.to_owned())];
                 if self.per_partition {
@@ -267,7 +266,7 @@ impl Metrics {
     /// The exposition text.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        let registry = self.registry.lock().expect("registry");
+        let registry = crate::sync::lock(&self.registry);
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
             tracing::error!(error = %e, "cannot encode metrics");
         }
@@ -296,7 +295,7 @@ impl Metrics {
         api.requests.inc();
         let total = written.saturating_duration_since(info.arrived);
         api.latency.observe(total.as_secs_f64());
-        let errors = std::mem::take(&mut *info.errors.lock().expect("errors"));
+        let errors = std::mem::take(&mut *crate::sync::lock(&info.errors));
         for code in &errors {
             self.errors
                 .get_or_create(&ErrorLabels {
@@ -446,7 +445,7 @@ pub fn identify(api: &'static str, key: i16, version: i16, correlation_id: i32, 
 /// Notes an error code in the current request's response.
 pub fn note_error(code: ErrorCode) {
     if code != ErrorCode::None {
-        let _ = REQUEST.try_with(|r| r.errors.lock().expect("errors").push(code));
+        let _ = REQUEST.try_with(|r| crate::sync::lock(&r.errors).push(code));
     }
 }
 

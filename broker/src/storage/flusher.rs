@@ -86,7 +86,7 @@ impl Flusher {
         if self.shared.stopping.load(Ordering::Acquire) {
             return false;
         }
-        self.shared.queue.lock().expect("flush queue").push_back(log);
+        crate::sync::lock(&self.shared.queue).push_back(log);
         self.shared.ready.notify_one();
         true
     }
@@ -96,11 +96,11 @@ impl Flusher {
         {
             // Under the queue lock: a worker checks `stopping` under it before waiting, so
             // it either sees the flag or is already waiting when the notify comes.
-            let _q = self.shared.queue.lock().expect("flush queue");
+            let _q = crate::sync::lock(&self.shared.queue);
             self.shared.stopping.store(true, Ordering::Release);
         }
         self.shared.ready.notify_all();
-        let handles = std::mem::take(&mut *self.threads.lock().expect("flush threads"));
+        let handles = std::mem::take(&mut *crate::sync::lock(&self.threads));
         for h in handles {
             // The last reference to the pool can be dropped on one of its own threads (it
             // held the last log); that thread exits by itself once it sees `stopping`.
@@ -120,7 +120,7 @@ impl Drop for Flusher {
 fn worker(shared: &Shared) {
     loop {
         let log = {
-            let mut q = shared.queue.lock().expect("flush queue");
+            let mut q = crate::sync::lock(&shared.queue);
             loop {
                 if let Some(log) = q.pop_front() {
                     break log;
@@ -128,7 +128,7 @@ fn worker(shared: &Shared) {
                 if shared.stopping.load(Ordering::Acquire) {
                     return;
                 }
-                q = shared.ready.wait(q).expect("flush queue");
+                q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
             }
         };
         log.run_sync_passes();

@@ -20,7 +20,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -158,11 +158,9 @@ pub struct PartitionLog {
     appended: Notify,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks leaves nothing half-done that a later holder could
-    // misread (every published change is a single atomic store), so poisoning is ignored.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// The log's locks ignore poison (`crate::sync`): every published change is a single
+/// atomic store, so a panic while holding one leaves nothing half-done.
+use crate::sync::lock;
 
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`. `clean` says the broker shut down cleanly, so

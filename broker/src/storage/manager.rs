@@ -213,7 +213,7 @@ impl LogManager {
             _lock: lock,
         });
         let handle = spawn_maintenance(Arc::downgrade(&manager), manager.stop.clone(), &manager.cfg);
-        *manager.maintenance.lock().expect("maintenance") = Some(handle);
+        *crate::sync::lock(&manager.maintenance) = Some(handle);
         Ok(manager)
     }
 
@@ -235,11 +235,11 @@ impl LogManager {
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics.read().expect("topics").get(name).cloned()
+        crate::sync::read(&self.topics).get(name).cloned()
     }
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.topics.read().expect("topics").values().cloned().collect()
+        crate::sync::read(&self.topics).values().cloned().collect()
     }
 
     /// Opens (creating if needed) a log the broker keeps for itself in `<data_dir>/<name>`;
@@ -249,7 +249,7 @@ impl LogManager {
     pub fn internal_log(&self, name: &str, config: LogConfig) -> Result<Arc<PartitionLog>> {
         assert!(name.starts_with("__"), "internal log names start with __");
         self.check_open()?;
-        let mut internal = self.internal.lock().expect("internal");
+        let mut internal = crate::sync::lock(&self.internal);
         if let Some(log) = internal.get(name) {
             return Ok(log.clone());
         }
@@ -264,7 +264,7 @@ impl LogManager {
     }
 
     fn internal_logs(&self) -> Vec<Arc<PartitionLog>> {
-        self.internal.lock().expect("internal").values().cloned().collect()
+        crate::sync::lock(&self.internal).values().cloned().collect()
     }
 
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<PartitionLog>> {
@@ -338,7 +338,7 @@ impl LogManager {
         }
         // Reserve the names, so a concurrent create of the same name fails.
         {
-            let mut creating = self.admin.lock().expect("admin");
+            let mut creating = crate::sync::lock(&self.admin);
             let open = self.check_open();
             prepared.retain(|(i, _)| {
                 let name = new[*i].name;
@@ -372,7 +372,7 @@ impl LogManager {
                     made.push((i, id, logs, config));
                 }
                 Err(e) => {
-                    self.admin.lock().expect("admin").remove(t.name);
+                    crate::sync::lock(&self.admin).remove(t.name);
                     results[i] = Some(Err(e));
                 }
             }
@@ -384,7 +384,7 @@ impl LogManager {
                 .and_then(|()| self.crash_here(CrashPoint::CreateAfterDirs))
                 .and_then(|()| metadata::append_all(&self.metadata, &records))
         };
-        let mut creating = self.admin.lock().expect("admin");
+        let mut creating = crate::sync::lock(&self.admin);
         for (i, id, logs, config) in made {
             let t = &new[i];
             creating.remove(t.name);
@@ -397,10 +397,7 @@ impl LogManager {
                         config,
                         partitions: logs,
                     });
-                    self.topics
-                        .write()
-                        .expect("topics")
-                        .insert(t.name.to_owned(), topic.clone());
+                    crate::sync::write(&self.topics).insert(t.name.to_owned(), topic.clone());
                     info!(topic = t.name, partitions = t.partitions, "created topic");
                     Ok(topic)
                 }
@@ -494,7 +491,7 @@ impl LogManager {
     /// Replaces a topic's config overrides. Blocking.
     pub fn alter_topic_config(&self, name: &str, overrides: &BTreeMap<String, String>) -> Result<Arc<Topic>> {
         let config = LogConfig::with_overrides(&self.cfg.log_defaults, overrides)?;
-        let _admin = self.admin.lock().expect("admin");
+        let _admin = crate::sync::lock(&self.admin);
         self.check_open()?;
         let old = self.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
         metadata::append(
@@ -515,10 +512,7 @@ impl LogManager {
             config,
             partitions: old.partitions.clone(),
         });
-        self.topics
-            .write()
-            .expect("topics")
-            .insert(name.to_owned(), topic.clone());
+        crate::sync::write(&self.topics).insert(name.to_owned(), topic.clone());
         Ok(topic)
     }
 
@@ -544,7 +538,7 @@ impl LogManager {
     /// Grows a topic to `partitions` (Kafka's CreatePartitions; partitions are never
     /// removed, since keys would move). Blocking.
     pub fn create_partitions(&self, name: &str, partitions: i64) -> Result<Arc<Topic>> {
-        let _admin = self.admin.lock().expect("admin");
+        let _admin = crate::sync::lock(&self.admin);
         self.check_open()?;
         let old = self.check_partitions_increase(name, partitions)?;
         let current = old.partitions.len() as u32;
@@ -563,17 +557,14 @@ impl LogManager {
             config: old.config.clone(),
             partitions: all,
         });
-        self.topics
-            .write()
-            .expect("topics")
-            .insert(name.to_owned(), topic.clone());
+        crate::sync::write(&self.topics).insert(name.to_owned(), topic.clone());
         info!(topic = name, from = current, to = partitions, "added partitions");
         Ok(topic)
     }
 
     /// Deletes a topic and its files. Blocking.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
-        let _admin = self.admin.lock().expect("admin");
+        let _admin = crate::sync::lock(&self.admin);
         self.check_open()?;
         let topic = self.topic(name).ok_or_else(|| Error::UnknownTopic(name.to_owned()))?;
         metadata::append(
@@ -583,7 +574,7 @@ impl LogManager {
                 id: topic.id.clone(),
             },
         )?;
-        self.topics.write().expect("topics").remove(name);
+        crate::sync::write(&self.topics).remove(name);
         self.crash_here(CrashPoint::DeleteAfterRecord)?;
         for (p, log) in topic.partitions.iter().enumerate() {
             log.shut_for_delete();
@@ -622,7 +613,7 @@ impl LogManager {
     /// Clean shutdown: stops maintenance, closes every log (sync, trim, checkpoint), then
     /// writes the clean-shutdown marker so the next start skips recovery. Blocking.
     pub fn shutdown(&self) -> Result<()> {
-        let _admin = self.admin.lock().expect("admin");
+        let _admin = crate::sync::lock(&self.admin);
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -658,9 +649,9 @@ impl LogManager {
 
     fn stop_maintenance(&self) {
         let (m, cv) = &*self.stop;
-        *m.lock().expect("stop") = true;
+        *crate::sync::lock(m) = true;
         cv.notify_all();
-        if let Some(h) = self.maintenance.lock().expect("maintenance").take() {
+        if let Some(h) = crate::sync::lock(&self.maintenance).take() {
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }
@@ -689,8 +680,8 @@ fn spawn_maintenance(
             loop {
                 {
                     let (m, cv) = &*stop;
-                    let guard = m.lock().expect("stop");
-                    let (guard, _) = cv.wait_timeout(guard, tick).expect("stop");
+                    let guard = crate::sync::lock(m);
+                    let (guard, _) = cv.wait_timeout(guard, tick).unwrap_or_else(|p| p.into_inner());
                     if *guard {
                         return;
                     }
