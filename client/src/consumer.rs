@@ -31,9 +31,9 @@ use crate::admin::list_offset;
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, Result};
 use crate::group::{
-    self, spawn_heartbeats, GroupConfig, MemberState, Membership, RebalanceCallback, Subscription,
-    TopicPartition as Gtp,
+    self, spawn_heartbeats, GroupConfig, MemberState, Membership, RebalanceCallback, Subscription, TopicPartition,
 };
+use crate::PartitionKey;
 
 /// Where to start reading a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,19 +128,17 @@ pub struct ConsumerRecord {
     pub headers: Vec<Header>,
 }
 
-type TopicPartition = (Arc<str>, u32);
-
 /// What one fetch brought: whole batches, framed and in offset order per partition, not
 /// yet checked or decoded. The fetcher only reads batch headers (to know where the next
 /// fetch starts) and sends its next request at once; the CRC check and record decoding
 /// happen in [`Consumer::next`], batch by batch, while that request is being served.
 struct Chunk {
     batches: Vec<FetchedBatch>,
-    high_watermarks: Vec<(TopicPartition, i64)>,
+    high_watermarks: Vec<(PartitionKey, i64)>,
 }
 
 struct FetchedBatch {
-    tp: TopicPartition,
+    tp: PartitionKey,
     /// The first offset wanted from this batch (a fetch may start inside a batch).
     from: i64,
     bytes: Bytes,
@@ -163,9 +161,9 @@ struct GroupHandle {
     heartbeats: JoinHandle<()>,
     changes: watch::Receiver<u64>,
     /// The partitions this consumer holds (the keys of `positions`).
-    owned: BTreeSet<Gtp>,
+    owned: BTreeSet<TopicPartition>,
     /// Positions this consumer last committed successfully.
-    committed: BTreeMap<Gtp, i64>,
+    committed: BTreeMap<TopicPartition, i64>,
     last_auto_commit: Instant,
     /// A change is being applied (set until it is fully applied).
     unsynced: bool,
@@ -187,8 +185,8 @@ pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     /// Next offset to hand to the application; `None` until resolved by the reset policy.
-    positions: BTreeMap<TopicPartition, Option<i64>>,
-    high_watermarks: BTreeMap<TopicPartition, i64>,
+    positions: BTreeMap<PartitionKey, Option<i64>>,
+    high_watermarks: BTreeMap<PartitionKey, i64>,
     fetcher: Option<Fetcher>,
     /// Decoded records not yet handed out.
     buffered: VecDeque<ConsumerRecord>,
@@ -199,16 +197,16 @@ pub struct Consumer {
     group: Option<GroupHandle>,
 }
 
-fn key(tp: &Gtp) -> TopicPartition {
+fn key(tp: &TopicPartition) -> PartitionKey {
     (Arc::from(tp.0.as_str()), tp.1)
 }
 
 /// Positions of `partitions` that differ from what was last committed.
 fn pending(
-    positions: &BTreeMap<TopicPartition, Option<i64>>,
-    partitions: impl IntoIterator<Item = Gtp>,
-    committed: &BTreeMap<Gtp, i64>,
-) -> BTreeMap<Gtp, (i64, String)> {
+    positions: &BTreeMap<PartitionKey, Option<i64>>,
+    partitions: impl IntoIterator<Item = TopicPartition>,
+    committed: &BTreeMap<TopicPartition, i64>,
+) -> BTreeMap<TopicPartition, (i64, String)> {
     partitions
         .into_iter()
         .filter_map(|tp| {
@@ -294,7 +292,7 @@ impl Consumer {
 
     /// Called (inside `next`) with the partitions this member receives, after their
     /// positions are set.
-    pub fn on_assigned(&mut self, f: impl Fn(&[Gtp]) + Send + Sync + 'static) {
+    pub fn on_assigned(&mut self, f: impl Fn(&[TopicPartition]) + Send + Sync + 'static) {
         if let Some(g) = self.group.as_mut() {
             g.on_assigned = Some(Arc::new(f));
         }
@@ -303,7 +301,7 @@ impl Consumer {
     /// Called (inside `next`) with the partitions this member gives up, before their
     /// positions are committed and before anyone else may get them. Also called when the
     /// membership is lost (session expired); then nothing can be committed.
-    pub fn on_revoked(&mut self, f: impl Fn(&[Gtp]) + Send + Sync + 'static) {
+    pub fn on_revoked(&mut self, f: impl Fn(&[TopicPartition]) + Send + Sync + 'static) {
         if let Some(g) = self.group.as_mut() {
             g.on_revoked = Some(Arc::new(f));
         }
@@ -342,7 +340,7 @@ impl Consumer {
     }
 
     /// Commits the given (topic, partition) → (next offset to read, metadata).
-    pub async fn commit_offsets(&mut self, offsets: BTreeMap<Gtp, (i64, String)>) -> Result<()> {
+    pub async fn commit_offsets(&mut self, offsets: BTreeMap<TopicPartition, (i64, String)>) -> Result<()> {
         let g = self.group.as_mut().ok_or_else(not_subscribed)?;
         g.membership.commit(&offsets).await?;
         for (tp, (o, _)) in offsets {
@@ -352,7 +350,10 @@ impl Consumer {
     }
 
     /// The group's committed offsets for these partitions.
-    pub async fn committed(&self, partitions: impl IntoIterator<Item = Gtp>) -> Result<BTreeMap<Gtp, i64>> {
+    pub async fn committed(
+        &self,
+        partitions: impl IntoIterator<Item = TopicPartition>,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
         let g = self.group.as_ref().ok_or_else(not_subscribed)?;
         g.membership.committed(&partitions.into_iter().collect()).await
     }
@@ -400,7 +401,7 @@ impl Consumer {
             return Err(e);
         }
         if lost && !g.owned.is_empty() {
-            let all: Vec<Gtp> = std::mem::take(&mut g.owned).into_iter().collect();
+            let all: Vec<TopicPartition> = std::mem::take(&mut g.owned).into_iter().collect();
             g.committed.clear();
             if let Some(cb) = &on_revoked {
                 cb(&all);
@@ -410,8 +411,8 @@ impl Consumer {
             publish(&m, &BTreeSet::new());
         }
         let g = self.group.as_mut().expect("subscribed");
-        let revoked: Vec<Gtp> = g.owned.difference(&assignment).cloned().collect();
-        let added: Vec<Gtp> = assignment.difference(&g.owned).cloned().collect();
+        let revoked: Vec<TopicPartition> = g.owned.difference(&assignment).cloned().collect();
+        let added: Vec<TopicPartition> = assignment.difference(&g.owned).cloned().collect();
         if !revoked.is_empty() {
             if let Some(cb) = &on_revoked {
                 cb(&revoked);
@@ -683,7 +684,7 @@ impl Consumer {
     }
 
     async fn start_fetcher(&mut self) -> Result<()> {
-        let unset: Vec<TopicPartition> = self
+        let unset: Vec<PartitionKey> = self
             .positions
             .iter()
             .filter(|(_, o)| o.is_none())
@@ -716,7 +717,7 @@ impl Consumer {
 }
 
 /// Tells the heartbeat task what this consumer holds now.
-fn publish(m: &Membership, held: &BTreeSet<Gtp>) {
+fn publish(m: &Membership, held: &BTreeSet<TopicPartition>) {
     group::lock(&m.state).owned = held.clone();
 }
 
@@ -727,7 +728,7 @@ fn not_subscribed() -> Error {
 async fn fetch_loop(
     client: Client,
     config: ConsumerConfig,
-    mut positions: Vec<(TopicPartition, i64)>,
+    mut positions: Vec<(PartitionKey, i64)>,
     tx: mpsc::Sender<Result<Chunk>>,
 ) {
     loop {
@@ -749,11 +750,7 @@ async fn fetch_loop(
 }
 
 /// One fetch for every partition; advances `positions` past what it returns.
-async fn fetch_once(
-    client: &Client,
-    config: &ConsumerConfig,
-    positions: &mut [(TopicPartition, i64)],
-) -> Result<Chunk> {
+async fn fetch_once(client: &Client, config: &ConsumerConfig, positions: &mut [(PartitionKey, i64)]) -> Result<Chunk> {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for ((topic, partition), offset) in positions.iter() {
         let p = FetchPartition {
@@ -888,7 +885,7 @@ mod tests {
 
     #[test]
     fn decode_batch_starts_at_from_and_rejects_a_corrupt_batch() {
-        let tp: TopicPartition = (Arc::from("t"), 3);
+        let tp: PartitionKey = (Arc::from("t"), 3);
         let mut out = VecDeque::new();
         let fetched = |bytes, from| FetchedBatch {
             tp: tp.clone(),

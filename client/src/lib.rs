@@ -59,6 +59,10 @@ pub use producer::{
 };
 pub use runnel_protocol::{Compression, ErrorCode, Header, DEFAULT_BROKER_ADDR};
 
+/// A partition as the producer and consumer key their state: the topic shared (`Arc`),
+/// so keys clone without allocating. The public [`TopicPartition`] owns its name.
+pub(crate) type PartitionKey = (std::sync::Arc<str>, u32);
+
 /// The README's Rust snippets compile as doc tests of this crate.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

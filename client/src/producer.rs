@@ -55,6 +55,7 @@ use crate::delivery::Completion;
 pub use crate::delivery::{DeliveryFuture, RecordMetadata};
 use crate::error::{Error, Result};
 use crate::partitioner::{next_sticky, partition_for_key};
+use crate::PartitionKey;
 
 /// Bytes a record costs beyond its key, value and headers (varints, attributes).
 const RECORD_OVERHEAD_BYTES: usize = 24;
@@ -206,8 +207,6 @@ impl ProducerRecord {
     }
 }
 
-type TopicPartition = (Arc<str>, u32);
-
 /// A batch being filled, or sealed and waiting for the sender.
 struct OpenBatch {
     builder: BatchBuilder,
@@ -279,7 +278,7 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct State {
-    queues: FastMap<TopicPartition, PartitionQueue>,
+    queues: FastMap<PartitionKey, PartitionQueue>,
     topics: FastMap<Arc<str>, TopicState>,
     /// `flush` calls under way: lingering is off while any is.
     flushing: usize,
@@ -546,7 +545,7 @@ impl Drop for Producer {
 }
 
 /// Once the sticky partition's batch is sealed or sent, keyless records move on.
-fn rotate_sticky(st: &mut State, tp: &TopicPartition) {
+fn rotate_sticky(st: &mut State, tp: &PartitionKey) {
     if let Some(t) = st.topics.get_mut(&tp.0) {
         if t.sticky == tp.1 {
             t.sticky = next_sticky(Some(t.sticky), t.partitions);
@@ -562,7 +561,7 @@ impl Inner {
     /// Takes the next batch of every partition that may send now: not in flight, not
     /// backing off, and with a sealed batch, or an open one past its linger (or a flush
     /// or close under way). Returns them and when to look again.
-    fn take_ready(&self) -> (Vec<(TopicPartition, Queued)>, Option<Instant>) {
+    fn take_ready(&self) -> (Vec<(PartitionKey, Queued)>, Option<Instant>) {
         let now = Instant::now();
         let mut st = self.lock();
         let hurry = st.flushing > 0 || self.closed.load(Ordering::Acquire);
@@ -617,7 +616,7 @@ impl Inner {
     /// Completes a batch: hands out offsets or the error, frees its memory. An idempotent
     /// batch that failed leaves a gap in its partition's sequence: the partition moves to
     /// the next epoch.
-    fn complete(&self, tp: &TopicPartition, batch: Batch, result: Result<(i64, i64)>) {
+    fn complete(&self, tp: &PartitionKey, batch: Batch, result: Result<(i64, i64)>) {
         let failed = result.is_err();
         batch.completion.complete(result);
         self.memory.add_permits(batch.reserved_bytes);
@@ -638,7 +637,7 @@ impl Inner {
     }
 
     /// Puts a batch back at the head of its partition's queue after a retriable error.
-    fn retry(&self, tp: &TopicPartition, mut batch: Batch, error: &Error) {
+    fn retry(&self, tp: &PartitionKey, mut batch: Batch, error: &Error) {
         batch.attempts += 1;
         let cfg = &self.config;
         let backoff = cfg
@@ -674,7 +673,7 @@ impl Inner {
     /// it after. Otherwise the broker's numbering has a gap nothing will fill (a batch
     /// failed for good, or the broker lost batches in a crash): move to the next epoch,
     /// which renumbers it.
-    fn out_of_order(&self, tp: &TopicPartition, batch: Batch, error: &Error) {
+    fn out_of_order(&self, tp: &PartitionKey, batch: Batch, error: &Error) {
         if let (Some(pid), Some(s)) = (self.producer_id, batch.seq) {
             let mut st = self.lock();
             let q = st.queues.entry(tp.clone()).or_default();
@@ -796,8 +795,8 @@ async fn run_sender(inner: Arc<Inner>) {
 }
 
 /// Groups batches into requests of at most `max_bytes` (a single larger batch alone).
-fn split_requests(batches: Vec<(TopicPartition, Batch)>, max_bytes: usize) -> Vec<Vec<(TopicPartition, Batch)>> {
-    let mut out: Vec<Vec<(TopicPartition, Batch)>> = Vec::new();
+fn split_requests(batches: Vec<(PartitionKey, Batch)>, max_bytes: usize) -> Vec<Vec<(PartitionKey, Batch)>> {
+    let mut out: Vec<Vec<(PartitionKey, Batch)>> = Vec::new();
     let mut bytes = 0;
     for b in batches {
         let len = b.1.bytes.len();
@@ -818,7 +817,7 @@ fn split_requests(batches: Vec<(TopicPartition, Batch)>, max_bytes: usize) -> Ve
 /// Queues one Produce request for `batches`. `Ok(None)`: acks none, nothing to await.
 async fn start_request(
     inner: &Inner,
-    batches: &[(TopicPartition, Batch)],
+    batches: &[(PartitionKey, Batch)],
 ) -> Result<Option<PendingCall<ProduceRequest>>> {
     let acks = inner.config.acks;
     let mut topics: Vec<ProduceTopic> = Vec::new();
@@ -861,7 +860,7 @@ async fn start_request(
 /// Awaits a started Produce request's response and completes (or retries) its batches.
 async fn finish_request(
     inner: Arc<Inner>,
-    batches: Vec<(TopicPartition, Batch)>,
+    batches: Vec<(PartitionKey, Batch)>,
     started: Result<Option<PendingCall<ProduceRequest>>>,
 ) {
     let outcome: Result<Option<ProduceResponse>> = match started {
@@ -892,7 +891,7 @@ async fn finish_request(
     }
 }
 
-fn partition_result(resp: &ProduceResponse, tp: &TopicPartition) -> Result<(i64, i64)> {
+fn partition_result(resp: &ProduceResponse, tp: &PartitionKey) -> Result<(i64, i64)> {
     let p = resp
         .topics
         .iter()
