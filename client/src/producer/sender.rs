@@ -1,0 +1,178 @@
+//! The sender task: takes ready batches from the accumulator, compresses and groups them
+//! into Produce requests (at most `max_request_bytes` each), sends them pipelined on the
+//! connection, and completes, retries or requeues each batch from the response.
+
+use super::*;
+
+pub(super) async fn run_sender(inner: Arc<Inner>) {
+    loop {
+        let woken = inner.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let (ready, next) = inner.take_ready();
+        if !ready.is_empty() {
+            // Encoding (and compression) happens here, outside the accumulator's lock.
+            let mut batches = Vec::with_capacity(ready.len());
+            for (tp, item) in ready {
+                match item {
+                    Queued::Retry(b) => batches.push((tp, b)),
+                    Queued::Fresh(open) => match open.builder.finish() {
+                        Ok(bytes) => batches.push((
+                            tp,
+                            Batch {
+                                bytes: bytes.freeze(),
+                                completion: open.completion,
+                                reserved_bytes: open.reserved_bytes,
+                                created: open.created,
+                                attempts: 0,
+                                records: open.records,
+                                seq: open.seq,
+                            },
+                        )),
+                        Err(e) => {
+                            let failed = Batch {
+                                bytes: Bytes::new(),
+                                completion: open.completion,
+                                reserved_bytes: open.reserved_bytes,
+                                created: open.created,
+                                attempts: 0,
+                                records: open.records,
+                                seq: open.seq,
+                            };
+                            inner.complete(&tp, failed, Err(Error::Batch(e)));
+                        }
+                    },
+                }
+            }
+            // Queued on the connection here, in order (a partition with several requests
+            // in flight relies on it); the responses are awaited in tasks of their own.
+            for request in split_requests(batches, inner.config.max_request_bytes) {
+                let started = start_request(&inner, &request).await;
+                tokio::spawn(finish_request(inner.clone(), request, started));
+            }
+            continue;
+        }
+        if inner.closed.load(Ordering::Acquire) && inner.lock().outstanding == 0 {
+            return;
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => woken.await,
+        }
+    }
+}
+
+/// Groups batches into requests of at most `max_bytes` (a single larger batch alone).
+pub(super) fn split_requests(batches: Vec<(PartitionKey, Batch)>, max_bytes: usize) -> Vec<Vec<(PartitionKey, Batch)>> {
+    let mut out: Vec<Vec<(PartitionKey, Batch)>> = Vec::new();
+    let mut bytes = 0;
+    for b in batches {
+        let len = b.1.bytes.len();
+        match out.last_mut() {
+            Some(last) if bytes + len <= max_bytes => {
+                bytes += len;
+                last.push(b);
+            }
+            _ => {
+                bytes = len;
+                out.push(vec![b]);
+            }
+        }
+    }
+    out
+}
+
+/// Queues one Produce request for `batches`. `Ok(None)`: acks none, nothing to await.
+pub(super) async fn start_request(
+    inner: &Inner,
+    batches: &[(PartitionKey, Batch)],
+) -> Result<Option<PendingCall<ProduceRequest>>> {
+    let acks = inner.config.acks;
+    let mut topics: Vec<ProduceTopic> = Vec::new();
+    let mut trailer = Vec::with_capacity(batches.len());
+    for (tp, b) in batches {
+        let partition = ProducePartition {
+            partition: tp.1,
+            records_bytes: b.bytes.len() as u32,
+        };
+        match topics.iter_mut().find(|t| *t.name == *tp.0) {
+            Some(t) => t.partitions.push(partition),
+            None => topics.push(ProduceTopic {
+                name: tp.0.to_string(),
+                partitions: vec![partition],
+            }),
+        }
+    }
+    // The trailer must follow the body's order: topic by topic.
+    for t in &topics {
+        for p in &t.partitions {
+            let (_, b) = batches
+                .iter()
+                .find(|(tp, _)| *tp.0 == *t.name && tp.1 == p.partition)
+                .expect("listed above");
+            trailer.push(b.bytes.clone());
+        }
+    }
+    let req = ProduceRequest {
+        acks: acks as i32,
+        timeout_ms: inner.config.client.request_timeout.as_millis().min(u32::MAX as u128) as u32,
+        topics,
+    };
+    if acks == Acks::None {
+        inner.client.send_only(&req, trailer).await.map(|()| None)
+    } else {
+        inner.client.start_call(&req, trailer, Duration::ZERO).await.map(Some)
+    }
+}
+
+/// Awaits a started Produce request's response and completes (or retries) its batches.
+pub(super) async fn finish_request(
+    inner: Arc<Inner>,
+    batches: Vec<(PartitionKey, Batch)>,
+    started: Result<Option<PendingCall<ProduceRequest>>>,
+) {
+    let outcome: Result<Option<ProduceResponse>> = match started {
+        Ok(Some(call)) => call.response().await.map(|(r, _)| Some(r)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    for (tp, batch) in batches {
+        let result = match &outcome {
+            Err(e) => Err(e.clone()),
+            Ok(None) => Ok((-1, -1)),
+            Ok(Some(resp)) => partition_result(resp, &tp),
+        };
+        let in_time = batch.created.elapsed() < inner.config.delivery_timeout;
+        match result {
+            Err(e) if in_time && batch.seq.is_some() && e.code() == Some(ErrorCode::OutOfOrderSequenceNumber) => {
+                inner.out_of_order(&tp, batch, &e)
+            }
+            Err(e) if e.is_retriable() && in_time => inner.retry(&tp, batch, &e),
+            Err(e) => {
+                if is_unknown_topic(&e) {
+                    inner.client.forget_topic(&tp.0);
+                }
+                inner.complete(&tp, batch, Err(e))
+            }
+            Ok(r) => inner.complete(&tp, batch, Ok(r)),
+        }
+    }
+}
+
+pub(super) fn partition_result(resp: &ProduceResponse, tp: &PartitionKey) -> Result<(i64, i64)> {
+    let p = resp
+        .topics
+        .iter()
+        .filter(|t| *t.name == *tp.0)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition == tp.1)
+        .ok_or_else(|| Error::Protocol(format!("produce response lacks {}-{}", tp.0, tp.1)))?;
+    check(p.error_code, &p.error_message)?;
+    Ok((p.base_offset, p.log_append_time_ms))
+}
+
