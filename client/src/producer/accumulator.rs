@@ -220,4 +220,3 @@ impl Inner {
         self.retry(tp, batch, error);
     }
 }
-

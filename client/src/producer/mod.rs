@@ -58,8 +58,8 @@ use crate::partitioner::{next_sticky, partition_for_key};
 use crate::PartitionKey;
 
 mod accumulator;
-mod sequencing;
 mod sender;
+mod sequencing;
 
 use accumulator::*;
 use sender::*;
@@ -442,4 +442,3 @@ impl Drop for Producer {
         self.inner.wake.notify_one();
     }
 }
-

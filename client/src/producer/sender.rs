@@ -175,4 +175,3 @@ pub(super) fn partition_result(resp: &ProduceResponse, tp: &PartitionKey) -> Res
     check(p.error_code, &p.error_message)?;
     Ok((p.base_offset, p.log_append_time_ms))
 }
-

@@ -83,4 +83,3 @@ pub(super) fn number(pid: ProducerId, seq: &mut Sequences, item: &mut Queued) {
         }
     }
 }
-
