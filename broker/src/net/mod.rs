@@ -1,6 +1,6 @@
 //! The connection machinery both listeners share, with no protocol types: the accept
 //! loop and its connection limit ([`listener`]), a connection's reader, request tasks
-//! and in-order writer ([`connection`], with its [`connection::Protocol`] trait that each
+//! and in-order writer ([`connection`], with its `Protocol` trait that each
 //! protocol implements), the per-connection apply order ([`order`]), replies with their
 //! `sendfile` regions ([`reply`]), the limits ([`config`]) and byte counters ([`stats`]).
 //!
