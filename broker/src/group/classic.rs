@@ -39,7 +39,7 @@ use runnel_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::assignor::Tp;
-use super::state::{GroupError, GroupResult};
+use super::error::{GroupError, GroupResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClassicState {

@@ -17,6 +17,7 @@
 
 pub mod assignor;
 pub mod classic;
+pub mod error;
 pub mod lag;
 pub mod state;
 pub mod store;

@@ -21,24 +21,7 @@ use regex::Regex;
 use runnel_protocol::ErrorCode;
 
 use super::assignor::{Assignment, Assignor, MemberSpec, Tp};
-
-/// A request-level or per-partition group error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupError {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl GroupError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> GroupError {
-        GroupError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-pub type GroupResult<T> = std::result::Result<T, GroupError>;
+pub use super::error::{GroupError, GroupResult};
 
 pub const JOIN_EPOCH: i32 = 0;
 pub const LEAVE_EPOCH: i32 = -1;
@@ -293,8 +276,8 @@ impl Group {
             .map(|m| m.id.as_str())
     }
 
-    /// Handles a heartbeat (join, leave, or keep-alive). `new_member_id` is used when a
-    /// joining member brings no id.
+    /// Handles a heartbeat — leave, join or keep-alive, by its epoch. `new_member_id` is
+    /// used when a joining member brings no id.
     pub fn heartbeat(
         &mut self,
         hb: Heartbeat,
@@ -302,158 +285,178 @@ impl Group {
         catalog: &BTreeMap<String, u32>,
         new_member_id: impl FnOnce() -> String,
     ) -> GroupResult<HeartbeatReply> {
-        let session = std::time::Duration::from_millis(hb.session_timeout_ms as u64);
-        let mut membership_changed = false;
-        let id = match hb.member_epoch {
-            LEAVE_EPOCH | STATIC_LEAVE_EPOCH => {
-                let m = self
-                    .members
-                    .get_mut(&hb.member_id)
-                    .ok_or_else(|| unknown_member(&self.id, &hb.member_id))?;
-                if hb.member_epoch == STATIC_LEAVE_EPOCH && m.instance_id.is_some() {
-                    // Partitions stay reserved for the instance until the session ends.
-                    m.left = true;
-                    m.deadline = now + std::time::Duration::from_millis(m.session_timeout_ms as u64);
-                    self.dirty = true;
-                } else {
-                    self.remove_member(&hb.member_id, catalog);
-                }
-                return Ok(HeartbeatReply {
-                    member_id: hb.member_id,
-                    member_epoch: hb.member_epoch,
-                    reconciling: false,
-                    assignment: BTreeSet::new(),
-                });
-            }
-            JOIN_EPOCH => {
-                if self.is_classic() {
-                    return Err(GroupError::new(
-                        ErrorCode::InconsistentGroupProtocol,
-                        format!(
-                            "group {} has members of the classic protocol (JoinGroup); a group uses one protocol at a time",
-                            self.id
-                        ),
-                    ));
-                }
-                let assignor = match hb.assignor.as_deref().filter(|a| !a.is_empty()) {
-                    Some(name) => Some(Assignor::parse(name).ok_or_else(|| {
-                        GroupError::new(
-                            ErrorCode::UnsupportedAssignor,
-                            format!("unknown assignor {name:?} (known: range, uniform)"),
-                        )
-                    })?),
-                    None => None,
-                };
-                let regex = hb
-                    .regex
-                    .as_deref()
-                    .filter(|r| !r.is_empty())
-                    .map(compile_regex)
-                    .transpose()?;
-                let others = self.members.keys().filter(|k| **k != hb.member_id).count();
-                match assignor {
-                    Some(a) if others > 0 && a != self.assignor => {
-                        return Err(GroupError::new(
-                            ErrorCode::InconsistentGroupProtocol,
-                            format!(
-                                "group {} uses the {} assignor; this member asked for {}",
-                                self.id,
-                                self.assignor.name(),
-                                a.name()
-                            ),
-                        ))
-                    }
-                    Some(a) if others == 0 => self.assignor = a,
-                    _ => {}
-                }
-                if !hb.member_id.is_empty() && self.members.contains_key(&hb.member_id) {
-                    // A member starting over: what it held is released first.
-                    self.remove_member(&hb.member_id, catalog);
-                }
-                let id = if hb.member_id.is_empty() {
-                    new_member_id()
-                } else {
-                    hb.member_id.clone()
-                };
-                let mut member = Member {
-                    id: id.clone(),
-                    instance_id: hb.instance_id.clone().filter(|i| !i.is_empty()),
-                    epoch: 0,
-                    previous_epoch: 0,
-                    session_timeout_ms: hb.session_timeout_ms,
-                    topics: hb.topics.clone(),
-                    regex,
-                    owned: BTreeMap::new(),
-                    left: false,
-                    deadline: now + session,
-                    rebalance_timeout_ms: rebalance_timeout(hb.rebalance_timeout_ms),
-                    revoking_since: None,
-                };
-                let replaced = member.instance_id.as_ref().and_then(|inst| {
-                    self.members
-                        .values()
-                        .find(|m| m.instance_id.as_ref() == Some(inst))
-                        .map(|m| m.id.clone())
-                });
-                match replaced.and_then(|old| self.members.remove(&old)) {
-                    Some(old) => {
-                        // Static membership: the instance is back and takes over its
-                        // predecessor's partitions and epoch; the assignment stays.
-                        membership_changed = old.topics != member.topics || old.regex_str() != member.regex_str();
-                        member.epoch = old.epoch;
-                        member.previous_epoch = old.previous_epoch;
-                        member.owned = old.owned;
-                        if let Some(t) = self.target.remove(&old.id) {
-                            self.target.insert(id.clone(), t);
-                        }
-                    }
-                    None => membership_changed = true,
-                }
-                self.members.insert(id.clone(), member);
-                self.dirty = true;
-                id
-            }
-            epoch => {
-                let m = self
-                    .members
-                    .get_mut(&hb.member_id)
-                    .ok_or_else(|| unknown_member(&self.id, &hb.member_id))?;
-                if epoch != m.epoch && epoch != m.previous_epoch {
-                    return Err(GroupError::new(
-                        ErrorCode::FencedMemberEpoch,
-                        format!(
-                            "member {} sent epoch {epoch}, but its epoch is {}: rejoin",
-                            m.id, m.epoch
-                        ),
-                    ));
-                }
-                if m.left {
-                    // Only a heartbeat sent before the leave can still arrive; the
-                    // instance comes back by joining.
-                    return Err(GroupError::new(
-                        ErrorCode::UnknownMemberId,
-                        format!("member {} left the group; rejoin with its instance id", m.id),
-                    ));
-                }
-                m.deadline = now + session;
-                m.session_timeout_ms = hb.session_timeout_ms;
-                m.rebalance_timeout_ms = rebalance_timeout(hb.rebalance_timeout_ms);
-                if m.topics != hb.topics || m.regex_str() != hb.regex.as_deref().unwrap_or("") {
-                    m.topics = hb.topics.clone();
-                    m.regex = hb
-                        .regex
-                        .as_deref()
-                        .filter(|r| !r.is_empty())
-                        .map(compile_regex)
-                        .transpose()?;
-                    membership_changed = true;
-                    self.dirty = true;
-                }
-                hb.member_id.clone()
-            }
+        let (id, membership_changed) = match hb.member_epoch {
+            LEAVE_EPOCH | STATIC_LEAVE_EPOCH => return self.leave(hb, now, catalog),
+            JOIN_EPOCH => self.join(&hb, now, catalog, new_member_id)?,
+            epoch => self.keep_alive(&hb, epoch, now)?,
         };
         self.update_target(catalog, membership_changed);
         Ok(self.reconcile(&id, Some(&hb.owned), now))
+    }
+
+    /// A member leaves (epoch -1), or a static member leaves for now (-2): its
+    /// partitions stay reserved for its instance until its session ends.
+    fn leave(&mut self, hb: Heartbeat, now: Instant, catalog: &BTreeMap<String, u32>) -> GroupResult<HeartbeatReply> {
+        let m = self
+            .members
+            .get_mut(&hb.member_id)
+            .ok_or_else(|| unknown_member(&self.id, &hb.member_id))?;
+        if hb.member_epoch == STATIC_LEAVE_EPOCH && m.instance_id.is_some() {
+            m.left = true;
+            m.deadline = now + std::time::Duration::from_millis(m.session_timeout_ms as u64);
+            self.dirty = true;
+        } else {
+            self.remove_member(&hb.member_id, catalog);
+        }
+        Ok(HeartbeatReply {
+            member_id: hb.member_id,
+            member_epoch: hb.member_epoch,
+            reconciling: false,
+            assignment: BTreeSet::new(),
+        })
+    }
+
+    /// A member joins (epoch 0): checked against the group's protocol and assignor, added
+    /// (or, a static member returning, put in its predecessor's place with its partitions
+    /// and epoch). Returns its id and whether membership changed.
+    fn join(
+        &mut self,
+        hb: &Heartbeat,
+        now: Instant,
+        catalog: &BTreeMap<String, u32>,
+        new_member_id: impl FnOnce() -> String,
+    ) -> GroupResult<(String, bool)> {
+        if self.is_classic() {
+            return Err(GroupError::new(
+                ErrorCode::InconsistentGroupProtocol,
+                format!(
+                    "group {} has members of the classic protocol (JoinGroup); a group uses one protocol at a time",
+                    self.id
+                ),
+            ));
+        }
+        let assignor = match hb.assignor.as_deref().filter(|a| !a.is_empty()) {
+            Some(name) => Some(Assignor::parse(name).ok_or_else(|| {
+                GroupError::new(
+                    ErrorCode::UnsupportedAssignor,
+                    format!("unknown assignor {name:?} (known: range, uniform)"),
+                )
+            })?),
+            None => None,
+        };
+        let regex = hb
+            .regex
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(compile_regex)
+            .transpose()?;
+        let others = self.members.keys().filter(|k| **k != hb.member_id).count();
+        match assignor {
+            Some(a) if others > 0 && a != self.assignor => {
+                return Err(GroupError::new(
+                    ErrorCode::InconsistentGroupProtocol,
+                    format!(
+                        "group {} uses the {} assignor; this member asked for {}",
+                        self.id,
+                        self.assignor.name(),
+                        a.name()
+                    ),
+                ))
+            }
+            Some(a) if others == 0 => self.assignor = a,
+            _ => {}
+        }
+        if !hb.member_id.is_empty() && self.members.contains_key(&hb.member_id) {
+            // A member starting over: what it held is released first.
+            self.remove_member(&hb.member_id, catalog);
+        }
+        let id = if hb.member_id.is_empty() {
+            new_member_id()
+        } else {
+            hb.member_id.clone()
+        };
+        let session = std::time::Duration::from_millis(hb.session_timeout_ms as u64);
+        let mut member = Member {
+            id: id.clone(),
+            instance_id: hb.instance_id.clone().filter(|i| !i.is_empty()),
+            epoch: 0,
+            previous_epoch: 0,
+            session_timeout_ms: hb.session_timeout_ms,
+            topics: hb.topics.clone(),
+            regex,
+            owned: BTreeMap::new(),
+            left: false,
+            deadline: now + session,
+            rebalance_timeout_ms: rebalance_timeout(hb.rebalance_timeout_ms),
+            revoking_since: None,
+        };
+        let replaced = member.instance_id.as_ref().and_then(|inst| {
+            self.members
+                .values()
+                .find(|m| m.instance_id.as_ref() == Some(inst))
+                .map(|m| m.id.clone())
+        });
+        let membership_changed = match replaced.and_then(|old| self.members.remove(&old)) {
+            Some(old) => {
+                // Static membership: the instance is back and takes over its
+                // predecessor's partitions and epoch; the assignment stays.
+                let changed = old.topics != member.topics || old.regex_str() != member.regex_str();
+                member.epoch = old.epoch;
+                member.previous_epoch = old.previous_epoch;
+                member.owned = old.owned;
+                if let Some(t) = self.target.remove(&old.id) {
+                    self.target.insert(id.clone(), t);
+                }
+                changed
+            }
+            None => true,
+        };
+        self.members.insert(id.clone(), member);
+        self.dirty = true;
+        Ok((id, membership_changed))
+    }
+
+    /// A member's heartbeat at `epoch`: fenced if the epoch is not its own; renews its
+    /// session and takes up a changed subscription. Returns its id and whether membership
+    /// changed.
+    fn keep_alive(&mut self, hb: &Heartbeat, epoch: i32, now: Instant) -> GroupResult<(String, bool)> {
+        let m = self
+            .members
+            .get_mut(&hb.member_id)
+            .ok_or_else(|| unknown_member(&self.id, &hb.member_id))?;
+        if epoch != m.epoch && epoch != m.previous_epoch {
+            return Err(GroupError::new(
+                ErrorCode::FencedMemberEpoch,
+                format!(
+                    "member {} sent epoch {epoch}, but its epoch is {}: rejoin",
+                    m.id, m.epoch
+                ),
+            ));
+        }
+        if m.left {
+            // Only a heartbeat sent before the leave can still arrive; the instance comes
+            // back by joining.
+            return Err(GroupError::new(
+                ErrorCode::UnknownMemberId,
+                format!("member {} left the group; rejoin with its instance id", m.id),
+            ));
+        }
+        m.deadline = now + std::time::Duration::from_millis(hb.session_timeout_ms as u64);
+        m.session_timeout_ms = hb.session_timeout_ms;
+        m.rebalance_timeout_ms = rebalance_timeout(hb.rebalance_timeout_ms);
+        let mut membership_changed = false;
+        if m.topics != hb.topics || m.regex_str() != hb.regex.as_deref().unwrap_or("") {
+            m.topics = hb.topics.clone();
+            m.regex = hb
+                .regex
+                .as_deref()
+                .filter(|r| !r.is_empty())
+                .map(compile_regex)
+                .transpose()?;
+            membership_changed = true;
+            self.dirty = true;
+        }
+        Ok((hb.member_id.clone(), membership_changed))
     }
 
     /// Removes a member (leave or expiry), freeing what it held.
