@@ -32,10 +32,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use super::error::GroupErrorKind;
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
 use kafka_protocol::protocol::Decodable;
-use runnel_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::assignor::Tp;
@@ -229,8 +229,8 @@ impl Default for Classic {
     }
 }
 
-fn err<T>(code: ErrorCode, message: impl Into<String>) -> GroupResult<T> {
-    Err(GroupError::new(code, message))
+fn err<T>(kind: GroupErrorKind, message: impl Into<String>) -> GroupResult<T> {
+    Err(GroupError::new(kind, message))
 }
 
 fn session(ms: u32) -> Duration {
@@ -290,7 +290,7 @@ impl Classic {
             match self.by_instance(inst) {
                 Some(m) if m.id != member_id => {
                     return err(
-                        ErrorCode::FencedInstanceId,
+                        GroupErrorKind::FencedInstanceId,
                         format!(
                             "instance {inst} is now member {}; {member_id} was replaced by a newer instance",
                             m.id
@@ -300,7 +300,7 @@ impl Classic {
                 Some(_) => {}
                 None => {
                     return err(
-                        ErrorCode::UnknownMemberId,
+                        GroupErrorKind::UnknownMemberId,
                         format!("no member has instance id {inst:?} (it left or its session expired): rejoin"),
                     )
                 }
@@ -308,7 +308,7 @@ impl Classic {
         }
         self.members.get(member_id).ok_or_else(|| {
             GroupError::new(
-                ErrorCode::UnknownMemberId,
+                GroupErrorKind::UnknownMemberId,
                 format!("the group has no member {member_id:?} (it left or its session expired): rejoin"),
             )
         })
@@ -331,7 +331,7 @@ impl Classic {
     fn accepts(&self, protocol_type: &str, protocols: &[(String, Bytes)], except: &str) -> GroupResult<()> {
         if protocol_type.is_empty() || protocols.is_empty() {
             return err(
-                ErrorCode::InconsistentGroupProtocol,
+                GroupErrorKind::InconsistentGroupProtocol,
                 "JoinGroup needs a protocol type and at least one protocol",
             );
         }
@@ -340,7 +340,7 @@ impl Classic {
         }
         if protocol_type != self.protocol_type {
             return err(
-                ErrorCode::InconsistentGroupProtocol,
+                GroupErrorKind::InconsistentGroupProtocol,
                 format!(
                     "the group's protocol type is {:?}; this member asked for {protocol_type:?}",
                     self.protocol_type
@@ -360,7 +360,7 @@ impl Classic {
             Ok(())
         } else {
             err(
-                ErrorCode::InconsistentGroupProtocol,
+                GroupErrorKind::InconsistentGroupProtocol,
                 format!(
                     "no assignor in common with the group: it supports {common:?}, this member {:?}",
                     protocols.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
@@ -499,7 +499,7 @@ impl Classic {
 
     fn wait_join(&mut self, id: String, tx: oneshot::Sender<JoinResult>, out: &mut Vec<Delivery>) {
         if let Some(old) = self.join_waiters.insert(id, tx) {
-            let e = GroupError::new(ErrorCode::RebalanceInProgress, "superseded by a newer JoinGroup");
+            let e = GroupError::new(GroupErrorKind::RebalanceInProgress, "superseded by a newer JoinGroup");
             out.push(Delivery::Join(old, Err(e)));
         }
     }
@@ -557,7 +557,7 @@ impl Classic {
         let mut m = self.members.remove(old_id).expect("found by instance");
         let fenced = || {
             GroupError::new(
-                ErrorCode::FencedInstanceId,
+                GroupErrorKind::FencedInstanceId,
                 format!("a newer instance {:?} joined as {new_id}", req.instance_id),
             )
         };
@@ -612,7 +612,7 @@ impl Classic {
     fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration, out: &mut Vec<Delivery>) {
         for (id, tx) in self.sync_waiters.drain() {
             let e = GroupError::new(
-                ErrorCode::RebalanceInProgress,
+                GroupErrorKind::RebalanceInProgress,
                 format!("the group is rebalancing again; member {id} must rejoin"),
             );
             out.push(Delivery::Sync(tx, Err(e)));
@@ -733,7 +733,7 @@ impl Classic {
             || req.protocol.as_ref().is_some_and(|p| *p != self.protocol)
         {
             return err(
-                ErrorCode::InconsistentGroupProtocol,
+                GroupErrorKind::InconsistentGroupProtocol,
                 format!(
                     "the group uses {}/{}; SyncGroup named {:?}/{:?}",
                     self.protocol_type, self.protocol, req.protocol_type, req.protocol
@@ -741,7 +741,7 @@ impl Classic {
             );
         }
         if self.state == ClassicState::PreparingRebalance {
-            return err(ErrorCode::RebalanceInProgress, "the group is rebalancing: rejoin");
+            return err(GroupErrorKind::RebalanceInProgress, "the group is rebalancing: rejoin");
         }
         Ok(())
     }
@@ -749,7 +749,7 @@ impl Classic {
     fn check_generation(&self, member_id: &str, generation: i32) -> GroupResult<()> {
         if generation != self.generation {
             return err(
-                ErrorCode::IllegalGeneration,
+                GroupErrorKind::IllegalGeneration,
                 format!(
                     "member {member_id} is at generation {generation}; the group is at {}: rejoin",
                     self.generation
@@ -772,7 +772,7 @@ impl Classic {
         let m = self.members.get_mut(member_id).expect("known");
         m.deadline = now + session(m.session_timeout_ms);
         if self.state == ClassicState::PreparingRebalance {
-            return err(ErrorCode::RebalanceInProgress, "the group is rebalancing: rejoin");
+            return err(GroupErrorKind::RebalanceInProgress, "the group is rebalancing: rejoin");
         }
         Ok(())
     }
@@ -789,13 +789,13 @@ impl Classic {
             Some(inst) => {
                 let m = self.by_instance(inst).ok_or_else(|| {
                     GroupError::new(
-                        ErrorCode::UnknownMemberId,
+                        GroupErrorKind::UnknownMemberId,
                         format!("no member has instance id {inst:?}"),
                     )
                 })?;
                 if !member_id.is_empty() && m.id != member_id {
                     return err(
-                        ErrorCode::FencedInstanceId,
+                        GroupErrorKind::FencedInstanceId,
                         format!("instance {inst} is member {}, not {member_id}", m.id),
                     );
                 }
@@ -817,7 +817,7 @@ impl Classic {
             return;
         }
         self.dirty = true;
-        let gone = || GroupError::new(ErrorCode::UnknownMemberId, format!("member {id} {why}"));
+        let gone = || GroupError::new(GroupErrorKind::UnknownMemberId, format!("member {id} {why}"));
         if let Some(tx) = self.join_waiters.remove(id) {
             out.push(Delivery::Join(tx, Err(gone())));
         }
@@ -889,7 +889,7 @@ impl Classic {
         self.check_generation(member_id, generation)?;
         if self.state == ClassicState::CompletingRebalance {
             return err(
-                ErrorCode::RebalanceInProgress,
+                GroupErrorKind::RebalanceInProgress,
                 "the group is completing a rebalance: commit after SyncGroup",
             );
         }
@@ -1070,8 +1070,8 @@ mod tests {
         let (b, mut jb) = h.enter(&["range"]);
         pending(&mut jb);
         assert_eq!(
-            h.g.heartbeat(&a, None, 1, h.now).unwrap_err().code,
-            ErrorCode::RebalanceInProgress
+            h.g.heartbeat(&a, None, 1, h.now).unwrap_err().kind,
+            GroupErrorKind::RebalanceInProgress
         );
         // a commits what it consumed before rejoining (allowed while preparing).
         h.g.check_commit(&a, 1, None).unwrap();
@@ -1079,22 +1079,22 @@ mod tests {
         let (oa, ob) = (ready(&mut ja).unwrap(), ready(&mut jb).unwrap());
         assert_eq!((oa.generation, ob.generation), (2, 2));
         assert_eq!(
-            h.g.heartbeat(&a, None, 1, h.now).unwrap_err().code,
-            ErrorCode::IllegalGeneration
+            h.g.heartbeat(&a, None, 1, h.now).unwrap_err().kind,
+            GroupErrorKind::IllegalGeneration
         );
         assert_eq!(
-            h.g.check_commit(&b, 2, None).unwrap_err().code,
-            ErrorCode::RebalanceInProgress
+            h.g.check_commit(&b, 2, None).unwrap_err().kind,
+            GroupErrorKind::RebalanceInProgress
         );
         h.sync(sync_req(&a, 2, &[(&a, "half"), (&b, "half")]));
         h.g.check_commit(&b, 2, None).unwrap();
         assert_eq!(
-            h.g.check_commit(&b, 1, None).unwrap_err().code,
-            ErrorCode::IllegalGeneration
+            h.g.check_commit(&b, 1, None).unwrap_err().kind,
+            GroupErrorKind::IllegalGeneration
         );
         assert_eq!(
-            h.g.check_commit("ghost", 2, None).unwrap_err().code,
-            ErrorCode::UnknownMemberId
+            h.g.check_commit("ghost", 2, None).unwrap_err().kind,
+            GroupErrorKind::UnknownMemberId
         );
     }
 
@@ -1141,7 +1141,7 @@ mod tests {
         let follower = if leader == a { b } else { a };
         let mut sf = h.sync(sync_req(&follower, 1, &[]));
         assert_eq!(h.advance(Duration::from_millis(5_000)), vec![leader]);
-        assert_eq!(ready(&mut sf).unwrap_err().code, ErrorCode::RebalanceInProgress);
+        assert_eq!(ready(&mut sf).unwrap_err().kind, GroupErrorKind::RebalanceInProgress);
         let mut jf = h.join(req(&follower, &["range"]));
         assert_eq!(ready(&mut jf).unwrap().leader, follower);
     }
@@ -1187,13 +1187,13 @@ mod tests {
         assert_eq!(
             h.g.heartbeat(&follower.member_id, Some(inst), 1, h.now)
                 .unwrap_err()
-                .code,
-            ErrorCode::FencedInstanceId
+                .kind,
+            GroupErrorKind::FencedInstanceId
         );
         // Its commits too (a zombie must not move the group's offsets); the new one commits.
         assert_eq!(
-            h.g.check_commit(&follower.member_id, 1, Some(inst)).unwrap_err().code,
-            ErrorCode::FencedInstanceId
+            h.g.check_commit(&follower.member_id, 1, Some(inst)).unwrap_err().kind,
+            GroupErrorKind::FencedInstanceId
         );
         h.g.check_commit(&b.member_id, 1, Some(inst)).unwrap();
 
@@ -1221,8 +1221,8 @@ mod tests {
         assert_eq!(
             h.g.heartbeat(&l.member_id, Some(leader_inst), 1, h.now)
                 .unwrap_err()
-                .code,
-            ErrorCode::FencedInstanceId
+                .kind,
+            GroupErrorKind::FencedInstanceId
         );
     }
 
@@ -1231,11 +1231,17 @@ mod tests {
         let mut h = Harness::new();
         let (_a, _ja) = h.enter(&["range"]);
         let mut r = h.join(req("", &["cooperative-sticky"]));
-        assert_eq!(ready(&mut r).unwrap_err().code, ErrorCode::InconsistentGroupProtocol);
+        assert_eq!(
+            ready(&mut r).unwrap_err().kind,
+            GroupErrorKind::InconsistentGroupProtocol
+        );
         let mut other = req("", &["range"]);
         other.protocol_type = "connect".into();
         let mut r = h.join(other);
-        assert_eq!(ready(&mut r).unwrap_err().code, ErrorCode::InconsistentGroupProtocol);
+        assert_eq!(
+            ready(&mut r).unwrap_err().kind,
+            GroupErrorKind::InconsistentGroupProtocol
+        );
     }
 
     #[test]

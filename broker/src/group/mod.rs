@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use runnel_protocol::ErrorCode;
+use error::GroupErrorKind;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -284,7 +284,7 @@ impl Coordinator {
         let (lo, hi) = (self.config.min_session_timeout_ms, self.config.max_session_timeout_ms);
         if session_timeout_ms < lo || session_timeout_ms > hi {
             return Err(GroupError::new(
-                ErrorCode::InvalidSessionTimeout,
+                GroupErrorKind::InvalidSessionTimeout,
                 format!("session timeout {session_timeout_ms} ms is outside the broker's bounds [{lo}, {hi}] ms"),
             ));
         }
@@ -333,7 +333,7 @@ impl Coordinator {
         let (_, _answered_once_stored) = self.change(group_id, |g, out| {
             if !g.members.is_empty() {
                 let e = GroupError::new(
-                    ErrorCode::InconsistentGroupProtocol,
+                    GroupErrorKind::InconsistentGroupProtocol,
                     format!(
                         "group {group_id} has members of the consumer protocol (ConsumerGroupHeartbeat); a group uses one protocol at a time"
                     ),
@@ -370,7 +370,7 @@ impl Coordinator {
         match st.groups.get_mut(group_id) {
             Some(g) => g.classic.heartbeat(member_id, instance_id, generation, Instant::now()),
             None => Err(GroupError::new(
-                ErrorCode::UnknownMemberId,
+                GroupErrorKind::UnknownMemberId,
                 format!("group {group_id} does not exist: rejoin"),
             )),
         }
@@ -407,10 +407,12 @@ impl Coordinator {
         let catalog = self.catalog();
         let shard = self.shard(group_id);
         let mut st = lock(shard);
-        let g = st
-            .groups
-            .get_mut(group_id)
-            .ok_or_else(|| GroupError::new(ErrorCode::GroupIdNotFound, format!("group {group_id} does not exist")))?;
+        let g = st.groups.get_mut(group_id).ok_or_else(|| {
+            GroupError::new(
+                GroupErrorKind::GroupIdNotFound,
+                format!("group {group_id} does not exist"),
+            )
+        })?;
         let subscribed = g.subscribed_topics(&catalog)?;
         let mut records = Records::default();
         let results = tps
@@ -418,7 +420,7 @@ impl Coordinator {
             .map(|tp| {
                 if subscribed.contains(&tp.0) {
                     let e = GroupError::new(
-                        ErrorCode::GroupSubscribedToTopic,
+                        GroupErrorKind::GroupSubscribedToTopic,
                         format!("group {group_id} still consumes {}", tp.0),
                     );
                     return (tp, Err(e));
@@ -454,7 +456,7 @@ impl Coordinator {
         if !st.groups.contains_key(group_id) {
             if !member_id.is_empty() {
                 return Err(GroupError::new(
-                    ErrorCode::UnknownMemberId,
+                    GroupErrorKind::UnknownMemberId,
                     format!("group {group_id} has no member {member_id:?}: rejoin"),
                 ));
             }
@@ -466,7 +468,7 @@ impl Coordinator {
         for c in commits {
             let r = if c.metadata.len() > self.config.max_metadata_bytes {
                 Err(GroupError::new(
-                    ErrorCode::OffsetMetadataTooLarge,
+                    GroupErrorKind::OffsetMetadataTooLarge,
                     format!(
                         "commit metadata is {} bytes; the limit is {}",
                         c.metadata.len(),
@@ -475,12 +477,12 @@ impl Coordinator {
                 ))
             } else if c.offset < 0 {
                 Err(GroupError::new(
-                    ErrorCode::InvalidRequest,
+                    GroupErrorKind::InvalidRequest,
                     format!("cannot commit negative offset {}", c.offset),
                 ))
             } else if let Err(e) = self.storage.partition(&c.tp.0, c.tp.1) {
                 // As Kafka: an offset for a partition that does not exist is refused.
-                Err(GroupError::new(ErrorCode::UnknownTopicOrPartition, e.to_string()))
+                Err(GroupError::new(GroupErrorKind::UnknownTopicOrPartition, e.to_string()))
             } else {
                 group.check_commit(member_id, member_epoch, instance_id, &c.tp)
             };
@@ -585,14 +587,16 @@ impl Coordinator {
     pub fn delete(&self, group_id: &str) -> GroupResult<DurableWait> {
         let shard = self.shard(group_id);
         let mut st = lock(shard);
-        let g = st
-            .groups
-            .get(group_id)
-            .ok_or_else(|| GroupError::new(ErrorCode::GroupIdNotFound, format!("group {group_id} does not exist")))?;
+        let g = st.groups.get(group_id).ok_or_else(|| {
+            GroupError::new(
+                GroupErrorKind::GroupIdNotFound,
+                format!("group {group_id} does not exist"),
+            )
+        })?;
         let members = g.members.len() + g.classic.members.len();
         if members > 0 {
             return Err(GroupError::new(
-                ErrorCode::NonEmptyGroup,
+                GroupErrorKind::NonEmptyGroup,
                 format!("group {group_id} has {members} member(s); stop them before deleting it"),
             ));
         }
@@ -740,7 +744,7 @@ fn persist_group(st: &mut ShardState, group_id: &str, records: &mut Records) {
 
 fn not_stored(e: &crate::error::Error) -> GroupError {
     GroupError::new(
-        ErrorCode::CoordinatorNotAvailable,
+        GroupErrorKind::CoordinatorNotAvailable,
         format!("group change not stored: {e}"),
     )
 }
@@ -768,7 +772,7 @@ fn deliver(out: Vec<Delivery>, wait: DurableWait, after: Option<oneshot::Sender<
 fn check_group_id(group_id: &str) -> GroupResult<()> {
     if group_id.is_empty() || group_id.len() > 255 {
         return Err(GroupError::new(
-            ErrorCode::InvalidGroupId,
+            GroupErrorKind::InvalidGroupId,
             format!("group id must be 1 to 255 bytes, got {}", group_id.len()),
         ));
     }

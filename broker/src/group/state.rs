@@ -17,8 +17,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use super::error::GroupErrorKind;
 use regex::Regex;
-use runnel_protocol::ErrorCode;
 
 use super::assignor::{Assignment, Assignor, MemberSpec, Tp};
 pub use super::error::{GroupError, GroupResult};
@@ -140,7 +140,7 @@ pub struct Group {
 pub fn compile_regex(pattern: &str) -> GroupResult<Regex> {
     Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
         GroupError::new(
-            ErrorCode::InvalidRegularExpression,
+            GroupErrorKind::InvalidRegularExpression,
             format!("invalid topic regex {pattern:?}: {e}"),
         )
     })
@@ -252,7 +252,7 @@ impl Group {
                 .flatten()
                 .ok_or_else(|| {
                     GroupError::new(
-                        ErrorCode::NonEmptyGroup,
+                        GroupErrorKind::NonEmptyGroup,
                         format!(
                             "group {} has members of protocol type {:?} whose subscriptions the broker cannot read",
                             self.id, self.classic.protocol_type
@@ -328,7 +328,7 @@ impl Group {
     ) -> GroupResult<(String, bool)> {
         if self.is_classic() {
             return Err(GroupError::new(
-                ErrorCode::InconsistentGroupProtocol,
+                GroupErrorKind::InconsistentGroupProtocol,
                 format!(
                     "group {} has members of the classic protocol (JoinGroup); a group uses one protocol at a time",
                     self.id
@@ -338,7 +338,7 @@ impl Group {
         let assignor = match hb.assignor.as_deref().filter(|a| !a.is_empty()) {
             Some(name) => Some(Assignor::parse(name).ok_or_else(|| {
                 GroupError::new(
-                    ErrorCode::UnsupportedAssignor,
+                    GroupErrorKind::UnsupportedAssignor,
                     format!("unknown assignor {name:?} (known: range, uniform)"),
                 )
             })?),
@@ -354,7 +354,7 @@ impl Group {
         match assignor {
             Some(a) if others > 0 && a != self.assignor => {
                 return Err(GroupError::new(
-                    ErrorCode::InconsistentGroupProtocol,
+                    GroupErrorKind::InconsistentGroupProtocol,
                     format!(
                         "group {} uses the {} assignor; this member asked for {}",
                         self.id,
@@ -426,7 +426,7 @@ impl Group {
             .ok_or_else(|| unknown_member(&self.id, &hb.member_id))?;
         if epoch != m.epoch && epoch != m.previous_epoch {
             return Err(GroupError::new(
-                ErrorCode::FencedMemberEpoch,
+                GroupErrorKind::FencedMemberEpoch,
                 format!(
                     "member {} sent epoch {epoch}, but its epoch is {}: rejoin",
                     m.id, m.epoch
@@ -437,7 +437,7 @@ impl Group {
             // Only a heartbeat sent before the leave can still arrive; the instance comes
             // back by joining.
             return Err(GroupError::new(
-                ErrorCode::UnknownMemberId,
+                GroupErrorKind::UnknownMemberId,
                 format!("member {} left the group; rejoin with its instance id", m.id),
             ));
         }
@@ -572,7 +572,7 @@ impl Group {
             let members = self.members.len() + self.classic.members.len();
             if members > 0 {
                 return Err(GroupError::new(
-                    ErrorCode::NonEmptyGroup,
+                    GroupErrorKind::NonEmptyGroup,
                     format!(
                         "group {} has {members} member(s); stop them before changing its offsets",
                         self.id,
@@ -590,7 +590,7 @@ impl Group {
             .ok_or_else(|| unknown_member(&self.id, member_id))?;
         if epoch > m.epoch {
             return Err(GroupError::new(
-                ErrorCode::FencedMemberEpoch,
+                GroupErrorKind::FencedMemberEpoch,
                 format!(
                     "member {member_id} committed with epoch {epoch}; its epoch is {}",
                     m.epoch
@@ -600,14 +600,14 @@ impl Group {
         match m.owned.get(tp) {
             Some(since) if epoch >= *since => Ok(()),
             Some(since) => Err(GroupError::new(
-                ErrorCode::StaleMemberEpoch,
+                GroupErrorKind::StaleMemberEpoch,
                 format!(
                     "member {member_id} committed {}-{} with epoch {epoch}, older than the epoch {since} it received the partition in",
                     tp.0, tp.1
                 ),
             )),
             None => Err(GroupError::new(
-                ErrorCode::StaleMemberEpoch,
+                GroupErrorKind::StaleMemberEpoch,
                 format!(
                     "member {member_id} (epoch {epoch}) does not own {}-{}: it was reassigned, so this commit is rejected",
                     tp.0, tp.1
@@ -627,7 +627,7 @@ fn rebalance_timeout(ms: u32) -> u32 {
 
 fn unknown_member(group: &str, member: &str) -> GroupError {
     GroupError::new(
-        ErrorCode::UnknownMemberId,
+        GroupErrorKind::UnknownMemberId,
         format!("group {group} has no member {member:?} (it left or its session expired): rejoin"),
     )
 }
@@ -749,8 +749,8 @@ mod tests {
         assert_eq!(
             g.check_commit("a", a3.member_epoch, None, &revoked[0])
                 .unwrap_err()
-                .code,
-            ErrorCode::StaleMemberEpoch
+                .kind,
+            GroupErrorKind::StaleMemberEpoch
         );
         let b3 = g
             .heartbeat(

@@ -81,7 +81,7 @@ pub(crate) async fn handle(
             assignment: to_topic_partitions(&reply.assignment),
             ..Default::default()
         },
-        Err(e) => ConsumerGroupHeartbeatResponse::with_error(e.code, e.message),
+        Err(e) => ConsumerGroupHeartbeatResponse::with_error(e.kind.into(), e.message),
     }
 }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use runnel_protocol::ErrorCode;
 
 use crate::error::Error;
+use crate::group::error::GroupErrorKind;
 use crate::group::{Coordinator, GroupError};
 use crate::metrics::{Metrics, ScrapeSource};
 use crate::net::{Net, ServerConfig, ServerStats};
@@ -152,7 +153,35 @@ impl From<Error> for Failure {
 
 impl From<GroupError> for Failure {
     fn from(e: GroupError) -> Failure {
-        Failure::new(e.code, e.message)
+        Failure::new(ErrorCode::from(e.kind), e.message)
+    }
+}
+
+/// The code both listeners answer a group error with (Kafka's numbers): the edge where
+/// the coordinator's typed errors become wire codes.
+impl From<GroupErrorKind> for ErrorCode {
+    fn from(kind: GroupErrorKind) -> ErrorCode {
+        use GroupErrorKind as K;
+        match kind {
+            K::CoordinatorNotAvailable => ErrorCode::CoordinatorNotAvailable,
+            K::FencedInstanceId => ErrorCode::FencedInstanceId,
+            K::FencedMemberEpoch => ErrorCode::FencedMemberEpoch,
+            K::GroupIdNotFound => ErrorCode::GroupIdNotFound,
+            K::GroupSubscribedToTopic => ErrorCode::GroupSubscribedToTopic,
+            K::IllegalGeneration => ErrorCode::IllegalGeneration,
+            K::InconsistentGroupProtocol => ErrorCode::InconsistentGroupProtocol,
+            K::InvalidGroupId => ErrorCode::InvalidGroupId,
+            K::InvalidRegularExpression => ErrorCode::InvalidRegularExpression,
+            K::InvalidRequest => ErrorCode::InvalidRequest,
+            K::InvalidSessionTimeout => ErrorCode::InvalidSessionTimeout,
+            K::NonEmptyGroup => ErrorCode::NonEmptyGroup,
+            K::OffsetMetadataTooLarge => ErrorCode::OffsetMetadataTooLarge,
+            K::RebalanceInProgress => ErrorCode::RebalanceInProgress,
+            K::StaleMemberEpoch => ErrorCode::StaleMemberEpoch,
+            K::UnknownMemberId => ErrorCode::UnknownMemberId,
+            K::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
+            K::UnsupportedAssignor => ErrorCode::UnsupportedAssignor,
+        }
     }
 }
 

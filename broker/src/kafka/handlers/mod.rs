@@ -193,8 +193,8 @@ pub async fn group_answer<T>(
     broker: &Broker,
     answer: tokio::sync::oneshot::Receiver<crate::group::GroupResult<T>>,
 ) -> crate::group::GroupResult<T> {
+    use crate::group::error::GroupErrorKind::CoordinatorNotAvailable;
     use crate::group::GroupError;
-    use runnel_protocol::ErrorCode::CoordinatorNotAvailable;
     crate::metrics::waiting(async {
         tokio::select! {
             r = answer => r.unwrap_or_else(|_| Err(GroupError::new(CoordinatorNotAvailable, "the coordinator dropped the request"))),
@@ -206,7 +206,7 @@ pub async fn group_answer<T>(
 
 /// A coordinator error as a Kafka error code.
 pub fn group_error(e: &crate::group::GroupError) -> i16 {
-    kafka_code(e.code.code())
+    kafka_code(runnel_protocol::ErrorCode::from(e.kind).code())
 }
 
 /// Kafka's error codes are ours (`ErrorCode` uses Kafka's numbers). Every error code
