@@ -48,6 +48,8 @@ impl Server {
 
     /// As `bind`, reporting into `metrics` (which a metrics endpoint started before
     /// storage was opened may already serve).
+    // Long by choice: the start-up sequence (listeners, coordinator, shared state, accept
+    // loops, readiness) in the order it must happen.
     pub async fn bind_with_metrics(
         storage: Arc<LogManager>,
         config: ServerConfig,

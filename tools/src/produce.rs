@@ -96,6 +96,7 @@ async fn request_bytes_for(broker: &str, topic: &str) -> usize {
 /// Outstanding deliveries checked in order by a second task; a bound keeps memory flat.
 const DELIVERY_QUEUE: usize = 65_536;
 
+// Long by choice: reading lines, sending and reporting progress share their state.
 pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), String> {
     let max_request_bytes = match args.max_request_bytes {
         Some(n) => n.max(1024),

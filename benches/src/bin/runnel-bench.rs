@@ -154,6 +154,7 @@ fn main() {
     }
 }
 
+// Long by choice: the benchmark's set-up, its three modes and the report in one place.
 async fn run(args: Args) -> Result<(), String> {
     if args.message_size < 8 && args.mode == Mode::E2e {
         return Err("e2e needs --message-size of at least 8 (the timestamp)".into());

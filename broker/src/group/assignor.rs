@@ -90,6 +90,8 @@ fn range(members: &[MemberSpec], topics: &BTreeMap<String, u32>) -> Assignment {
     out
 }
 
+// Long by choice: the uniform assignor's passes (keep, fill, balance) share their
+// bookkeeping; split, each would need all of it.
 fn uniform(members: &[MemberSpec], topics: &BTreeMap<String, u32>, previous: &Assignment) -> Assignment {
     let mut out = empty(members);
     if members.is_empty() {

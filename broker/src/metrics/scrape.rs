@@ -50,6 +50,7 @@ fn family<M: EncodeMetric>(
 }
 
 impl Collector for BrokerCollector {
+    // Long by choice: one metric family after another, in the order /metrics lists them.
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let m = &self.0;
         single(

@@ -131,6 +131,8 @@ pub(crate) async fn run<P: Protocol>(net: Arc<Net>, service: Arc<P::Service>, so
     net.metrics.connections.dec();
 }
 
+// Long by choice: the reader's whole state machine (budget, frame boundaries, own
+// buffers for large frames, idle and shutdown) reads top to bottom in one place.
 async fn read_loop<P: Protocol>(
     net: &Arc<Net>,
     service: &Arc<P::Service>,

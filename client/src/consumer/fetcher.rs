@@ -90,6 +90,7 @@ pub(super) async fn fetch_loop(
 }
 
 /// One fetch for every partition; advances `positions` past what it returns.
+// Long by choice: one fetch — request, response, per-partition outcomes — in one place.
 pub(super) async fn fetch_once(
     client: &Client,
     config: &ConsumerConfig,

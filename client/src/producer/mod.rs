@@ -271,6 +271,8 @@ impl Producer {
 
     /// Queues a record. Waits only for buffer memory (backpressure); the returned future
     /// resolves once the broker acknowledges the record.
+    // Long by choice: the hot path of a record (memory, partition, batch, wake-up) reads
+    // top to bottom without detours.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
