@@ -26,7 +26,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use error::GroupErrorKind;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -34,7 +33,11 @@ use crate::error::Result;
 use crate::storage::{DurableWait, LogManager, PartitionLog};
 pub use assignor::{Assignment, Assignor, Tp};
 pub use classic::{ClassicMember, ClassicState, Delivery, JoinRequest, JoinResult, SyncRequest, SyncResult};
-pub use state::{Committed, Group, GroupError, GroupResult, Heartbeat, HeartbeatReply, Member};
+use error::GroupErrorKind;
+pub use state::{Committed, GroupError, GroupResult, Heartbeat, HeartbeatReply, Member};
+
+/// A group as the coordinator keeps it: the shell with the classic protocol's members.
+pub type Group = state::Group<classic::Classic>;
 use store::Records;
 
 /// Directory name prefix of the offsets log's partitions (`__consumer_offsets-3`).

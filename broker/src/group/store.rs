@@ -29,7 +29,8 @@ use tracing::warn;
 
 use super::assignor::{Assignor, Tp};
 use super::classic::{Classic, ClassicMember, ClassicState};
-use super::state::{compile_regex, Committed, Group, Member};
+use super::state::{compile_regex, Committed, Member};
+use super::Group;
 use super::GroupConfig;
 use crate::error::{Error, Result};
 use crate::storage::{DurableWait, FlushPolicy, LogConfig, PartitionLog};

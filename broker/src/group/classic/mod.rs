@@ -32,14 +32,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use super::error::GroupErrorKind;
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
 use kafka_protocol::protocol::Decodable;
 use tokio::sync::oneshot;
 
 use super::assignor::Tp;
-use super::error::{GroupError, GroupResult};
+use super::error::{GroupError, GroupErrorKind, GroupResult};
+use super::state::ClassicMembers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClassicState {
@@ -138,6 +138,36 @@ impl Default for Classic {
             initial_since: None,
             dirty: false,
         }
+    }
+}
+
+impl ClassicMembers for Classic {
+    fn is_empty(&self) -> bool {
+        Classic::is_empty(self)
+    }
+
+    fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+
+    fn subscribed_topics(&self) -> Result<BTreeSet<String>, String> {
+        let mut out = BTreeSet::new();
+        for m in self.members.values() {
+            let topics = (self.protocol_type == "consumer")
+                .then(|| subscription_topics(&m.metadata(&self.protocol)))
+                .flatten()
+                .ok_or_else(|| self.protocol_type.clone())?;
+            out.extend(topics);
+        }
+        Ok(out)
+    }
+
+    fn check_commit(&self, member_id: &str, generation: i32, instance_id: Option<&str>) -> GroupResult<()> {
+        Classic::check_commit(self, member_id, generation, instance_id)
     }
 }
 

@@ -17,10 +17,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use super::error::GroupErrorKind;
 use regex::Regex;
 
 use super::assignor::{Assignment, Assignor, MemberSpec, Tp};
+use super::error::GroupErrorKind;
 pub use super::error::{GroupError, GroupResult};
 
 pub const JOIN_EPOCH: i32 = 0;
@@ -111,8 +111,26 @@ pub struct HeartbeatReply {
     pub assignment: BTreeSet<Tp>,
 }
 
+/// What the group shell needs of the classic protocol's state, which `classic`
+/// implements: the shell depends on no protocol; the protocols depend on it.
+pub trait ClassicMembers: Default + std::fmt::Debug {
+    /// No member speaks the classic protocol.
+    fn is_empty(&self) -> bool;
+    /// How many classic members there are.
+    fn len(&self) -> usize;
+    /// Kafka's name for the classic group's state.
+    fn state_name(&self) -> &'static str;
+    /// The topics the classic members subscribe to; `Err(protocol type)` when their
+    /// subscriptions cannot be read (a protocol type other than `consumer`).
+    fn subscribed_topics(&self) -> Result<BTreeSet<String>, String>;
+    /// Whether a classic member's commit (at its generation) is accepted.
+    fn check_commit(&self, member_id: &str, generation: i32, instance_id: Option<&str>) -> GroupResult<()>;
+}
+
+/// A group: its consumer-protocol members and assignment, its committed offsets, and its
+/// classic members (`C`; the coordinator uses `classic::Classic`).
 #[derive(Debug)]
-pub struct Group {
+pub struct Group<C> {
     pub id: String,
     pub epoch: i32,
     pub assignment_epoch: i32,
@@ -124,7 +142,7 @@ pub struct Group {
     pub offsets: BTreeMap<Tp, Committed>,
     /// Members of the classic protocol (Kafka's JoinGroup/SyncGroup). A group has
     /// members of one protocol at a time; its offsets are shared.
-    pub classic: super::classic::Classic,
+    pub classic: C,
     /// When the group lost its last member (ms since the epoch); `None` while it has
     /// members (or until the next tick notices it has none).
     pub empty_since_ms: Option<i64>,
@@ -146,8 +164,8 @@ pub fn compile_regex(pattern: &str) -> GroupResult<Regex> {
     })
 }
 
-impl Group {
-    pub fn new(id: &str) -> Group {
+impl<C: ClassicMembers> Group<C> {
+    pub fn new(id: &str) -> Group<C> {
         Group {
             id: id.to_owned(),
             epoch: 0,
@@ -169,7 +187,7 @@ impl Group {
     /// Classic groups report Kafka's classic state names.
     pub fn state(&self) -> &'static str {
         if self.is_classic() {
-            self.classic.state.name()
+            self.classic.state_name()
         } else if self.members.is_empty() {
             "empty"
         } else if self.members.values().any(|m| {
@@ -246,21 +264,16 @@ impl Group {
     /// members' `consumer`-protocol subscriptions; other protocol types are opaque.
     pub fn subscribed_topics(&self, catalog: &BTreeMap<String, u32>) -> GroupResult<BTreeSet<String>> {
         let mut out: BTreeSet<String> = self.members.values().flat_map(|m| m.subscribed(catalog)).collect();
-        for m in self.classic.members.values() {
-            let topics = (self.classic.protocol_type == "consumer")
-                .then(|| super::classic::subscription_topics(&m.metadata(&self.classic.protocol)))
-                .flatten()
-                .ok_or_else(|| {
-                    GroupError::new(
-                        GroupErrorKind::NonEmptyGroup,
-                        format!(
-                            "group {} has members of protocol type {:?} whose subscriptions the broker cannot read",
-                            self.id, self.classic.protocol_type
-                        ),
-                    )
-                })?;
-            out.extend(topics);
-        }
+        let classic = self.classic.subscribed_topics().map_err(|protocol_type| {
+            GroupError::new(
+                GroupErrorKind::NonEmptyGroup,
+                format!(
+                    "group {} has members of protocol type {protocol_type:?} whose subscriptions the broker cannot read",
+                    self.id
+                ),
+            )
+        })?;
+        out.extend(classic);
         Ok(out)
     }
 
@@ -569,7 +582,7 @@ impl Group {
     /// id, `instance_id`).
     pub fn check_commit(&self, member_id: &str, epoch: i32, instance_id: Option<&str>, tp: &Tp) -> GroupResult<()> {
         if member_id.is_empty() {
-            let members = self.members.len() + self.classic.members.len();
+            let members = self.members.len() + self.classic.len();
             if members > 0 {
                 return Err(GroupError::new(
                     GroupErrorKind::NonEmptyGroup,

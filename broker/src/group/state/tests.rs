@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The shell with the classic protocol's members, as the coordinator keeps it.
+type Group = super::Group<crate::group::classic::Classic>;
+
 fn catalog() -> BTreeMap<String, u32> {
     BTreeMap::from([("t".to_string(), 4)])
 }
