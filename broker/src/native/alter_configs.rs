@@ -31,7 +31,7 @@ pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConf
             Ok(overrides)
         })
         .await;
-        let (error_code, error_message) = outcome.err().map(|f| (f.code.code(), f.message)).unwrap_or_default();
+        let (error_code, error_message) = super::error_fields(outcome);
         topics.push(TopicResult {
             name: change.name,
             error_code,

@@ -15,7 +15,7 @@ pub async fn handle(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> Creat
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let outcome = topics::create_partitions(broker, &t.topic, t.count as i64, false).await;
-        let (error_code, error_message) = outcome.err().map(|f| (f.code.code(), f.message)).unwrap_or_default();
+        let (error_code, error_message) = super::error_fields(outcome);
         results.push(TopicResult {
             name: t.topic,
             error_code,

@@ -4,7 +4,7 @@
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use runnel_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicResult};
+use runnel_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use crate::service::topics::{self, TopicSpec};
 use crate::service::Broker;
@@ -25,18 +25,7 @@ pub async fn handle(broker: &Arc<Broker>, req: CreateTopicsRequest) -> CreateTop
         .collect();
     let outcomes = topics::create_topics(broker, specs, req.validate_only).await;
     CreateTopicsResponse {
-        topics: names
-            .into_iter()
-            .zip(outcomes)
-            .map(|(name, r)| {
-                let (error_code, error_message) = r.err().map(|f| (f.code.code(), f.message)).unwrap_or_default();
-                TopicResult {
-                    name,
-                    error_code,
-                    error_message,
-                }
-            })
-            .collect(),
+        topics: super::topic_results(names, outcomes),
         ..Default::default()
     }
 }

@@ -19,7 +19,7 @@ pub async fn handle(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> DeleteGro
             .into_iter()
             .zip(outcomes)
             .map(|(group_id, r)| {
-                let (error_code, error_message) = r.err().map(|f| (f.code.code(), f.message)).unwrap_or_default();
+                let (error_code, error_message) = super::error_fields(r);
                 DeleteGroupResult {
                     group_id,
                     error_code,

@@ -3,7 +3,7 @@
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use runnel_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicResult};
+use runnel_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 
 use crate::service::topics;
 use crate::service::Broker;
@@ -13,19 +13,7 @@ pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 pub async fn handle(broker: &Arc<Broker>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let outcomes = topics::delete_topics(broker, &req.topics).await;
     DeleteTopicsResponse {
-        topics: req
-            .topics
-            .into_iter()
-            .zip(outcomes)
-            .map(|(name, r)| {
-                let (error_code, error_message) = r.err().map(|f| (f.code.code(), f.message)).unwrap_or_default();
-                TopicResult {
-                    name,
-                    error_code,
-                    error_message,
-                }
-            })
-            .collect(),
+        topics: super::topic_results(req.topics, outcomes),
         ..Default::default()
     }
 }

@@ -28,11 +28,12 @@ pub mod offset_fetch;
 pub mod produce;
 
 use std::collections::BTreeSet;
-
 use std::ops::RangeInclusive;
 
-use runnel_protocol::messages::TopicPartitions;
+use runnel_protocol::messages::{TopicPartitions, TopicResult};
 use runnel_protocol::ApiKey;
+
+use crate::service::Outcome;
 
 /// The versions of `key` this broker serves.
 pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
@@ -61,6 +62,27 @@ pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
 }
 
 pub(crate) use crate::service::{blocking, code_and_message};
+
+/// A service outcome as a response's `(error_code, error_message)`: `(0, "")` on success.
+pub(crate) fn error_fields<T>(outcome: Outcome<T>) -> (i32, String) {
+    outcome.err().map(|f| (f.code.code(), f.message)).unwrap_or_default()
+}
+
+/// One result per topic name, from the service's outcomes in the same order.
+pub(crate) fn topic_results(names: Vec<String>, outcomes: Vec<Outcome<()>>) -> Vec<TopicResult> {
+    names
+        .into_iter()
+        .zip(outcomes)
+        .map(|(name, r)| {
+            let (error_code, error_message) = error_fields(r);
+            TopicResult {
+                name,
+                error_code,
+                error_message,
+            }
+        })
+        .collect()
+}
 
 /// Partitions grouped by topic, for a response.
 pub(crate) fn to_topic_partitions(set: &BTreeSet<crate::group::Tp>) -> Vec<TopicPartitions> {

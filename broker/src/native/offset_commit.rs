@@ -46,7 +46,7 @@ pub(crate) async fn handle(
     };
     let mut topics: Vec<OffsetCommitTopicResult> = Vec::new();
     for ((topic, partition), r) in results {
-        let (error_code, error_message) = r.err().map(|f| (f.code.code(), f.message)).unwrap_or_default();
+        let (error_code, error_message) = super::error_fields(r);
         let p = OffsetCommitPartitionResult {
             partition,
             error_code,
