@@ -232,12 +232,7 @@ impl Admin {
                 }],
             })
             .await?;
-        let p = resp
-            .topics
-            .into_iter()
-            .flat_map(|t| t.partitions)
-            .next()
-            .ok_or_else(|| Error::Protocol("empty DeleteRecords response".into()))?;
+        let p = first_partition(resp.topics.into_iter().flat_map(|t| t.partitions), "DeleteRecords")?;
         check(p.error_code, &p.error_message)?;
         Ok(p.low_watermark)
     }
@@ -524,14 +519,16 @@ async fn list_offset_at(client: &Client, topic: &str, partition: u32, timestamp:
             }],
         })
         .await?;
-    let p = resp
-        .topics
-        .into_iter()
-        .flat_map(|t| t.partitions)
-        .next()
-        .ok_or_else(|| Error::Protocol("empty ListOffsets response".into()))?;
+    let p = first_partition(resp.topics.into_iter().flat_map(|t| t.partitions), "ListOffsets")?;
     check(p.error_code, &p.error_message)?;
     Ok((p.offset >= 0).then_some(p.offset))
+}
+
+/// The one partition result a single-partition request gets back.
+fn first_partition<T>(mut partitions: impl Iterator<Item = T>, api: &str) -> Result<T> {
+    partitions
+        .next()
+        .ok_or_else(|| Error::Protocol(format!("empty {api} response")))
 }
 
 fn one_result<'a>(mut results: impl Iterator<Item = (i32, &'a str)>) -> Result<()> {
