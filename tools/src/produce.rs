@@ -61,7 +61,8 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
     /// Largest batch per partition, in bytes (kcat's librdkafka default is 1,000,000):
-    /// one request is in flight per partition, so this sets how much moves per round trip
+    /// with up to five requests in flight per partition, this sets how much moves per
+    /// round trip
     #[arg(long, default_value_t = 1 << 20)]
     batch_bytes: usize,
     /// Largest request, and so largest record, sent, in bytes [default: room for the

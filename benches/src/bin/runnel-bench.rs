@@ -73,8 +73,8 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
     /// Produce requests in flight per partition, per producer (Kafka's
-    /// max.in.flight.requests.per.connection)
-    #[arg(long, default_value_t = 1)]
+    /// max.in.flight.requests.per.connection; the client's default)
+    #[arg(long, default_value_t = 5)]
     max_in_flight: usize,
     #[arg(long, default_value_t = 1)]
     producers: usize,

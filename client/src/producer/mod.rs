@@ -11,10 +11,11 @@
 //!   and returns a [`DeliveryFuture`] of its partition and offset.
 //! - A batch is sealed when it reaches `batch_size_bytes`; the sender sends it then, or
 //!   when its `linger` passes, or at once on [`Producer::flush`].
-//! - Ordering: by default a partition has at most one request in flight, so retries
-//!   never reorder (`max_in_flight_per_partition` allows more: requests are queued on the
-//!   connection in order and the broker appends them in order; only a retry can reorder).
-//!   Different partitions' batches travel together and in parallel.
+//! - Ordering: a partition has up to `max_in_flight_per_partition` requests in flight
+//!   (5 by default, as Kafka): requests are queued on the connection in order and the
+//!   broker appends them in order; with idempotence (the default) retries keep that order
+//!   too, without it only a retry can reorder. Different partitions' batches travel
+//!   together and in parallel.
 //! - Retries: retriable errors (broker shutting down, timeouts, lost connection) resend
 //!   the batch after an exponential backoff, until `delivery_timeout` since the batch was
 //!   created.
@@ -101,12 +102,13 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// Longest wait between retries. Default 1 s; Kafka's `retry.backoff.max.ms`.
     pub retry_backoff_max: Duration,
-    /// Default 1. Requests in flight per partition (Kafka's `max.in.flight.requests.per.connection`).
-    /// The broker appends a connection's requests in order, so more than 1 keeps the
-    /// order of records — except across a retry: a batch that fails and is resent lands
-    /// after batches sent behind it, as with Kafka's non-idempotent producer. More in
-    /// flight lets one `fdatasync` on the broker cover more of this producer's batches
-    /// under `flush.policy=always`.
+    /// Requests in flight per partition. Default 5, as Kafka's
+    /// `max.in.flight.requests.per.connection`. The broker appends a connection's requests
+    /// in order, and the idempotent producer (the default) keeps that order across
+    /// retries too; without idempotence a batch that fails and is resent lands after
+    /// batches sent behind it, as with Kafka's non-idempotent producer (set 1 to avoid
+    /// that). More in flight lets one `fdatasync` on the broker cover more of this
+    /// producer's batches under `flush.policy=always`.
     pub max_in_flight_per_partition: usize,
     /// Idempotent sequencing (Kafka's `enable.idempotence`; see the module docs): retries
     /// neither duplicate nor reorder. Applies with acks `All` or `Leader` (acks `None` has
@@ -132,7 +134,7 @@ impl Default for ProducerConfig {
             buffer_memory_bytes: 32 * 1024 * 1024,
             max_block: Duration::from_secs(60),
             max_request_bytes: 1024 * 1024,
-            max_in_flight_per_partition: 1,
+            max_in_flight_per_partition: MAX_IDEMPOTENT_IN_FLIGHT,
             compression: Compression::None,
             delivery_timeout: Duration::from_secs(120),
             retry_backoff: Duration::from_millis(100),
