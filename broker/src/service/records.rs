@@ -48,42 +48,36 @@ pub struct Found {
 
 /// ListOffsets for one partition.
 pub async fn list_offset(broker: &Arc<Broker>, topic: &str, partition: u32, spec: OffsetSpec) -> Outcome<Found> {
-    let log = broker.storage.partition(topic, partition)?;
-    let by_time = |ts: i64| async move {
-        // Reads a batch from disk (page cache, usually): off the runtime.
-        let found = blocking(move || log.offset_for_timestamp(ts)).await?;
-        Ok::<_, Failure>(found.map_or(
-            Found {
-                offset: -1,
-                timestamp: -1,
-            },
-            |(offset, timestamp)| Found {
-                offset: offset as i64,
-                timestamp,
-            },
-        ))
+    const NONE: Found = Found {
+        offset: -1,
+        timestamp: -1,
     };
-    match spec {
-        OffsetSpec::Earliest => Ok(Found {
-            offset: broker.storage.partition(topic, partition)?.start_offset() as i64,
-            timestamp: -1,
-        }),
-        OffsetSpec::Latest => Ok(Found {
-            offset: broker.storage.partition(topic, partition)?.end_offset() as i64,
-            timestamp: -1,
-        }),
-        OffsetSpec::MaxTimestamp => {
-            let max = broker.storage.partition(topic, partition)?.max_timestamp();
-            if max < 0 {
-                return Ok(Found {
-                    offset: -1,
-                    timestamp: -1,
-                });
-            }
-            by_time(max).await
+    let log = broker.storage.partition(topic, partition)?;
+    let at = match spec {
+        OffsetSpec::Earliest => {
+            return Ok(Found {
+                offset: log.start_offset() as i64,
+                ..NONE
+            })
         }
-        OffsetSpec::Time(ts) => by_time(ts).await,
-    }
+        OffsetSpec::Latest => {
+            return Ok(Found {
+                offset: log.end_offset() as i64,
+                ..NONE
+            })
+        }
+        OffsetSpec::MaxTimestamp => match log.max_timestamp() {
+            max if max < 0 => return Ok(NONE),
+            max => max,
+        },
+        OffsetSpec::Time(ts) => ts,
+    };
+    // Reads a batch from disk (page cache, usually): off the runtime.
+    let found = blocking(move || log.offset_for_timestamp(at)).await?;
+    Ok(found.map_or(NONE, |(offset, timestamp)| Found {
+        offset: offset as i64,
+        timestamp,
+    }))
 }
 
 /// The offset of DeleteRecords that means the partition's end (everything goes).
