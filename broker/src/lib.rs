@@ -9,6 +9,7 @@
 //!   metrics registry.
 
 pub mod alloc_guard;
+pub mod cluster;
 pub mod error;
 pub mod group;
 pub mod kafka;

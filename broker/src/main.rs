@@ -143,6 +143,30 @@ struct Args {
     #[arg(long, env = "RUNNEL_DEFAULT_REPLICATION_FACTOR", value_name = "N")]
     default_replication_factor: Option<u16>,
 
+    /// This broker's id in the cluster, as Kafka clients see it (Kafka's node.id) [default: 0]
+    #[arg(long, env = "RUNNEL_NODE_ID", value_name = "N")]
+    node_id: Option<i32>,
+
+    /// The metadata quorum's voters, ID@HOST:PORT,... where HOST:PORT is each voter's
+    /// native listener (Kafka's controller.quorum.voters); a broker not in the list joins
+    /// as a broker only [default: this broker alone]
+    #[arg(long, env = "RUNNEL_CONTROLLER_VOTERS", value_name = "ID@HOST:PORT,...")]
+    controller_voters: Option<String>,
+
+    /// A broker silent this long is fenced and its partitions get new leaders, in
+    /// milliseconds [default: 2000]
+    #[arg(long, env = "RUNNEL_BROKER_SESSION_TIMEOUT_MS", value_name = "MS")]
+    broker_session_timeout_ms: Option<u64>,
+
+    /// How often a broker heartbeats to the controller, in milliseconds [default: 500]
+    #[arg(long, env = "RUNNEL_BROKER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    broker_heartbeat_interval_ms: Option<u64>,
+
+    /// How long a topic change waits for a controller before failing (no quorum), in
+    /// milliseconds [default: 5000]
+    #[arg(long, env = "RUNNEL_CONTROLLER_TIMEOUT_MS", value_name = "MS")]
+    controller_timeout_ms: Option<u64>,
+
     /// A default for every topic, as a topic config KEY=VALUE (e.g. flush.policy=interval);
     /// repeatable; the environment variable takes a comma-separated list
     #[arg(
@@ -184,6 +208,11 @@ struct FileConfig {
     auto_create_topics_enable: Option<bool>,
     num_partitions: Option<u32>,
     default_replication_factor: Option<u16>,
+    node_id: Option<i32>,
+    controller_voters: Option<String>,
+    broker_session_timeout_ms: Option<u64>,
+    broker_heartbeat_interval_ms: Option<u64>,
+    controller_timeout_ms: Option<u64>,
     #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
 }
@@ -310,6 +339,32 @@ fn settings(args: Args) -> Settings {
     if let Some(v) = args.offsets_retention_minutes.or(file.offsets_retention_minutes) {
         g.offsets_retention_ms = v.saturating_mul(60_000);
     }
+    let c = &mut server.cluster;
+    if let Some(id) = args.node_id.or(file.node_id) {
+        if id < 0 {
+            fail(format!("--node-id {id}: a node id is 0 or more"));
+        }
+        c.node_id = id;
+    }
+    if let Some(v) = args.controller_voters.or(file.controller_voters) {
+        c.voters =
+            runnel_broker::cluster::parse_voters(&v).unwrap_or_else(|e| fail(format!("--controller-voters: {e}")));
+    }
+    if let Some(v) = args.broker_session_timeout_ms.or(file.broker_session_timeout_ms) {
+        c.broker_session_timeout_ms = v.max(1);
+    }
+    if let Some(v) = args.broker_heartbeat_interval_ms.or(file.broker_heartbeat_interval_ms) {
+        c.broker_heartbeat_interval_ms = v.max(1);
+    }
+    if let Some(v) = args.controller_timeout_ms.or(file.controller_timeout_ms) {
+        c.controller_timeout_ms = v.max(1);
+    }
+    if c.broker_heartbeat_interval_ms >= c.broker_session_timeout_ms {
+        fail(format!(
+            "--broker-heartbeat-interval-ms {} must be below --broker-session-timeout-ms {}",
+            c.broker_heartbeat_interval_ms, c.broker_session_timeout_ms
+        ));
+    }
     if let Err(e) = server.validate() {
         fail(e);
     }
@@ -403,18 +458,29 @@ fn main() {
             topics = storage.topics().len(),
             "runnel-broker started"
         );
-        let signal = tokio::task::spawn_blocking(move || signals.wait())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map_or("unknown".to_owned(), |s| s.to_string());
-        info!(%signal, "stopping");
-        match server.shutdown().await {
+        let signal = tokio::task::spawn_blocking(move || signals.wait());
+        let cluster = server.broker().cluster.clone();
+        let failed = tokio::select! {
+            signal = signal => {
+                let signal = signal.ok().and_then(Result::ok).map_or("unknown".to_owned(), |s| s.to_string());
+                info!(%signal, "stopping");
+                None
+            }
+            reason = cluster.failed() => Some(reason),
+        };
+        let code = match server.shutdown().await {
             Ok(()) => 0,
             Err(e) => {
                 error!(error = %e, "unclean shutdown; the next start will recover");
                 1
             }
+        };
+        match failed {
+            Some(reason) => {
+                eprintln!("runnel-broker: {reason}");
+                1
+            }
+            None => code,
         }
     });
     drop(runtime);

@@ -20,6 +20,7 @@ use tracing::{info, warn};
 pub use crate::net::{ServerConfig, ServerStats};
 pub use crate::service::Broker;
 
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::group::Coordinator;
 use crate::metrics::Metrics;
@@ -109,6 +110,17 @@ impl Server {
                 .await
                 .map_err(|_| Error::ShuttingDown)??
         };
+        let advertised_host = config
+            .advertised_host
+            .clone()
+            .unwrap_or_else(|| local_addr.ip().to_string());
+        let cluster = Cluster::start(
+            config.cluster.clone(),
+            storage.clone(),
+            format!("{advertised_host}:{}", local_addr.port()),
+            kafka_addr.map(|a| format!("{advertised_host}:{}", a.port())),
+        )
+        .await?;
         let net = Arc::new(Net::new(config, metrics.clone()));
         let stopping = net.clone();
         tokio::spawn(groups.clone().run(async move { stopping.shutting_down().await }));
@@ -116,10 +128,8 @@ impl Server {
             storage,
             groups,
             net.clone(),
-            net.config
-                .advertised_host
-                .clone()
-                .unwrap_or_else(|| local_addr.ip().to_string()),
+            cluster.clone(),
+            advertised_host,
             local_addr.port(),
             kafka_addr.map(|a| a.port()),
         ));
@@ -149,6 +159,14 @@ impl Server {
                 kafka_done,
             ));
             info!(listen = %addr, "listening (Kafka protocol)");
+        }
+        if broker.cluster.config().voters.len() <= 1 {
+            // Alone (its own quorum): ready once it has elected itself and registered,
+            // so that the first request finds a controller.
+            let ready = Duration::from_millis(broker.cluster.config().controller_timeout_ms);
+            if tokio::time::timeout(ready, broker.cluster.registered()).await.is_err() {
+                warn!("not registered with the metadata quorum yet; admin requests will wait for it");
+            }
         }
         metrics.ready.store(true, std::sync::atomic::Ordering::Release);
         Ok(Server {
@@ -192,6 +210,7 @@ impl Server {
             .metrics()
             .ready
             .store(false, std::sync::atomic::Ordering::Release);
+        self.broker.cluster.shutdown().await;
         self.broker.net.stop();
         let _ = (&mut self.accept_task).await;
         let grace = Duration::from_millis(self.broker.config().request_timeout_ms);

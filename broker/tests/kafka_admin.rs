@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_broker::server::ServerConfig;
 
 use common::kafka::{name, Kafka};
-use common::wire::TestServer;
+use common::wire::{TestServer, Wire};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_TOPIC: i16 = 17;
@@ -194,7 +194,7 @@ fn create_topics_takes_defaults_assignments_and_answers_with_configs() {
 #[test]
 fn offsets_for_missing_topics_or_partitions_are_refused() {
     let (_dir, s, mut k) = start_with(ServerConfig::default());
-    s.storage.create_topic("t", 2, &Default::default()).unwrap();
+    Wire::connect(s.addr).create_topic("t", 2, &[]);
     let partition = |p: i32| {
         OffsetCommitRequestPartition::default()
             .with_partition_index(p)
@@ -234,9 +234,7 @@ fn offsets_for_missing_topics_or_partitions_are_refused() {
 #[test]
 fn describe_configs_gives_sources_synonyms_documentation_and_the_broker() {
     let (_dir, s, mut k) = start_with(ServerConfig::default());
-    let mut overrides = std::collections::BTreeMap::new();
-    overrides.insert("retention.ms".to_string(), "1000".to_string());
-    s.storage.create_topic("t", 1, &overrides).unwrap();
+    Wire::connect(s.addr).create_topic("t", 1, &[("retention.ms", "1000")]);
     let req = DescribeConfigsRequest::default()
         .with_include_synonyms(true)
         .with_include_documentation(true)
@@ -296,7 +294,7 @@ fn configs_change_incrementally_or_wholesale_and_validate_only_changes_nothing()
         AlterConfigsResource as IncResource, AlterableConfig as IncConfig,
     };
     let (_dir, s, mut k) = start_with(ServerConfig::default());
-    s.storage.create_topic("t", 1, &Default::default()).unwrap();
+    Wire::connect(s.addr).create_topic("t", 1, &[]);
     let op = |key: &str, op: i8, value: Option<&str>| {
         IncConfig::default()
             .with_name(StrBytes::from_string(key.to_owned()))
@@ -381,7 +379,7 @@ fn delete_records_moves_the_log_start_and_describe_log_dirs_sizes_partitions() {
     use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
     use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
     let (_dir, s, mut k) = start_with(ServerConfig::default());
-    s.storage.create_topic("t", 2, &Default::default()).unwrap();
+    Wire::connect(s.addr).create_topic("t", 2, &[]);
     let log = s.storage.partition("t", 0).unwrap();
     for tag in 0..10 {
         log.append(&mut common::batch(tag, 1, 100, 1_000)).unwrap();

@@ -271,6 +271,7 @@ fn topics_created_together_share_one_metadata_sync_and_fail_alone() {
             .iter()
             .map(|n| NewTopic {
                 name: n,
+                id: None,
                 partitions: 2,
                 overrides: &none,
             })
@@ -278,6 +279,7 @@ fn topics_created_together_share_one_metadata_sync_and_fail_alone() {
         for name in ["bad/name", "batch-7", "exists"] {
             new.push(NewTopic {
                 name,
+                id: None,
                 partitions: 1,
                 overrides: &none,
             });

@@ -27,6 +27,11 @@ pub enum ApiKey {
     DeleteRecords = 21,
     /// Runnel's own (no Kafka counterpart): `runnel status`.
     BrokerStatus = 1000,
+    DescribeCluster = 60,
+    /// Between controller voters: the metadata quorum's Raft messages.
+    Raft = 1001,
+    /// From a broker to the controller: registration, heartbeats, topic changes.
+    ControllerWrite = 1002,
 }
 
 impl ApiKey {
@@ -51,6 +56,9 @@ impl ApiKey {
         ApiKey::InitProducerId,
         ApiKey::DeleteRecords,
         ApiKey::BrokerStatus,
+        ApiKey::DescribeCluster,
+        ApiKey::Raft,
+        ApiKey::ControllerWrite,
     ];
 
     pub fn from_i16(key: i16) -> Option<ApiKey> {
@@ -79,6 +87,9 @@ impl ApiKey {
             ApiKey::InitProducerId => "InitProducerId",
             ApiKey::DeleteRecords => "DeleteRecords",
             ApiKey::BrokerStatus => "BrokerStatus",
+            ApiKey::DescribeCluster => "DescribeCluster",
+            ApiKey::Raft => "Raft",
+            ApiKey::ControllerWrite => "ControllerWrite",
         }
     }
 }
@@ -139,6 +150,9 @@ api! {
     InitProducerId: InitProducerIdRequest => InitProducerIdResponse;
     DeleteRecords: DeleteRecordsRequest => DeleteRecordsResponse;
     BrokerStatus: BrokerStatusRequest => BrokerStatusResponse;
+    DescribeCluster: DescribeClusterRequest => DescribeClusterResponse;
+    Raft: RaftRequest => RaftResponse;
+    ControllerWrite: ControllerWriteRequest => ControllerWriteResponse;
 }
 
 impl TopicPartitions {

@@ -65,6 +65,16 @@ pub enum ErrorCode {
     InvalidReplicationFactor = 38,
     /// A replica assignment names brokers that do not exist, or is inconsistent.
     InvalidReplicaAssignment = 39,
+    /// This broker does not lead the partition: refresh metadata, send to the leader.
+    NotLeaderOrFollower = 6,
+    /// The request needs the controller and this broker is not it (any more).
+    NotController = 41,
+    /// The leader epoch in the request is older than the partition's.
+    FencedLeaderEpoch = 74,
+    /// Another live process registered with the same node id.
+    DuplicateBrokerRegistration = 101,
+    /// The broker's data directory belongs to another cluster.
+    InconsistentClusterId = 104,
     /// The request's api key is not one this broker knows.
     UnknownApi = 1000,
     /// The broker is stopping; retry against it (or another) later.
@@ -111,6 +121,11 @@ impl ErrorCode {
         ErrorCode::LeaderNotAvailable,
         ErrorCode::InvalidReplicationFactor,
         ErrorCode::InvalidReplicaAssignment,
+        ErrorCode::NotLeaderOrFollower,
+        ErrorCode::NotController,
+        ErrorCode::FencedLeaderEpoch,
+        ErrorCode::DuplicateBrokerRegistration,
+        ErrorCode::InconsistentClusterId,
         ErrorCode::UnknownApi,
         ErrorCode::BrokerShuttingDown,
     ];
@@ -142,6 +157,9 @@ impl ErrorCode {
                 | ErrorCode::StorageError
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::NotController
+                | ErrorCode::FencedLeaderEpoch
         )
     }
 
@@ -185,6 +203,11 @@ impl ErrorCode {
             ErrorCode::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
             ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
             ErrorCode::InvalidReplicaAssignment => "INVALID_REPLICA_ASSIGNMENT",
+            ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
+            ErrorCode::NotController => "NOT_CONTROLLER",
+            ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            ErrorCode::DuplicateBrokerRegistration => "DUPLICATE_BROKER_REGISTRATION",
+            ErrorCode::InconsistentClusterId => "INCONSISTENT_CLUSTER_ID",
             ErrorCode::UnknownApi => "UNKNOWN_API",
             ErrorCode::BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
         }

@@ -180,6 +180,24 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
             })
             .await
         }
+        ApiKey::DescribeCluster => {
+            reply(correlation_id, f.body, |r| async move {
+                handlers::describe_cluster::handle(b, r)
+            })
+            .await
+        }
+        ApiKey::Raft => {
+            reply(correlation_id, f.body, |r| {
+                crate::cluster::network::serve(b.cluster.raft(), r)
+            })
+            .await
+        }
+        ApiKey::ControllerWrite => {
+            reply(correlation_id, f.body, |r| {
+                crate::cluster::controller::serve(&b.cluster, r)
+            })
+            .await
+        }
         ApiKey::Produce => {
             let req = match decode::<runnel_protocol::messages::ProduceRequest>(correlation_id, f.body) {
                 Ok(r) => r,

@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use runnel_protocol::messages::{BrokerInfo, MetadataRequest, MetadataResponse, PartitionMetadata, TopicMetadata};
 
-use crate::service::{topics, Broker};
-use crate::storage::log::INITIAL_LEADER_EPOCH;
+use crate::service::{cluster, topics, Broker};
 use crate::storage::Topic;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=0;
@@ -39,12 +38,15 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest) -> MetadataRespo
             .collect()
     };
     MetadataResponse {
-        brokers: vec![BrokerInfo {
-            node_id: broker.node_id,
-            host: broker.advertised_host.clone(),
-            port: broker.advertised_port as u32,
-        }],
-        controller_id: broker.node_id,
+        brokers: cluster::live_brokers(broker, false)
+            .into_iter()
+            .map(|(node_id, host, port)| BrokerInfo {
+                node_id,
+                host,
+                port: u32::from(port),
+            })
+            .collect(),
+        controller_id: broker.cluster.controller_id().unwrap_or(-1),
         topics,
         ..Default::default()
     }
@@ -58,14 +60,19 @@ fn describe(broker: &Broker, t: &Topic) -> TopicMetadata {
             .partitions
             .iter()
             .enumerate()
-            .map(|(p, log)| PartitionMetadata {
-                partition: p as u32,
-                error_code: 0,
-                leader_id: broker.node_id,
-                leader_epoch: INITIAL_LEADER_EPOCH,
-                log_start_offset: log.start_offset() as i64,
-                log_end_offset: log.end_offset() as i64,
-                size_bytes: log.size_bytes(),
+            .map(|(p, log)| {
+                let l = cluster::leadership(broker, &t.name, p as u32);
+                PartitionMetadata {
+                    partition: p as u32,
+                    error_code: 0,
+                    leader_id: l.leader,
+                    leader_epoch: l.leader_epoch,
+                    log_start_offset: log.start_offset() as i64,
+                    log_end_offset: log.end_offset() as i64,
+                    size_bytes: log.size_bytes(),
+                    replicas: l.replicas,
+                    isr: l.isr,
+                }
             })
             .collect(),
         ..Default::default()

@@ -14,6 +14,7 @@ pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod dispatch;
@@ -58,6 +59,8 @@ pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
         ApiKey::InitProducerId => init_producer_id::VERSIONS,
         ApiKey::DeleteRecords => delete_records::VERSIONS,
         ApiKey::BrokerStatus => broker_status::VERSIONS,
+        ApiKey::DescribeCluster => describe_cluster::VERSIONS,
+        ApiKey::Raft | ApiKey::ControllerWrite => 0..=0,
     }
 }
 

@@ -58,6 +58,8 @@ pub struct ServerConfig {
     /// Kafka's `default.replication.factor`: replicas of an auto-created topic, and of a
     /// created one that asks for the default (-1).
     pub default_replication_factor: u16,
+    /// This broker's node id, the controller voters, session and heartbeat timing.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 pub const DEFAULT_PORT_ADDR: &str = runnel_protocol::DEFAULT_BROKER_ADDR;
@@ -84,6 +86,7 @@ impl Default for ServerConfig {
             auto_create_topics_enable: true,
             num_partitions: 1,
             default_replication_factor: 1,
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }

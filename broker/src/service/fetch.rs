@@ -21,7 +21,7 @@ use std::time::Duration;
 use runnel_protocol::ErrorCode;
 
 use super::{Broker, Failure};
-use crate::error::Result;
+
 use crate::metrics;
 use crate::storage::{FileRegion, PartitionLog};
 
@@ -67,7 +67,7 @@ struct Wanted {
     partition: u32,
     offset: i64,
     max_bytes: u64,
-    log: Result<Arc<PartitionLog>>,
+    log: super::Outcome<Arc<PartitionLog>>,
 }
 
 /// Each topic's partitions read, in request order.
@@ -92,7 +92,7 @@ pub async fn fetch(broker: &Arc<Broker>, req: &Fetch) -> Vec<Vec<PartitionRead>>
                     0 => cfg.fetch_partition_default_bytes as u64,
                     n => n as u64,
                 },
-                log: broker.storage.partition(&t.name, p.partition),
+                log: super::cluster::led_partition(broker, &t.name, p.partition),
             })
         })
         .collect();
@@ -167,8 +167,8 @@ fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<(usize, PartitionRead)>, 
             records: 0,
         };
         match &w.log {
-            Err(e) => {
-                r.failure = Some(Failure::from(e));
+            Err(f) => {
+                r.failure = Some(f.clone());
                 failed = true;
             }
             Ok(log) => {

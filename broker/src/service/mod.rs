@@ -7,6 +7,7 @@
 //! coordinator, this broker's identity and the connection machinery's shared [`Net`]
 //! (limits, counters, metrics, shutdown).
 
+pub mod cluster;
 pub mod fetch;
 pub mod groups;
 pub mod produce;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use runnel_protocol::ErrorCode;
 
+use crate::cluster::{Cluster, Refusal};
 use crate::error::Error;
 use crate::group::error::GroupErrorKind;
 use crate::group::{Coordinator, GroupError};
@@ -32,7 +34,10 @@ pub struct Broker {
     /// The consumer-group coordinator (every group, on a single broker).
     pub groups: Arc<Coordinator>,
     pub net: Arc<Net>,
-    /// The node id of this broker in Metadata (a single broker is node 0).
+    /// The metadata quorum: brokers, topics' replicas and leaders.
+    pub cluster: Arc<Cluster>,
+    /// The node id of this broker in Metadata (a broker started without `--node-id` is
+    /// node 0).
     pub node_id: i32,
     pub advertised_host: String,
     pub advertised_port: u16,
@@ -47,6 +52,7 @@ impl Broker {
         storage: Arc<LogManager>,
         groups: Arc<Coordinator>,
         net: Arc<Net>,
+        cluster: Arc<Cluster>,
         advertised_host: String,
         advertised_port: u16,
         kafka_port: Option<u16>,
@@ -58,7 +64,8 @@ impl Broker {
             storage,
             groups,
             net,
-            node_id: 0,
+            node_id: cluster.node_id(),
+            cluster,
             advertised_host,
             advertised_port,
             kafka_port,
@@ -128,6 +135,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
 pub struct Failure {
     pub code: ErrorCode,
     pub message: String,
+}
+
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Failure {
+        Failure::new(r.code(), r.message)
+    }
 }
 
 impl Failure {

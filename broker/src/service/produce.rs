@@ -81,13 +81,14 @@ pub(crate) async fn append(
         let mut results = Vec::with_capacity(partitions.len());
         for (pi, (partition, mut batches)) in partitions.into_iter().enumerate() {
             let mut log_start_offset = -1;
-            let appended = broker.storage.partition(&name, partition).and_then(|log| {
+            let appended = super::cluster::led_partition(broker, &name, partition).and_then(|log| {
                 log_start_offset = log.start_offset() as i64;
                 if acks == Acks::All {
                     log.append_durable(&mut batches).map(|(info, wait)| (info, Some(wait)))
                 } else {
                     log.append(&mut batches).map(|info| (info, None))
                 }
+                .map_err(Failure::from)
             });
             let appended = match appended {
                 Ok((info, wait)) => {
@@ -105,7 +106,7 @@ pub(crate) async fn append(
                         log_append_time_ms: info.log_append_time_ms.unwrap_or(-1),
                     })
                 }
-                Err(e) => Err(Failure::from(e)),
+                Err(f) => Err(f),
             };
             results.push(PartitionResult {
                 partition,

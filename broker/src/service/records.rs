@@ -52,7 +52,7 @@ pub async fn list_offset(broker: &Arc<Broker>, topic: &str, partition: u32, spec
         offset: -1,
         timestamp: -1,
     };
-    let log = broker.storage.partition(topic, partition)?;
+    let log = super::cluster::led_partition(broker, topic, partition)?;
     let at = match spec {
         OffsetSpec::Earliest => {
             return Ok(Found {

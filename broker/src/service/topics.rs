@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use runnel_protocol::ErrorCode;
 
-use super::{blocking, Broker, Failure, Outcome};
+use super::{Broker, Failure, Outcome};
+use crate::cluster::controller::{ControllerCall, TopicCreate};
 use crate::error::Error;
 use crate::storage::config::TOPIC_CONFIG_KEYS;
 use crate::storage::manager::check_legal_topic_name;
@@ -24,72 +25,72 @@ pub struct TopicSpec {
 }
 
 /// Creates `specs` (or, with `validate_only`, checks them as a creation would and
-/// creates nothing); one outcome per topic, in order. All topics' records share one
-/// metadata sync.
+/// creates nothing); one outcome per topic, in order. The controller places each
+/// topic's replicas over the live brokers and commits all topics to the metadata log
+/// together; the call returns once this broker has them.
 pub async fn create_topics(broker: &Arc<Broker>, specs: Vec<TopicSpec>, validate_only: bool) -> Vec<Outcome<()>> {
     let cfg = broker.config();
-    let partitions: Vec<i64> = specs
-        .iter()
-        .map(|t| match t.partitions {
-            -1 => i64::from(cfg.num_partitions),
-            n => i64::from(n),
+    let creates: Vec<TopicCreate> = specs
+        .into_iter()
+        .map(|t| TopicCreate {
+            partitions: match t.partitions {
+                -1 => i64::from(cfg.num_partitions),
+                n => i64::from(n),
+            },
+            replication_factor: match t.replication_factor {
+                0 | -1 => i64::from(cfg.default_replication_factor),
+                n => i64::from(n),
+            },
+            name: t.name,
+            configs: t.configs,
         })
         .collect();
-    let replicas: Vec<Result<(), Error>> = specs
-        .iter()
-        .map(|t| match t.replication_factor {
-            0 | -1 => check_replication_factor(broker, i64::from(cfg.default_replication_factor)),
-            n => check_replication_factor(broker, i64::from(n)),
-        })
-        .collect();
-    let storage = broker.storage.clone();
-    let count = specs.len();
-    let results = blocking(move || {
-        let mut results: Vec<Option<Result<(), Error>>> = replicas.into_iter().map(|r| r.err().map(Err)).collect();
-        let new: Vec<(usize, NewTopic<'_>)> = specs
+    if validate_only {
+        return creates
             .iter()
-            .enumerate()
-            .filter(|(i, _)| results[*i].is_none())
-            .map(|(i, t)| {
-                let topic = NewTopic {
+            .map(|t| {
+                check_replication_factor(broker, t.replication_factor)?;
+                broker.storage.check_new_topic(&NewTopic {
                     name: &t.name,
-                    partitions: partitions[i],
+                    id: None,
+                    partitions: t.partitions,
                     overrides: &t.configs,
-                };
-                (i, topic)
+                })?;
+                Ok(())
             })
+            .map(|r: Result<(), Error>| r.map_err(Failure::from))
             .collect();
-        if validate_only {
-            for (i, t) in &new {
-                results[*i] = Some(storage.check_new_topic(t).map(|_| ()));
-            }
-        } else {
-            let topics: Vec<NewTopic<'_>> = new.iter().map(|(_, t)| *t).collect();
-            for ((i, _), r) in new.iter().zip(storage.create_topics(&topics)) {
-                results[*i] = Some(r.map(|_| ()));
-            }
-        }
-        Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect::<Vec<_>>())
-    })
-    .await;
-    match results {
+    }
+    let count = creates.len();
+    match broker
+        .cluster
+        .call_controller(ControllerCall::CreateTopics { topics: creates })
+        .await
+    {
         Ok(results) => results.into_iter().map(|r| r.map_err(Failure::from)).collect(),
-        Err(e) => (0..count).map(|_| Err(Failure::from(&e))).collect(),
+        Err(r) => (0..count).map(|_| Err(Failure::from(r.clone()))).collect(),
     }
 }
 
-/// Deletes each topic with its records; one outcome per name, in order.
+/// One change through the controller; its single outcome.
+async fn controller_change(broker: &Broker, call: ControllerCall) -> Outcome<()> {
+    match broker.cluster.call_controller(call).await {
+        Ok(mut results) => results.pop().unwrap_or(Ok(())).map_err(Failure::from),
+        Err(r) => Err(Failure::from(r)),
+    }
+}
+
+/// Deletes each topic with its records, on every broker; one outcome per name, in
+/// order.
 pub async fn delete_topics(broker: &Arc<Broker>, names: &[String]) -> Vec<Outcome<()>> {
     let mut results = Vec::with_capacity(names.len());
     for name in names {
-        let storage = broker.storage.clone();
-        let n = name.clone();
-        let result = blocking(move || storage.delete_topic(&n)).await;
+        let result = controller_change(broker, ControllerCall::DeleteTopic { name: name.clone() }).await;
         if result.is_ok() {
             // Its traffic series go too (a topic re-created later starts from zero).
             broker.metrics().remove_topic(name);
         }
-        results.push(result.map_err(Failure::from));
+        results.push(result);
     }
     results
 }
@@ -103,16 +104,18 @@ pub async fn create_partitions(broker: &Arc<Broker>, name: &str, count: i64, val
             .map(|_| ())
             .map_err(Failure::from);
     }
-    let storage = broker.storage.clone();
-    let topic = name.to_owned();
-    blocking(move || storage.create_partitions(&topic, count))
-        .await
-        .map(|_| ())
-        .map_err(Failure::from)
+    controller_change(
+        broker,
+        ControllerCall::CreatePartitions {
+            name: name.to_owned(),
+            count,
+        },
+    )
+    .await
 }
 
 /// Changes a topic's configs: `change` turns its current overrides into the new ones,
-/// which are validated and (unless `validate_only`) stored.
+/// which are validated and (unless `validate_only`) committed to the metadata log.
 pub async fn alter_configs(
     broker: &Arc<Broker>,
     name: &str,
@@ -120,18 +123,22 @@ pub async fn alter_configs(
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Error> + Send + 'static,
 ) -> Outcome<()> {
     let storage = broker.storage.clone();
-    let name = name.to_owned();
-    blocking(move || {
-        let topic = storage.topic(&name).ok_or_else(|| Error::UnknownTopic(name.clone()))?;
-        let overrides = change(&topic.overrides)?;
-        LogConfig::with_overrides(&storage.config().log_defaults, &overrides)?;
-        if !validate_only {
-            storage.alter_topic_config(&name, &overrides)?;
-        }
-        Ok(())
-    })
+    let topic = storage
+        .topic(name)
+        .ok_or_else(|| Failure::from(Error::UnknownTopic(name.to_owned())))?;
+    let overrides = change(&topic.overrides).map_err(Failure::from)?;
+    LogConfig::with_overrides(&storage.config().log_defaults, &overrides).map_err(Failure::from)?;
+    if validate_only {
+        return Ok(());
+    }
+    controller_change(
+        broker,
+        ControllerCall::SetTopicConfigs {
+            name: name.to_owned(),
+            configs: overrides,
+        },
+    )
     .await
-    .map_err(Failure::from)
 }
 
 /// Where a topic config's value comes from, with Kafka's numbers.
@@ -213,10 +220,9 @@ pub async fn auto_create(broker: &Arc<Broker>, names: &[String]) -> BTreeMap<Str
         .collect()
 }
 
-/// A topic's replication factor checked against the live brokers (one, until brokers
-/// form a cluster).
-pub fn check_replication_factor(_broker: &Broker, asked: i64) -> Result<(), Error> {
-    let brokers = 1usize;
+/// A topic's replication factor checked against the live brokers.
+pub fn check_replication_factor(broker: &Broker, asked: i64) -> Result<(), Error> {
+    let brokers = broker.cluster.image().live_brokers().len().max(1);
     if asked < 1 || asked > brokers as i64 {
         return Err(Error::InvalidReplicationFactor { asked, brokers });
     }

@@ -86,6 +86,9 @@ pub struct Recovery {
 #[derive(Debug, Clone, Copy)]
 pub struct NewTopic<'a> {
     pub name: &'a str,
+    /// The topic id to use (the cluster's, so that every broker's copy has the same);
+    /// `None` makes a new one.
+    pub id: Option<&'a str>,
     pub partitions: i64,
     pub overrides: &'a BTreeMap<String, String>,
 }
@@ -310,6 +313,7 @@ impl LogManager {
     ) -> Result<Arc<Topic>> {
         let new = NewTopic {
             name,
+            id: None,
             partitions,
             overrides,
         };
@@ -360,7 +364,7 @@ impl LogManager {
         let mut records = Vec::with_capacity(prepared.len());
         for (i, config) in prepared {
             let t = &new[i];
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = t.id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
             match self.new_partition_dirs(t.name, &id, 0..t.partitions as u32, &config) {
                 Ok(logs) => {
                     records.push(MetadataRecord::Topic {

@@ -1,5 +1,6 @@
-//! Metadata: this broker (at its Kafka address) and the topics asked for, creating the
-//! missing ones when the request allows it (Kafka's `auto.create.topics.enable`).
+//! Metadata: the cluster's live brokers (at their Kafka addresses), the controller, and
+//! the topics asked for with each partition's leader, epoch, replicas and ISR, creating
+//! the missing ones when the request allows it (Kafka's `auto.create.topics.enable`).
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -13,8 +14,7 @@ use runnel_protocol::ErrorCode;
 
 use super::{kafka_code, str_bytes, topic_name};
 use crate::kafka::Request;
-use crate::service::{topics, Broker};
-use crate::storage::log::INITIAL_LEADER_EPOCH;
+use crate::service::{cluster, topics, Broker};
 use crate::storage::Topic;
 
 pub const VERSIONS: RangeInclusive<i16> = 0..=12;
@@ -68,18 +68,26 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, body: MetadataRequest) 
             })
             .collect()
     };
+    let cluster_id = broker.cluster.cluster_id().unwrap_or_else(|| "runnel".into());
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id))
-            .with_host(str_bytes(&broker.advertised_host))
-            .with_port(i32::from(broker.kafka_port.unwrap_or(0)))])
-        .with_cluster_id(Some(str_bytes("runnel")))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_brokers(
+            cluster::live_brokers(broker, true)
+                .into_iter()
+                .map(|(id, host, port)| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(str_bytes(&host))
+                        .with_port(i32::from(port))
+                })
+                .collect(),
+        )
+        .with_cluster_id(Some(str_bytes(&cluster_id)))
+        .with_controller_id(BrokerId(broker.cluster.controller_id().unwrap_or(-1)))
         .with_topics(topics)
 }
 
 fn describe(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id);
+    let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect::<Vec<_>>();
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&t.name)))
         .with_topic_id(uuid::Uuid::parse_str(&t.id).unwrap_or_default())
@@ -87,12 +95,19 @@ fn describe(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
         .with_partitions(
             (0..t.partitions.len())
                 .map(|p| {
+                    let l = cluster::leadership(broker, &t.name, p as u32);
+                    let code = if l.leader == crate::cluster::NO_LEADER {
+                        kafka_code(ErrorCode::LeaderNotAvailable.code())
+                    } else {
+                        0
+                    };
                     MetadataResponsePartition::default()
                         .with_partition_index(p as i32)
-                        .with_leader_id(node)
-                        .with_leader_epoch(INITIAL_LEADER_EPOCH)
-                        .with_replica_nodes(vec![node])
-                        .with_isr_nodes(vec![node])
+                        .with_error_code(code)
+                        .with_leader_id(BrokerId(l.leader))
+                        .with_leader_epoch(l.leader_epoch)
+                        .with_replica_nodes(ids(l.replicas))
+                        .with_isr_nodes(ids(l.isr))
                 })
                 .collect(),
         )

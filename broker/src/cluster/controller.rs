@@ -1,0 +1,469 @@
+//! The controller: the Raft leader's side of the cluster. It answers brokers'
+//! [`ControllerCall`]s (registration, heartbeats, controlled shutdown, topic changes) by
+//! validating them against the image and proposing [`MetaCommand`]s, and its loop fences
+//! brokers whose heartbeats stop. Heartbeats are held in memory, not logged: a new
+//! controller gives every broker a full session timeout before fencing it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use runnel_protocol::messages::{ControllerWriteRequest, ControllerWriteResponse};
+use runnel_protocol::ErrorCode;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::image::{place, MetaCommand, NodeId};
+use super::{Cluster, Refusal};
+use crate::storage::{LogConfig, NewTopic};
+
+/// A request to the controller (JSON in a `ControllerWrite` request).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerCall {
+    Register {
+        id: NodeId,
+        native: String,
+        kafka: Option<String>,
+        incarnation: String,
+        /// The cluster id the broker's data directory belongs to, if it knows one.
+        cluster_id: Option<String>,
+    },
+    Heartbeat {
+        id: NodeId,
+        incarnation: String,
+    },
+    /// The broker is stopping: move its leaderships away first.
+    ControlledShutdown {
+        id: NodeId,
+        incarnation: String,
+    },
+    CreateTopics {
+        topics: Vec<TopicCreate>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i64,
+    },
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicCreate {
+    pub name: String,
+    pub partitions: i64,
+    pub replication_factor: i64,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The controller's answer: one result per item of the call (per topic; one for the
+/// others), and the log index the caller waits for before answering its client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Answer {
+    pub results: Vec<Result<(), Refusal>>,
+    pub index: u64,
+}
+
+/// What the controller remembers between calls (in memory only).
+#[derive(Default)]
+pub struct ControllerState {
+    /// Last heartbeat (or registration) heard from each broker, with its incarnation.
+    heard: Mutex<HashMap<NodeId, (Instant, String)>>,
+    /// The Raft term this broker leads in and since when: before a full session has
+    /// passed in its term, it fences no one (it has not heard from everyone yet).
+    term: Mutex<Option<(u64, Instant)>>,
+    /// Where placement starts next, so leaders of successive topics rotate.
+    cursor: Mutex<usize>,
+}
+
+/// Serves a `ControllerWrite` request from another broker.
+pub async fn serve(cluster: &Cluster, req: ControllerWriteRequest) -> ControllerWriteResponse {
+    let call: ControllerCall = match serde_json::from_slice(&req.payload) {
+        Ok(c) => c,
+        Err(e) => {
+            return ControllerWriteResponse {
+                error_code: ErrorCode::InvalidRequest.code(),
+                error_message: format!("undecodable controller call: {e}"),
+                ..Default::default()
+            }
+        }
+    };
+    match handle(cluster, call).await {
+        Ok(answer) => ControllerWriteResponse {
+            payload: serde_json::to_vec(&answer).unwrap_or_default(),
+            ..Default::default()
+        },
+        Err(r) => ControllerWriteResponse {
+            error_code: r.code,
+            error_message: r.message,
+            ..Default::default()
+        },
+    }
+}
+
+fn one(r: Result<(), Refusal>, index: u64) -> Answer {
+    Answer {
+        results: vec![r],
+        index,
+    }
+}
+
+/// Handles a call on the controller; NOT_CONTROLLER elsewhere.
+pub async fn handle(cluster: &Cluster, call: ControllerCall) -> Result<Answer, Refusal> {
+    if !cluster.is_controller() {
+        return Err(Refusal::new(
+            ErrorCode::NotController,
+            format!("broker {} is not the controller", cluster.node_id()),
+        ));
+    }
+    let session = Duration::from_millis(cluster.cfg.broker_session_timeout_ms);
+    match call {
+        ControllerCall::Register {
+            id,
+            native,
+            kafka,
+            incarnation,
+            cluster_id,
+        } => {
+            let image = cluster.image();
+            if let (Some(theirs), Some(ours)) = (&cluster_id, &image.cluster_id) {
+                if theirs != ours {
+                    return Err(Refusal::new(
+                        ErrorCode::InconsistentClusterId,
+                        format!("broker {id}'s data directory belongs to cluster {theirs}, this is cluster {ours}"),
+                    ));
+                }
+            }
+            let live_elsewhere = {
+                let heard = crate::sync::lock(&cluster.controller.heard);
+                heard
+                    .get(&id)
+                    .is_some_and(|(at, inc)| *inc != incarnation && at.elapsed() < session)
+            };
+            if live_elsewhere && image.live(id) {
+                return Err(Refusal::new(
+                    ErrorCode::DuplicateBrokerRegistration,
+                    format!("node id {id} is registered by another live broker process"),
+                ));
+            }
+            let current = image.brokers.get(&id);
+            let unchanged = current
+                .is_some_and(|b| !b.fenced && b.incarnation == incarnation && b.native == native && b.kafka == kafka);
+            drop(image);
+            crate::sync::lock(&cluster.controller.heard).insert(id, (Instant::now(), incarnation.clone()));
+            if unchanged {
+                return Ok(one(Ok(()), cluster.applied_index()));
+            }
+            let reply = propose(
+                cluster,
+                MetaCommand::RegisterBroker {
+                    id,
+                    native,
+                    kafka,
+                    incarnation,
+                },
+            )
+            .await?;
+            info!(broker = id, "broker registered");
+            Ok(one(Ok(()), reply))
+        }
+        ControllerCall::Heartbeat { id, incarnation } => {
+            let image = cluster.image();
+            match image.brokers.get(&id) {
+                Some(b) if b.incarnation == incarnation => {
+                    let fenced = b.fenced;
+                    drop(image);
+                    crate::sync::lock(&cluster.controller.heard).insert(id, (Instant::now(), incarnation));
+                    if fenced {
+                        // Back after being fenced (a pause, a cut link): unfenced by
+                        // registering again.
+                        let b = cluster.image().brokers[&id].clone();
+                        let index = propose(
+                            cluster,
+                            MetaCommand::RegisterBroker {
+                                id,
+                                native: b.native,
+                                kafka: b.kafka,
+                                incarnation: b.incarnation,
+                            },
+                        )
+                        .await?;
+                        info!(broker = id, "broker unfenced: heartbeats resumed");
+                        return Ok(one(Ok(()), index));
+                    }
+                    Ok(one(Ok(()), 0))
+                }
+                _ => Err(Refusal::new(
+                    ErrorCode::UnknownMemberId,
+                    format!("broker {id} is not registered in this incarnation; register again"),
+                )),
+            }
+        }
+        ControllerCall::ControlledShutdown { id, incarnation } => {
+            let current = cluster
+                .image()
+                .brokers
+                .get(&id)
+                .is_some_and(|b| b.incarnation == incarnation);
+            if !current || !cluster.image().live(id) {
+                // Not the registered process (a duplicate that was refused), or already
+                // fenced: nothing to move.
+                return Ok(one(Ok(()), cluster.applied_index()));
+            }
+            crate::sync::lock(&cluster.controller.heard).remove(&id);
+            let index = propose(cluster, MetaCommand::FenceBroker { id }).await?;
+            info!(broker = id, "controlled shutdown: broker fenced, its leaderships moved");
+            Ok(one(Ok(()), index))
+        }
+        ControllerCall::CreateTopics { topics } => create_topics(cluster, topics).await,
+        ControllerCall::DeleteTopic { name } => {
+            if !cluster.image().topics.contains_key(&name) {
+                return Ok(one(Err(unknown_topic(&name)), 0));
+            }
+            let index = propose(cluster, MetaCommand::DeleteTopic { name }).await?;
+            Ok(one(Ok(()), index))
+        }
+        ControllerCall::CreatePartitions { name, count } => {
+            let image = cluster.image();
+            let Some(t) = image.topics.get(&name) else {
+                return Ok(one(Err(unknown_topic(&name)), 0));
+            };
+            if let Err(e) = cluster.storage.check_partitions_increase(&name, count) {
+                return Ok(one(Err(Refusal::of(&e)), 0));
+            }
+            let current = t.partitions.len() as u32;
+            let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+            let Some(assignment) = place(&image.live_brokers(), current, count as u32 - current, rf) else {
+                return Ok(one(Err(too_few_brokers(rf as i64, image.live_brokers().len())), 0));
+            };
+            drop(image);
+            let index = propose(cluster, MetaCommand::AddPartitions { name, assignment }).await?;
+            Ok(one(Ok(()), index))
+        }
+        ControllerCall::SetTopicConfigs { name, configs } => {
+            if !cluster.image().topics.contains_key(&name) {
+                return Ok(one(Err(unknown_topic(&name)), 0));
+            }
+            if let Err(e) = LogConfig::with_overrides(&cluster.storage.config().log_defaults, &configs) {
+                return Ok(one(Err(Refusal::of(&e)), 0));
+            }
+            let index = propose(cluster, MetaCommand::SetTopicConfigs { name, configs }).await?;
+            Ok(one(Ok(()), index))
+        }
+    }
+}
+
+fn unknown_topic(name: &str) -> Refusal {
+    Refusal::new(
+        ErrorCode::UnknownTopicOrPartition,
+        format!("topic '{name}' does not exist"),
+    )
+}
+
+fn too_few_brokers(rf: i64, live: usize) -> Refusal {
+    Refusal::of(&crate::error::Error::InvalidReplicationFactor {
+        asked: rf,
+        brokers: live,
+    })
+}
+
+/// Validates each topic (name, partitions, configs, replication factor against the live
+/// brokers), places its replicas round-robin, and proposes all of them at once (Raft
+/// batches them into shared log writes).
+async fn create_topics(cluster: &Cluster, topics: Vec<TopicCreate>) -> Result<Answer, Refusal> {
+    let image = cluster.image();
+    let live = image.live_brokers();
+    let mut results: Vec<Option<Result<(), Refusal>>> = vec![None; topics.len()];
+    let mut commands = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in topics.iter().enumerate() {
+        let checked = cluster.storage.check_new_topic(&NewTopic {
+            name: &t.name,
+            id: None,
+            partitions: t.partitions,
+            overrides: &t.configs,
+        });
+        let refused = if let Err(e) = checked {
+            Some(Refusal::of(&e))
+        } else if image.topics.contains_key(&t.name) || !seen.insert(t.name.clone()) {
+            Some(Refusal::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{}' already exists", t.name),
+            ))
+        } else if t.replication_factor < 1 || t.replication_factor > live.len() as i64 {
+            Some(too_few_brokers(t.replication_factor, live.len()))
+        } else {
+            let start = {
+                let mut cursor = crate::sync::lock(&cluster.controller.cursor);
+                *cursor += 1;
+                *cursor as u32
+            };
+            // Successive topics start at successive brokers, so their first
+            // partitions have different leaders.
+            let rotated: Vec<NodeId> = (0..live.len())
+                .map(|k| live[(k + start as usize) % live.len()])
+                .collect();
+            match place(&rotated, 0, t.partitions as u32, t.replication_factor as usize) {
+                Some(assignment) => {
+                    commands.push((
+                        i,
+                        MetaCommand::CreateTopic {
+                            name: t.name.clone(),
+                            id: uuid::Uuid::new_v4().to_string(),
+                            configs: t.configs.clone(),
+                            assignment,
+                        },
+                    ));
+                    None
+                }
+                None => Some(too_few_brokers(t.replication_factor, live.len())),
+            }
+        };
+        if let Some(r) = refused {
+            results[i] = Some(Err(r));
+        }
+    }
+    drop(image);
+    let proposals = commands.into_iter().map(|(i, cmd)| async move {
+        let name = match &cmd {
+            MetaCommand::CreateTopic { name, .. } => name.clone(),
+            _ => String::new(),
+        };
+        (i, name, cluster.raft.client_write(cmd).await)
+    });
+    let mut index = 0;
+    for (i, name, written) in futures::future::join_all(proposals).await {
+        results[i] = Some(match written {
+            Ok(w) => {
+                index = index.max(w.log_id.index);
+                match w.data.error {
+                    None => Ok(()),
+                    Some(_) => Err(Refusal::new(
+                        ErrorCode::TopicAlreadyExists,
+                        format!("topic '{name}' already exists"),
+                    )),
+                }
+            }
+            Err(e) => Err(write_refusal(e)),
+        });
+    }
+    Ok(Answer {
+        results: results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect(),
+        index,
+    })
+}
+
+fn write_refusal(
+    e: openraft::error::RaftError<u64, openraft::error::ClientWriteError<u64, openraft::BasicNode>>,
+) -> Refusal {
+    match e {
+        openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(_)) => {
+            Refusal::new(ErrorCode::NotController, "the controller moved")
+        }
+        other => Refusal::new(ErrorCode::RequestTimedOut, format!("metadata write failed: {other}")),
+    }
+}
+
+/// Proposes one command and waits until it is committed and applied here; its index.
+async fn propose(cluster: &Cluster, cmd: MetaCommand) -> Result<u64, Refusal> {
+    let written = cluster.raft.client_write(cmd).await.map_err(write_refusal)?;
+    Ok(written.log_id.index)
+}
+
+/// The controller's loop, on every broker (it acts only while this broker leads):
+/// starts a new cluster (its id; an existing single-node directory's topics imported)
+/// and fences brokers silent past the session timeout.
+pub async fn run(cluster: Weak<Cluster>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(cluster) = cluster.upgrade() else { return };
+        if cluster.stopping() {
+            return;
+        }
+        let (leader, term) = {
+            let m = cluster.raft.metrics().borrow().clone();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(super::raft_id(cluster.node_id())) {
+            *crate::sync::lock(&cluster.controller.term) = None;
+            continue;
+        }
+        let since = {
+            let mut t = crate::sync::lock(&cluster.controller.term);
+            match *t {
+                Some((held, since)) if held == term => since,
+                _ => {
+                    info!(term, "this broker is the controller");
+                    *t = Some((term, Instant::now()));
+                    Instant::now()
+                }
+            }
+        };
+        if cluster.image().cluster_id.is_none() {
+            if let Err(e) = start_cluster(&cluster).await {
+                warn!(error = %e.message, "could not start the cluster's metadata; retrying");
+            }
+            continue;
+        }
+        fence_silent(&cluster, since).await;
+    }
+}
+
+/// The first records of a new cluster: its id and, when the data directory already
+/// held topics (a single broker from before clusters), those topics, on this broker.
+async fn start_cluster(cluster: &Arc<Cluster>) -> Result<(), Refusal> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut commands = vec![MetaCommand::InitCluster { cluster_id: id.clone() }];
+    for t in cluster.storage.topics() {
+        if cluster.image().topics.contains_key(&t.name) {
+            continue;
+        }
+        commands.push(MetaCommand::CreateTopic {
+            name: t.name.clone(),
+            id: t.id.clone(),
+            configs: t.overrides.clone(),
+            assignment: vec![vec![cluster.node_id()]; t.partitions.len()],
+        });
+    }
+    let imported = commands.len() - 1;
+    for cmd in commands {
+        propose(cluster, cmd).await?;
+    }
+    info!(cluster_id = %id, imported_topics = imported, "new cluster started");
+    Ok(())
+}
+
+async fn fence_silent(cluster: &Cluster, since: Instant) {
+    let session = Duration::from_millis(cluster.cfg.broker_session_timeout_ms);
+    let silent: Vec<NodeId> = {
+        let image = cluster.image();
+        let heard = crate::sync::lock(&cluster.controller.heard);
+        image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .filter(|b| {
+                let last = heard.get(&b.id).map_or(since, |(at, _)| (*at).max(since));
+                last.elapsed() > session
+            })
+            .map(|b| b.id)
+            .collect()
+    };
+    for id in silent {
+        match propose(cluster, MetaCommand::FenceBroker { id }).await {
+            Ok(_) => warn!(
+                broker = id,
+                session_timeout_ms = cluster.cfg.broker_session_timeout_ms,
+                "broker fenced: no heartbeat within its session timeout; its leaderships moved"
+            ),
+            Err(e) => warn!(broker = id, error = %e.message, "could not fence a silent broker"),
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The cluster's metadata as every broker holds it: brokers and topics with their
+//! partitions' replicas, leader, leader epoch and ISR. Changed only by applying committed
+//! [`MetaCommand`]s in log order, so every broker that has applied the same prefix of the
+//! metadata log holds the same image. `apply` is pure and deterministic: leadership moves
+//! (fencing, a returning preferred leader) are decided here, from the image alone.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A broker id (Kafka's `node.id`), the same number in Raft and in Kafka Metadata.
+pub type NodeId = i32;
+
+/// No leader: every replica of the partition is fenced.
+pub const NO_LEADER: NodeId = -1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    pub id: NodeId,
+    /// `host:port` of the native listener (clients and other brokers).
+    pub native: String,
+    /// `host:port` of the Kafka listener, if it runs.
+    pub kafka: Option<String>,
+    /// Raised on every registration (each process start).
+    pub epoch: i64,
+    /// The process that registered last (a random id per start): a second process with
+    /// the same node id is refused while this one is alive.
+    pub incarnation: String,
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    /// Replicas in preference order: the first is the preferred leader.
+    pub replicas: Vec<NodeId>,
+    pub leader: NodeId,
+    pub leader_epoch: i32,
+    /// The in-sync replicas. Until data replication runs, only the leader holds the data,
+    /// so the ISR is the leader alone (empty without a leader).
+    pub isr: Vec<NodeId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub id: String,
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionRecord>,
+}
+
+/// A change to the metadata: the entries of the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaCommand {
+    /// The first record of a cluster: its id.
+    InitCluster {
+        cluster_id: String,
+    },
+    /// A broker (re)starts or returns after being fenced: registered, unfenced, and given
+    /// back the leadership of partitions it prefers or that have none.
+    RegisterBroker {
+        id: NodeId,
+        native: String,
+        kafka: Option<String>,
+        incarnation: String,
+    },
+    /// A broker is silent past its session timeout, or shutting down: its leaderships
+    /// move to other live replicas, each with its leader epoch raised.
+    FenceBroker {
+        id: NodeId,
+    },
+    /// `assignment[p]` is partition p's replica list.
+    CreateTopic {
+        name: String,
+        id: String,
+        configs: BTreeMap<String, String>,
+        assignment: Vec<Vec<NodeId>>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    /// New partitions appended to a topic, with their replicas.
+    AddPartitions {
+        name: String,
+        assignment: Vec<Vec<NodeId>>,
+    },
+    /// The topic's configs set to exactly these (as the storage's alter does).
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+}
+
+/// What applying a command did, for the proposer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetaReply {
+    /// The log index the command was applied at.
+    pub index: u64,
+    /// Set when the command could not apply (a topic gone or already there).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub cluster_id: Option<String>,
+    pub brokers: BTreeMap<NodeId, BrokerRecord>,
+    pub topics: BTreeMap<String, TopicRecord>,
+    /// The log index of the last command applied.
+    pub applied_index: u64,
+}
+
+impl Image {
+    pub fn live(&self, id: NodeId) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Unfenced brokers, by id.
+    pub fn live_brokers(&self) -> Vec<NodeId> {
+        self.brokers.values().filter(|b| !b.fenced).map(|b| b.id).collect()
+    }
+
+    pub fn partition(&self, topic: &str, partition: u32) -> Option<&PartitionRecord> {
+        self.topics.get(topic)?.partitions.get(partition as usize)
+    }
+
+    /// How many partitions each broker leads.
+    pub fn leader_counts(&self) -> BTreeMap<NodeId, usize> {
+        let mut counts = BTreeMap::new();
+        for p in self.topics.values().flat_map(|t| &t.partitions) {
+            if p.leader != NO_LEADER {
+                *counts.entry(p.leader).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Applies one committed command at log `index`. Never fails: a command that no
+    /// longer fits the image (a topic created twice by racing proposals) changes nothing
+    /// and says why.
+    pub fn apply(&mut self, index: u64, cmd: &MetaCommand) -> MetaReply {
+        self.applied_index = index;
+        let error = match cmd {
+            MetaCommand::InitCluster { cluster_id } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id.clone());
+                }
+                None
+            }
+            MetaCommand::RegisterBroker {
+                id,
+                native,
+                kafka,
+                incarnation,
+            } => {
+                let epoch = self.brokers.get(id).map_or(0, |b| b.epoch + 1);
+                self.brokers.insert(
+                    *id,
+                    BrokerRecord {
+                        id: *id,
+                        native: native.clone(),
+                        kafka: kafka.clone(),
+                        epoch,
+                        incarnation: incarnation.clone(),
+                        fenced: false,
+                    },
+                );
+                self.unfenced(*id);
+                None
+            }
+            MetaCommand::FenceBroker { id } => match self.brokers.get_mut(id) {
+                Some(b) => {
+                    b.fenced = true;
+                    self.fenced(*id);
+                    None
+                }
+                None => Some(format!("broker {id} is not registered")),
+            },
+            MetaCommand::CreateTopic {
+                name,
+                id,
+                configs,
+                assignment,
+            } => {
+                if self.topics.contains_key(name) {
+                    Some(format!("topic '{name}' already exists"))
+                } else {
+                    let partitions = assignment.iter().map(|r| self.new_partition(r)).collect();
+                    self.topics.insert(
+                        name.clone(),
+                        TopicRecord {
+                            id: id.clone(),
+                            configs: configs.clone(),
+                            partitions,
+                        },
+                    );
+                    None
+                }
+            }
+            MetaCommand::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => None,
+                None => Some(format!("topic '{name}' does not exist")),
+            },
+            MetaCommand::AddPartitions { name, assignment } => {
+                let new: Vec<PartitionRecord> = assignment.iter().map(|r| self.new_partition(r)).collect();
+                match self.topics.get_mut(name) {
+                    Some(t) => {
+                        t.partitions.extend(new);
+                        None
+                    }
+                    None => Some(format!("topic '{name}' does not exist")),
+                }
+            }
+            MetaCommand::SetTopicConfigs { name, configs } => match self.topics.get_mut(name) {
+                Some(t) => {
+                    t.configs = configs.clone();
+                    None
+                }
+                None => Some(format!("topic '{name}' does not exist")),
+            },
+        };
+        MetaReply { index, error }
+    }
+
+    fn new_partition(&self, replicas: &[NodeId]) -> PartitionRecord {
+        let leader = replicas.iter().copied().find(|r| self.live(*r)).unwrap_or(NO_LEADER);
+        PartitionRecord {
+            replicas: replicas.to_vec(),
+            leader,
+            leader_epoch: 0,
+            isr: isr_of(leader),
+        }
+    }
+
+    /// `id` is fenced: every partition it leads moves to its first live replica.
+    fn fenced(&mut self, id: NodeId) {
+        let live: Vec<NodeId> = self.live_brokers();
+        for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
+            if p.leader == id {
+                let next = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| live.contains(r))
+                    .unwrap_or(NO_LEADER);
+                p.set_leader(next);
+            }
+        }
+    }
+
+    /// `id` is back: it leads the partitions that prefer it (Kafka's preferred leader
+    /// election, done at once rather than on a timer) and those that had no leader.
+    fn unfenced(&mut self, id: NodeId) {
+        for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
+            let preferred = p.replicas.first() == Some(&id);
+            let orphaned = p.leader == NO_LEADER && p.replicas.contains(&id);
+            if (preferred || orphaned) && p.leader != id {
+                p.set_leader(id);
+            }
+        }
+    }
+}
+
+impl PartitionRecord {
+    fn set_leader(&mut self, leader: NodeId) {
+        self.leader = leader;
+        self.leader_epoch += 1;
+        self.isr = isr_of(leader);
+    }
+}
+
+fn isr_of(leader: NodeId) -> Vec<NodeId> {
+    if leader == NO_LEADER {
+        Vec::new()
+    } else {
+        vec![leader]
+    }
+}
+
+/// Replica lists for `count` new partitions numbered from `first`, spread round-robin
+/// over `brokers` (sorted ids of live brokers): partition p's replicas are the
+/// `replication_factor` brokers starting at position `p + offset`, so leaders (the first
+/// replica) rotate over brokers and no broker holds two replicas of one partition.
+/// `None` if there are fewer brokers than `replication_factor`.
+pub fn place(brokers: &[NodeId], first: u32, count: u32, replication_factor: usize) -> Option<Vec<Vec<NodeId>>> {
+    if replication_factor == 0 || brokers.len() < replication_factor {
+        return None;
+    }
+    let n = brokers.len();
+    Some(
+        (first..first + count)
+            .map(|p| (0..replication_factor).map(|r| brokers[(p as usize + r) % n]).collect())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(image: &mut Image, index: u64, id: NodeId) {
+        image.apply(
+            index,
+            &MetaCommand::RegisterBroker {
+                id,
+                native: format!("127.0.0.1:{}", 9000 + id),
+                kafka: None,
+                incarnation: format!("i{index}"),
+            },
+        );
+    }
+
+    fn three_brokers_one_topic() -> Image {
+        let mut image = Image::default();
+        for id in 1..=3 {
+            register(&mut image, id as u64, id);
+        }
+        let assignment = place(&image.live_brokers(), 0, 3, 2).unwrap();
+        let reply = image.apply(
+            4,
+            &MetaCommand::CreateTopic {
+                name: "t".into(),
+                id: "id".into(),
+                configs: BTreeMap::new(),
+                assignment,
+            },
+        );
+        assert_eq!(reply.error, None);
+        image
+    }
+
+    #[test]
+    fn placement_spreads_leaders_and_never_doubles_a_replica() {
+        let a = place(&[1, 2, 3], 0, 6, 3).unwrap();
+        for replicas in &a {
+            let mut sorted = replicas.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 3, "{replicas:?}");
+        }
+        let leaders: Vec<NodeId> = a.iter().map(|r| r[0]).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+        assert_eq!(place(&[1, 2], 0, 1, 3), None);
+        assert_eq!(place(&[1], 5, 2, 1).unwrap(), vec![vec![1], vec![1]]);
+    }
+
+    #[test]
+    fn fencing_moves_leadership_with_a_higher_epoch_and_return_takes_it_back() {
+        let mut image = three_brokers_one_topic();
+        let before = image.topics["t"].partitions.clone();
+        assert_eq!(before.iter().map(|p| p.leader).collect::<Vec<_>>(), vec![1, 2, 3]);
+        image.apply(5, &MetaCommand::FenceBroker { id: 1 });
+        let p0 = &image.topics["t"].partitions[0];
+        assert_eq!(p0.replicas, vec![1, 2]);
+        assert_eq!((p0.leader, p0.leader_epoch, p0.isr.clone()), (2, 1, vec![2]));
+        // Partitions not led by the fenced broker are untouched.
+        assert_eq!(image.topics["t"].partitions[1], before[1]);
+        assert_eq!(image.leader_counts().get(&1), None);
+        register(&mut image, 6, 1);
+        let p0 = &image.topics["t"].partitions[0];
+        assert_eq!((p0.leader, p0.leader_epoch), (1, 2));
+        assert_eq!(image.brokers[&1].epoch, 1);
+    }
+
+    #[test]
+    fn a_partition_with_every_replica_fenced_has_no_leader_until_one_returns() {
+        let mut image = three_brokers_one_topic();
+        image.apply(5, &MetaCommand::FenceBroker { id: 1 });
+        image.apply(6, &MetaCommand::FenceBroker { id: 2 });
+        // Partition 0 lives on 1 and 2.
+        let p0 = &image.topics["t"].partitions[0];
+        assert_eq!((p0.leader, p0.isr.is_empty()), (NO_LEADER, true));
+        register(&mut image, 7, 2);
+        assert_eq!(image.topics["t"].partitions[0].leader, 2);
+    }
+
+    #[test]
+    fn commands_that_no_longer_fit_change_nothing() {
+        let mut image = three_brokers_one_topic();
+        let before = image.clone();
+        let again = image.apply(
+            5,
+            &MetaCommand::CreateTopic {
+                name: "t".into(),
+                id: "other".into(),
+                configs: BTreeMap::new(),
+                assignment: vec![vec![1]],
+            },
+        );
+        assert!(again.error.is_some());
+        assert!(image
+            .apply(6, &MetaCommand::DeleteTopic { name: "nope".into() })
+            .error
+            .is_some());
+        assert_eq!(image.topics, before.topics);
+        assert_eq!(image.applied_index, 6);
+    }
+}
