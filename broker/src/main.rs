@@ -48,7 +48,7 @@ struct Args {
     kafka_listen: Option<String>,
 
     /// Log filter (tracing's EnvFilter syntax, as RUST_LOG), e.g. `info` or
-    /// `runnel_broker=debug` [default: RUST_LOG, else info]
+    /// `runnel_broker=debug` [default: RUST_LOG, else info,openraft=off]
     #[arg(long, env = "RUNNEL_LOG", value_name = "FILTER")]
     log: Option<String>,
 
@@ -378,7 +378,10 @@ fn settings(args: Args) -> Settings {
             .log
             .or(file.log)
             .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
-            .unwrap_or_else(|| "info".into()),
+            // openraft logs every failed message to an unreachable voter at error level,
+            // twice a second; the cluster's own logs say what matters (a broker fenced, a
+            // new controller). `--log info` shows openraft's too.
+            .unwrap_or_else(|| "info,openraft=off".into()),
         json,
         metrics_listen_is_default,
         storage,
@@ -483,6 +486,8 @@ fn main() {
             None => code,
         }
     });
-    drop(runtime);
+    // Not a plain drop: the thread waiting for a stop signal never ends when a cluster
+    // failure stopped the broker, and dropping waits for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::exit(code);
 }

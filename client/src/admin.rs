@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use runnel_protocol::messages::{
     AlterConfigsRequest, BrokerStatusRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic, NewTopic,
-    PartitionsIncrease, TopicConfigChange, TopicPartitions,
+    DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest,
+    ListOffsetsTopic, NewTopic, PartitionsIncrease, TopicConfigChange, TopicPartitions,
 };
 
 use crate::client::{check, Client, ClientConfig};
@@ -32,6 +32,10 @@ pub struct PartitionInfo {
     pub leader: i32,
     /// The leader's epoch (raised each time leadership moves).
     pub leader_epoch: i32,
+    /// The brokers holding a replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
     /// The oldest offset retained (the log start offset).
     pub start_offset: i64,
     /// The offset the next record will get (the log end offset).
@@ -62,6 +66,40 @@ pub struct TopicDescription {
     pub partitions: Vec<PartitionInfo>,
     /// Every config key with its effective value.
     pub configs: Vec<ConfigEntry>,
+}
+
+/// The cluster as the answering broker knows it (`runnel cluster describe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The cluster's id (made when its first controller started it).
+    pub cluster_id: String,
+    /// The controller's broker id; -1 when there is none (no quorum).
+    pub controller_id: i32,
+    /// The broker that answered.
+    pub answered_by: i32,
+    /// The metadata log index the answering broker has applied.
+    pub metadata_offset: u64,
+    /// Every registered broker, by id.
+    pub brokers: Vec<ClusterBroker>,
+}
+
+/// One broker of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterBroker {
+    /// Its node id.
+    pub id: i32,
+    /// The native listener, `host:port`.
+    pub native: String,
+    /// The Kafka listener, `host:port`, if it runs.
+    pub kafka: Option<String>,
+    /// Fenced: silent past its session timeout, or shut down; it leads nothing.
+    pub fenced: bool,
+    /// Raised on every start of the broker.
+    pub epoch: i64,
+    /// How many partitions it leads.
+    pub leaders: u32,
+    /// A controller voter.
+    pub voter: bool,
 }
 
 /// The broker's own figures (`runnel status`): counters since it started.
@@ -201,6 +239,19 @@ impl Admin {
 
     /// Creates a topic with `partitions` partitions and the given config overrides.
     pub async fn create_topic(&self, name: &str, partitions: u32, configs: BTreeMap<String, String>) -> Result<()> {
+        self.create_replicated_topic(name, partitions, -1, configs).await
+    }
+
+    /// Creates a topic with `replication_factor` replicas of each partition, placed over
+    /// the cluster's live brokers (-1: the broker's `default_replication_factor`).
+    /// INVALID_REPLICATION_FACTOR if there are fewer live brokers.
+    pub async fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<()> {
         let resp = self
             .client
             .call(&CreateTopicsRequest {
@@ -208,7 +259,7 @@ impl Admin {
                     name: name.to_owned(),
                     partitions: partitions.min(i32::MAX as u32) as i32,
                     configs,
-                    ..Default::default()
+                    replication_factor,
                 }],
                 ..Default::default()
             })
@@ -300,6 +351,8 @@ impl Admin {
                     partition: p.partition,
                     leader: p.leader_id,
                     leader_epoch: p.leader_epoch,
+                    replicas: p.replicas,
+                    isr: p.isr,
                     start_offset: p.log_start_offset,
                     end_offset: p.log_end_offset,
                     size_bytes: p.size_bytes,
@@ -356,6 +409,30 @@ impl Admin {
 }
 
 impl Admin {
+    /// The cluster's brokers, its controller and the answering broker's metadata offset.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let r = self.client.call(&DescribeClusterRequest {}).await?;
+        Ok(ClusterDescription {
+            cluster_id: r.cluster_id,
+            controller_id: r.controller_id,
+            answered_by: r.node_id,
+            metadata_offset: r.metadata_offset,
+            brokers: r
+                .brokers
+                .into_iter()
+                .map(|b| ClusterBroker {
+                    id: b.node_id,
+                    native: b.native,
+                    kafka: Some(b.kafka).filter(|k| !k.is_empty()),
+                    fenced: b.fenced,
+                    epoch: b.epoch,
+                    leaders: b.leaders,
+                    voter: b.voter,
+                })
+                .collect(),
+        })
+    }
+
     /// The broker's version, uptime, connections and per-topic traffic totals.
     pub async fn broker_status(&self) -> Result<BrokerStatus> {
         let resp = self.client.call(&BrokerStatusRequest {}).await?;

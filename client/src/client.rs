@@ -74,11 +74,34 @@ struct Inner {
 impl Client {
     /// Connects to the broker at `addr` (`host:port`) and checks that it speaks this
     /// protocol, so a wrong address fails here rather than at the first send.
-    /// A host without a port (`localhost`) means the default port, 7117.
+    /// A host without a port (`localhost`) means the default port, 7117. `addr` may be a
+    /// bootstrap list, `host:port,host:port,...`: the first broker that answers is used
+    /// (any live broker of a cluster will do).
     pub async fn connect(addr: impl Into<String>, config: ClientConfig) -> Result<Client> {
+        let addr = addr.into();
+        let candidates: Vec<&str> = addr.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+        let mut failures = Vec::new();
+        for candidate in &candidates {
+            match Client::connect_one(candidate, config.clone()).await {
+                Ok(c) => return Ok(c),
+                Err(e) if candidates.len() == 1 => return Err(e),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        Err(Error::Connect {
+            addr,
+            reason: if failures.is_empty() {
+                "no broker address given".into()
+            } else {
+                format!("no bootstrap broker answered: {}", failures.join("; "))
+            },
+        })
+    }
+
+    async fn connect_one(addr: &str, config: ClientConfig) -> Result<Client> {
         let client = Client {
             inner: Arc::new(Inner {
-                addr: with_default_port(&addr.into()),
+                addr: with_default_port(addr),
                 config,
                 conn: tokio::sync::Mutex::new(None),
                 partitions: Mutex::new(HashMap::new()),

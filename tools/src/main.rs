@@ -3,6 +3,7 @@
 //! Errors are one line on stderr (`runnel: ...`) and a non-zero exit: 1 for failures
 //! (unknown topic, broker down), 2 for usage mistakes (bad flags).
 
+mod cluster;
 mod consume;
 mod group;
 mod produce;
@@ -20,7 +21,8 @@ use clap::{Parser, Subcommand};
     about = "Runnel command-line tool: topics, produce, consume, groups"
 )]
 struct Cli {
-    /// Broker address, HOST:PORT (a HOST alone means port 7117)
+    /// Broker address, HOST:PORT (a HOST alone means port 7117); a cluster's bootstrap
+    /// list HOST:PORT,HOST:PORT,... (the first that answers is used)
     #[arg(long, global = true, env = "RUNNEL_BROKER", default_value = runnel_client::DEFAULT_BROKER_ADDR)]
     broker: String,
 
@@ -42,6 +44,9 @@ enum Command {
     Group(group::GroupCommand),
     /// The broker at a glance: uptime, topics with sizes and rates, groups with lag
     Status(status::StatusArgs),
+    /// The cluster's brokers: addresses, controller, fenced or not, leaders
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
             Command::Consume(args) => consume::run(&cli.broker, args).await,
             Command::Group(cmd) => group::run(&cli.broker, cmd).await,
             Command::Status(args) => status::run(&cli.broker, args).await,
+            Command::Cluster(cmd) => cluster::run(&cli.broker, cmd).await,
         }
     });
     match result {

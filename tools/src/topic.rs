@@ -14,6 +14,9 @@ pub enum TopicCommand {
         /// Number of partitions
         #[arg(long, short = 'p', default_value_t = 1)]
         partitions: u32,
+        /// Copies of each partition, on different brokers [default: the broker's default_replication_factor]
+        #[arg(long, short = 'r', value_parser = clap::value_parser!(i32).range(1..=i16::MAX as i64))]
+        replication_factor: Option<i32>,
         /// A topic config KEY=VALUE (e.g. retention.ms=86400000, flush.policy=interval); repeatable
         #[arg(long = "config", short = 'c', value_name = "KEY=VALUE", value_parser = crate::key_value)]
         configs: Vec<(String, String)>,
@@ -77,11 +80,12 @@ pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), String> {
         TopicCommand::Create {
             name,
             partitions,
+            replication_factor,
             configs,
         } => {
             let configs: BTreeMap<String, String> = configs.into_iter().collect();
             admin
-                .create_topic(&name, partitions, configs)
+                .create_replicated_topic(&name, partitions, replication_factor.unwrap_or(-1), configs)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("created topic {name} with {partitions} partition(s)");
@@ -124,13 +128,21 @@ pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), String> {
             let d = admin.describe_topic(&name).await.map_err(|e| e.to_string())?;
             println!("topic {}  id {}  partitions {}", d.name, d.id, d.partitions.len());
             println!(
-                "{:>9} {:>6} {:>14} {:>14} {:>14}",
-                "PARTITION", "LEADER", "START", "END", "SIZE_BYTES"
+                "{:>9} {:>6} {:>6} {:>9} {:>9} {:>14} {:>14} {:>14}",
+                "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "START", "END", "SIZE_BYTES"
             );
+            let ids = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
             for p in &d.partitions {
                 println!(
-                    "{:>9} {:>6} {:>14} {:>14} {:>14}",
-                    p.partition, p.leader, p.start_offset, p.end_offset, p.size_bytes
+                    "{:>9} {:>6} {:>6} {:>9} {:>9} {:>14} {:>14} {:>14}",
+                    p.partition,
+                    p.leader,
+                    p.leader_epoch,
+                    ids(&p.replicas),
+                    ids(&p.isr),
+                    p.start_offset,
+                    p.end_offset,
+                    p.size_bytes
                 );
             }
             println!("configs:");

@@ -93,7 +93,15 @@ pub async fn serve(cluster: &Cluster, req: ControllerWriteRequest) -> Controller
             }
         }
     };
-    match handle(cluster, call).await {
+    let mut result = handle(cluster, call.clone()).await;
+    if let (Err(r), false, Some(controller)) = (&result, req.forwarded, cluster.controller_id()) {
+        // Not the controller, but this broker knows who is (the caller does not): one hop.
+        if r.code() == ErrorCode::NotController && controller != cluster.node_id() {
+            let deadline = Instant::now() + Duration::from_millis(cluster.cfg.controller_timeout_ms);
+            result = cluster.forward(controller, &call, deadline, true).await;
+        }
+    }
+    match result {
         Ok(answer) => ControllerWriteResponse {
             payload: serde_json::to_vec(&answer).unwrap_or_default(),
             ..Default::default()

@@ -367,11 +367,28 @@ impl Cluster {
         let timeout = Duration::from_millis(self.cfg.controller_timeout_ms);
         let deadline = Instant::now() + timeout;
         let mut last_error;
+        let mut attempt_no = 0usize;
         loop {
+            attempt_no += 1;
             let attempt = match self.controller_id() {
                 Some(id) if id == self.cfg.node_id => controller::handle(self, call.clone()).await,
-                Some(id) => self.forward(id, &call, deadline).await,
-                None => Err(Refusal::new(ErrorCode::NotController, "no controller elected")),
+                Some(id) => self.forward(id, &call, deadline, false).await,
+                None => {
+                    // This broker knows no controller (it is not a voter, or its Raft
+                    // node has not heard from the leader): ask the voters in turn, who
+                    // pass the call on to the controller they know.
+                    let others: Vec<NodeId> = self
+                        .cfg
+                        .voters
+                        .keys()
+                        .copied()
+                        .filter(|v| *v != self.cfg.node_id)
+                        .collect();
+                    match others.get(attempt_no % others.len().max(1)) {
+                        Some(v) => self.forward(*v, &call, deadline, false).await,
+                        None => Err(Refusal::new(ErrorCode::NotController, "no controller elected")),
+                    }
+                }
             };
             match attempt {
                 Ok(answer) => {
@@ -407,6 +424,7 @@ impl Cluster {
         controller: NodeId,
         call: &controller::ControllerCall,
         deadline: Instant,
+        forwarded: bool,
     ) -> std::result::Result<controller::Answer, Refusal> {
         let Some(addr) = self.address_of(controller) else {
             return Err(Refusal::new(
@@ -427,7 +445,10 @@ impl Cluster {
             .max(Duration::from_millis(100));
         let mut peer = peer.lock().await;
         match peer
-            .call(&runnel_protocol::messages::ControllerWriteRequest { payload }, wait)
+            .call(
+                &runnel_protocol::messages::ControllerWriteRequest { payload, forwarded },
+                wait,
+            )
             .await
         {
             Ok(resp) => serde_json::from_slice(&resp.payload)

@@ -1,0 +1,364 @@
+//! A cluster of `runnel-broker` processes on loopback (each with its own ports and data
+//! directory): forming a metadata quorum, placing partitions, moving leaderships when a
+//! broker is killed, shut down or returns, and refusing what must be refused. Data is not
+//! replicated yet: these tests check leadership and epochs, not records. Every wait is
+//! bounded.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::wire::Wire;
+use runnel_protocol::messages::*;
+use runnel_protocol::ErrorCode;
+
+struct Node {
+    id: i32,
+    addr: SocketAddr,
+    kafka: SocketAddr,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+struct Cluster {
+    _root: tempfile::TempDir,
+    voters: String,
+    nodes: Vec<Node>,
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn spawn(id: i32, addr: SocketAddr, kafka: SocketAddr, dir: &Path, voters: &str, extra: &[&str]) -> Child {
+    let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+        .args(["--node-id", &id.to_string(), "--controller-voters", voters])
+        .args(["--listen", &addr.to_string(), "--kafka-listen", &kafka.to_string()])
+        .args(["--metrics-listen", "off", "--data-dir"])
+        .arg(dir)
+        .args(["--controller-timeout-ms", "3000"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+impl Cluster {
+    fn start(n: i32) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let nodes: Vec<Node> = (1..=n)
+            .map(|id| Node {
+                id,
+                addr: free_addr(),
+                kafka: free_addr(),
+                dir: root.path().join(format!("broker-{id}")),
+                child: None,
+            })
+            .collect();
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@{}", n.id, n.addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            _root: root,
+            voters,
+            nodes,
+        };
+        for id in 1..=n {
+            c.restart(id);
+        }
+        c
+    }
+
+    fn node(&mut self, id: i32) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    fn restart(&mut self, id: i32) {
+        let voters = self.voters.clone();
+        let n = self.node(id);
+        n.child = Some(spawn(n.id, n.addr, n.kafka, &n.dir, &voters, &[]));
+    }
+
+    fn kill9(&mut self, id: i32) {
+        let mut child = self.node(id).child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM; waits (bounded) for the exit.
+    fn stop(&mut self, id: i32) -> std::process::ExitStatus {
+        let mut child = self.node(id).child.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        wait_exit(&mut child, Duration::from_secs(20)).expect("exits after SIGTERM")
+    }
+
+    fn live_ids(&self) -> Vec<i32> {
+        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()
+    }
+
+    /// A native connection to a running broker.
+    fn wire(&self, id: i32) -> Wire {
+        Wire::connect(self.nodes[(id - 1) as usize].addr)
+    }
+
+    fn describe(&self, via: i32) -> DescribeClusterResponse {
+        self.wire(via).call(&DescribeClusterRequest {}, &[]).0
+    }
+
+    /// Polls `check` against broker `via` every 100 ms until it holds; panics after
+    /// `limit` with the last description.
+    fn wait_for(
+        &self,
+        via: i32,
+        limit: Duration,
+        what: &str,
+        check: impl Fn(&DescribeClusterResponse) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            // Not listening yet (just started): ask again.
+            let d = std::net::TcpStream::connect(self.nodes[(via - 1) as usize].addr)
+                .ok()
+                .map(|_| self.describe(via));
+            if d.as_ref().is_some_and(&check) {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < limit, "{what}: not within {limit:?}; last: {d:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn metadata(&self, via: i32, topic: &str) -> TopicMetadata {
+        let (r, _) = self.wire(via).call(
+            &MetadataRequest {
+                topics: vec![topic.into()],
+                ..Default::default()
+            },
+            &[],
+        );
+        r.topics.into_iter().next().unwrap()
+    }
+
+    fn create(&self, via: i32, name: &str, partitions: i32, rf: i32) -> TopicResult {
+        let (r, _) = self.wire(via).call(
+            &CreateTopicsRequest {
+                topics: vec![NewTopic {
+                    name: name.into(),
+                    partitions,
+                    replication_factor: rf,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            &[],
+        );
+        if r.error_code != 0 {
+            return TopicResult {
+                name: name.into(),
+                error_code: r.error_code,
+                error_message: r.error_message,
+            };
+        }
+        r.topics.into_iter().next().unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn all_live(n: usize) -> impl Fn(&DescribeClusterResponse) -> bool {
+    move |d| d.controller_id >= 0 && d.brokers.len() == n && d.brokers.iter().all(|b| !b.fenced)
+}
+
+fn leaders(t: &TopicMetadata) -> Vec<i32> {
+    t.partitions.iter().map(|p| p.leader_id).collect()
+}
+
+const FORM: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_cluster_places_partitions_and_moves_leaders_when_brokers_die_stop_and_return() {
+    let mut c = Cluster::start(3);
+    c.wait_for(1, FORM, "three live brokers", all_live(3));
+
+    // Placement: 6 partitions, 2 replicas each, spread round-robin.
+    let r = c.create(2, "t", 6, 2);
+    assert_eq!(r.error_code, 0, "{}", r.error_message);
+    let t = c.metadata(3, "t");
+    assert_eq!(t.partitions.len(), 6);
+    let mut led = BTreeMap::new();
+    for p in &t.partitions {
+        let distinct: BTreeSet<i32> = p.replicas.iter().copied().collect();
+        assert_eq!((p.replicas.len(), distinct.len()), (2, 2), "{p:?}");
+        assert_eq!(p.leader_id, p.replicas[0], "the preferred replica leads");
+        assert_eq!(p.isr, vec![p.leader_id]);
+        *led.entry(p.leader_id).or_insert(0) += 1;
+    }
+    assert_eq!(led.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "{led:?}");
+    // Every broker has the topic's partition directories.
+    for n in &c.nodes {
+        for p in 0..6 {
+            assert!(n.dir.join(format!("t-{p}")).is_dir(), "{} t-{p}", n.dir.display());
+        }
+    }
+    let too_many = c.create(1, "wide", 1, 4);
+    assert_eq!(
+        ErrorCode::from_i32(too_many.error_code),
+        ErrorCode::InvalidReplicationFactor
+    );
+
+    // Produce goes to the leader; another broker says NOT_LEADER_OR_FOLLOWER.
+    let p0 = &t.partitions[0];
+    let other = (1..=3).find(|b| *b != p0.leader_id).unwrap();
+    let batch = common::batch(1, 3, 10, 1_700_000_000_000);
+    let (refused, _) = c.wire(other).call(
+        &common::wire::produce_request("t", 0, Acks::Leader, batch.len()),
+        &batch,
+    );
+    let code = ErrorCode::from_i32(refused.topics[0].partitions[0].error_code);
+    assert_eq!(code, ErrorCode::NotLeaderOrFollower);
+    let ok = c.wire(p0.leader_id).produce("t", 0, Acks::Leader, &batch);
+    assert_eq!(ok.error_code, 0);
+
+    // Kafka Metadata from any broker lists all three at their Kafka addresses.
+    let mut k = common::kafka::Kafka::connect(c.nodes[0].kafka);
+    let meta: kafka_protocol::messages::MetadataResponse = k.call(
+        kafka_protocol::messages::ApiKey::Metadata,
+        12,
+        &kafka_protocol::messages::MetadataRequest::default().with_topics(None),
+    );
+    let mut ports: Vec<i32> = meta.brokers.iter().map(|b| b.port).collect();
+    ports.sort();
+    let mut want: Vec<i32> = c.nodes.iter().map(|n| i32::from(n.kafka.port())).collect();
+    want.sort();
+    assert_eq!(ports, want);
+
+    // kill -9 the controller: a new one is elected and topic admin works again.
+    let controller = c.describe(1).controller_id;
+    let before = c.metadata(controller % 3 + 1, "t");
+    c.kill9(controller);
+    let survivor = c.live_ids()[0];
+    let elected = c.wait_for(survivor, FORM, "a new controller", |d| {
+        d.controller_id >= 0 && d.controller_id != controller
+    });
+    let r = c.create(survivor, "after", 2, 1);
+    assert_eq!(r.error_code, 0, "admin after a controller kill: {}", r.error_message);
+    eprintln!("controller kill -9 -> new controller in {elected:?}");
+
+    // ... and once fenced, its partitions are led by the other replica, epoch raised.
+    let moved = c.wait_for(survivor, FORM, "the dead broker fenced", |d| {
+        d.brokers.iter().any(|b| b.node_id == controller && b.fenced)
+    });
+    eprintln!("controller kill -9 -> fenced in {moved:?} (after election)");
+    let after = c.metadata(survivor, "t");
+    for (b, a) in before.partitions.iter().zip(&after.partitions) {
+        if b.leader_id == controller {
+            assert_ne!(a.leader_id, controller);
+            assert!(a.replicas.contains(&a.leader_id));
+            assert!(a.leader_epoch > b.leader_epoch, "{b:?} -> {a:?}");
+        } else {
+            assert_eq!((a.leader_id, a.leader_epoch), (b.leader_id, b.leader_epoch));
+        }
+    }
+
+    // It returns: registered again (epoch 1), unfenced, and leads what it prefers.
+    c.restart(controller);
+    c.wait_for(survivor, FORM, "the broker back", all_live(3));
+    let back = c.metadata(survivor, "t");
+    assert_eq!(leaders(&back), leaders(&before), "preferred leaders restored");
+    let d = c.describe(survivor);
+    assert_eq!(d.brokers.iter().find(|b| b.node_id == controller).unwrap().epoch, 1);
+
+    // SIGTERM: leaderships are moved before the process exits.
+    let leaving = (1..=3).find(|b| *b != c.describe(1).controller_id).unwrap();
+    assert!(leaders(&c.metadata(leaving, "t")).contains(&leaving));
+    let status = c.stop(leaving);
+    assert!(status.success(), "{status:?}");
+    let asked = c.live_ids()[0];
+    let now = c.metadata(asked, "t");
+    assert!(!leaders(&now).contains(&leaving), "{:?}", leaders(&now));
+    assert!(c
+        .describe(asked)
+        .brokers
+        .iter()
+        .any(|b| b.node_id == leaving && b.fenced));
+}
+
+#[test]
+fn bad_starts_are_refused_and_a_lost_quorum_fails_admin_but_leaders_keep_serving() {
+    let mut c = Cluster::start(3);
+    c.wait_for(1, FORM, "three live brokers", all_live(3));
+    let r = c.create(1, "t", 3, 1);
+    assert_eq!(r.error_code, 0, "{}", r.error_message);
+
+    // A second process with a taken node id: refused, exits non-zero, says why.
+    let dup_dir = c._root.path().join("duplicate");
+    let mut dup = spawn(2, free_addr(), free_addr(), &dup_dir, &c.voters, &[]);
+    let status = wait_exit(&mut dup, Duration::from_secs(30)).expect("the duplicate exits");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dup_dir.with_extension("log")).unwrap();
+    assert!(log.contains("node id 2"), "{log}");
+    c.wait_for(1, FORM, "the real broker 2 untouched", all_live(3));
+
+    // A restart with another voter list: refused at once, nothing written.
+    c.stop(3);
+    let n3 = &c.nodes[2];
+    let other_voters = format!("3@{}", n3.addr);
+    let mut wrong = spawn(3, n3.addr, n3.kafka, &n3.dir, &other_voters, &[]);
+    let status = wait_exit(&mut wrong, Duration::from_secs(20)).expect("refused at start");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(n3.dir.with_extension("log")).unwrap();
+    assert!(log.contains("differs from the voters"), "{log}");
+    c.restart(3);
+    c.wait_for(1, FORM, "broker 3 back", all_live(3));
+
+    // Two of three gone: no quorum. Topic admin fails with a clear timeout; the survivor
+    // still serves the partitions it leads.
+    let t = c.metadata(1, "t");
+    c.kill9(2);
+    c.kill9(3);
+    let started = Instant::now();
+    let r = c.create(1, "nope", 1, 1);
+    assert_eq!(ErrorCode::from_i32(r.error_code), ErrorCode::RequestTimedOut, "{r:?}");
+    assert!(r.error_message.contains("quorum"), "{}", r.error_message);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let mine = t
+        .partitions
+        .iter()
+        .find(|p| p.leader_id == 1)
+        .expect("broker 1 leads one");
+    let batch = common::batch(7, 2, 10, 1_700_000_000_000);
+    let ok = c.wire(1).produce("t", mine.partition, Acks::Leader, &batch);
+    assert_eq!(ok.error_code, 0);
+}
