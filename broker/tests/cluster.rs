@@ -362,3 +362,92 @@ fn bad_starts_are_refused_and_a_lost_quorum_fails_admin_but_leaders_keep_serving
     let ok = c.wire(1).produce("t", mine.partition, Acks::Leader, &batch);
     assert_eq!(ok.error_code, 0);
 }
+
+/// A data directory written by the release before clusters (`fixtures/single-node-v0`,
+/// made by that release's broker and CLI: topic `kept` with 2 partitions and 5 records,
+/// group `g` having consumed and committed all 5) starts as a one-node cluster with its
+/// topic, records and committed offsets intact, and the topic recorded in the metadata.
+#[test]
+fn a_data_directory_from_before_clusters_upgrades_in_place() {
+    let root = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/single-node-v0.tar.gz");
+    let untar = Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(root.path())
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let dir = root.path().join("single-node-v0");
+    assert!(!dir.join("__cluster_raft").exists(), "the fixture predates clusters");
+    let addr = free_addr();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--kafka-listen",
+            "off",
+            "--metrics-listen",
+            "off",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stderr(std::fs::File::create(root.path().join("broker.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut wire = loop {
+        if let Ok(s) = std::net::TcpStream::connect(addr) {
+            drop(s);
+            break Wire::connect(addr);
+        }
+        assert!(start.elapsed() < FORM, "the broker did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The topic is recorded in the cluster's metadata (its partitions led by node 0).
+    let recorded = loop {
+        let (d, _) = wire.call(&DescribeClusterRequest {}, &[]);
+        if d.brokers.first().is_some_and(|b| b.leaders == 2) {
+            break d;
+        }
+        assert!(start.elapsed() < FORM, "topic not imported: {d:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!recorded.cluster_id.is_empty());
+    let (m, _) = wire.call(
+        &MetadataRequest {
+            topics: vec!["kept".into()],
+            ..Default::default()
+        },
+        &[],
+    );
+    let t = &m.topics[0];
+    assert_eq!((t.error_code, t.partitions.len()), (0, 2), "{t:?}");
+    let end: i64 = t.partitions.iter().map(|p| p.log_end_offset).sum();
+    assert_eq!(end, 5, "records kept");
+    assert!(t.partitions.iter().all(|p| p.leader_id == 0 && p.replicas == vec![0]));
+    let (o, _) = wire.call(
+        &OffsetFetchRequest {
+            group_id: "g".into(),
+            topics: Vec::new(),
+        },
+        &[],
+    );
+    let committed: i64 = o
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.offset.max(0))
+        .sum();
+    assert_eq!(committed, 5, "committed offsets kept: {o:?}");
+    // And it still takes writes.
+    let batch = common::batch(1, 1, 10, 1_700_000_000_000);
+    assert_eq!(wire.produce("kept", 0, Acks::Leader, &batch).error_code, 0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).unwrap().success());
+}

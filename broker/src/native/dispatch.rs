@@ -186,12 +186,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
             })
             .await
         }
-        ApiKey::Raft => {
-            reply(correlation_id, f.body, |r| {
-                crate::cluster::network::serve(b.cluster.raft(), r)
-            })
-            .await
-        }
+        ApiKey::Raft => reply(correlation_id, f.body, |r| crate::service::cluster::raft_message(b, r)).await,
         ApiKey::ControllerWrite => {
             reply(correlation_id, f.body, |r| {
                 crate::cluster::controller::serve(&b.cluster, r)

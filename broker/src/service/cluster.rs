@@ -124,3 +124,19 @@ pub fn led_partition(broker: &Broker, topic: &str, partition: u32) -> Outcome<Ar
     check_leader(broker, topic, partition)?;
     broker.storage.partition(topic, partition).map_err(Failure::from)
 }
+
+/// A Raft message from another controller voter, for this broker's Raft node.
+pub async fn raft_message(
+    broker: &Broker,
+    req: runnel_protocol::messages::RaftRequest,
+) -> runnel_protocol::messages::RaftResponse {
+    crate::cluster::network::serve(broker.cluster.raft(), req).await
+}
+
+/// A broker's call to the controller (registration, heartbeat, topic change).
+pub async fn controller_write(
+    broker: &Broker,
+    req: runnel_protocol::messages::ControllerWriteRequest,
+) -> runnel_protocol::messages::ControllerWriteResponse {
+    crate::cluster::controller::serve(&broker.cluster, req).await
+}
