@@ -307,6 +307,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// The last log id applied and the membership as of it.
+type Applied = (Option<LogId<Nid>>, StoredMembership<Nid, openraft::BasicNode>);
+
 /// A snapshot as stored and sent: the image and the membership as of `last_log_id`.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -320,7 +323,7 @@ struct StoredSnapshot {
 pub struct StateMachine {
     dir: PathBuf,
     pub image: Arc<ArcSwap<Image>>,
-    last_applied: Arc<Mutex<(Option<LogId<Nid>>, StoredMembership<Nid, openraft::BasicNode>)>>,
+    last_applied: Arc<Mutex<Applied>>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
     local: LocalReplicas,
 }
@@ -357,6 +360,8 @@ impl StateMachine {
         }
     }
 
+    // openraft's own error type, as its traits return it.
+    #[allow(clippy::result_large_err)]
     fn to_snapshot(s: &StoredSnapshot) -> Result<Snapshot<TypeConfig>, SErr> {
         let bytes = serde_json::to_vec(s).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(Snapshot {
