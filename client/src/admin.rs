@@ -271,20 +271,18 @@ impl Admin {
     /// the log then starts there. `None` deletes every record up to the end. Returns the
     /// new log start offset; an offset past the end is an error.
     pub async fn delete_records(&self, topic: &str, partition: u32, offset: Option<i64>) -> Result<i64> {
-        let resp = self
-            .client
-            .call(&DeleteRecordsRequest {
-                topics: vec![DeleteRecordsTopic {
-                    name: topic.to_owned(),
-                    partitions: vec![DeleteRecordsPartition {
-                        partition,
-                        offset: offset.unwrap_or(-1),
-                    }],
+        let req = DeleteRecordsRequest {
+            topics: vec![DeleteRecordsTopic {
+                name: topic.to_owned(),
+                partitions: vec![DeleteRecordsPartition {
+                    partition,
+                    offset: offset.unwrap_or(-1),
                 }],
-            })
-            .await?;
+            }],
+        };
+        let resp = self.client.call_partition(topic, partition, &req).await?;
         let p = first_partition(resp.topics.into_iter().flat_map(|t| t.partitions), "DeleteRecords")?;
-        check(p.error_code, &p.error_message)?;
+        partition_check(&self.client, topic, p.error_code, &p.error_message)?;
         Ok(p.low_watermark)
     }
 
@@ -588,17 +586,26 @@ pub(crate) async fn list_offset(client: &Client, topic: &str, partition: u32, at
 /// ListOffsets for one partition: `timestamp` -1 is the end, -2 the start, else the first
 /// record at or after that time (`None` if there is none).
 async fn list_offset_at(client: &Client, topic: &str, partition: u32, timestamp: i64) -> Result<Option<i64>> {
-    let resp = client
-        .call(&ListOffsetsRequest {
-            topics: vec![ListOffsetsTopic {
-                name: topic.to_owned(),
-                partitions: vec![ListOffsetsPartition { partition, timestamp }],
-            }],
-        })
-        .await?;
+    let req = ListOffsetsRequest {
+        topics: vec![ListOffsetsTopic {
+            name: topic.to_owned(),
+            partitions: vec![ListOffsetsPartition { partition, timestamp }],
+        }],
+    };
+    let resp = client.call_partition(topic, partition, &req).await?;
     let p = first_partition(resp.topics.into_iter().flat_map(|t| t.partitions), "ListOffsets")?;
-    check(p.error_code, &p.error_message)?;
+    partition_check(client, topic, p.error_code, &p.error_message)?;
     Ok((p.offset >= 0).then_some(p.offset))
+}
+
+/// A partition's result; one that says its leader moved refreshes the routes first (the
+/// caller's retry then goes to the new leader).
+fn partition_check(client: &Client, topic: &str, code: i32, message: &str) -> Result<()> {
+    let checked = check(code, message);
+    if checked.as_ref().err().is_some_and(crate::client::leader_moved) {
+        client.refresh_routes(topic);
+    }
+    checked
 }
 
 /// The one partition result a single-partition request gets back.

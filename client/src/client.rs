@@ -2,9 +2,15 @@
 //! of topic partition counts. Producer, Consumer and Admin each own one, so a consumer's
 //! long-poll fetch never holds up a producer's acknowledgements (responses on one
 //! connection come back in request order).
+//!
+//! In a cluster, requests for a partition (produce, fetch, ListOffsets, DeleteRecords) go
+//! to its leader, learnt from Metadata, on a connection of its own; everything else goes
+//! to the bootstrap broker. NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE,
+//! FENCED_LEADER_EPOCH and lost connections refresh the routes ([`Client::refresh_routes`]);
+//! a bootstrap broker that is gone is replaced by any other broker the client knows.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +75,23 @@ struct Inner {
     partitions: Mutex<HashMap<String, u32>>,
     /// Bumped whenever `partitions` changes, so others can cache from it cheaply.
     partitions_version: AtomicU64,
+    routes: Mutex<Routes>,
+    /// Connections to brokers other than the bootstrap one, by address.
+    others: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
+    /// A route refresh is running (at most one at a time).
+    refreshing: AtomicBool,
+}
+
+/// Where each partition's leader is, from the last Metadata.
+#[derive(Default)]
+struct Routes {
+    /// Broker id → `host:port` of its native listener.
+    brokers: HashMap<i32, String>,
+    /// (topic, partition) → leader's broker id.
+    leaders: HashMap<(String, u32), i32>,
+    /// The bootstrap broker's id: its partitions are reached on the bootstrap connection,
+    /// whatever address it advertises.
+    bootstrap_id: Option<i32>,
 }
 
 impl Client {
@@ -106,6 +129,9 @@ impl Client {
                 conn: tokio::sync::Mutex::new(None),
                 partitions: Mutex::new(HashMap::new()),
                 partitions_version: AtomicU64::new(0),
+                routes: Mutex::new(Routes::default()),
+                others: tokio::sync::Mutex::new(HashMap::new()),
+                refreshing: AtomicBool::new(false),
             }),
         };
         let versions = client
@@ -158,6 +184,66 @@ impl Client {
         Ok(c)
     }
 
+    /// The connection to `addr` (`None`: the bootstrap broker's).
+    async fn connection_at(&self, addr: Option<&str>) -> Result<Arc<Connection>> {
+        let Some(addr) = addr.filter(|a| *a != self.inner.addr) else {
+            return self.connection().await;
+        };
+        let mut others = self.inner.others.lock().await;
+        if let Some(c) = others.get(addr).filter(|c| !c.is_dead()) {
+            return Ok(c.clone());
+        }
+        let cfg = &self.inner.config;
+        let c = Arc::new(Connection::open(addr, cfg.connect_timeout, cfg.max_response_frame_bytes).await?);
+        others.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// The address of `topic`/`partition`'s leader, if Metadata named one.
+    pub(crate) fn leader_of(&self, topic: &str, partition: u32) -> Option<String> {
+        let routes = crate::sync::lock(&self.inner.routes);
+        let id = routes.leaders.get(&(topic.to_owned(), partition))?;
+        if routes.bootstrap_id == Some(*id) {
+            return None;
+        }
+        routes.brokers.get(id).cloned()
+    }
+
+    /// Sends a request about one partition to its leader (the bootstrap broker when the
+    /// leader is not known); an answer or error that says the leader moved refreshes the
+    /// routes for the next call.
+    pub(crate) async fn call_partition<R: Request>(&self, topic: &str, partition: u32, req: &R) -> Result<R::Response> {
+        let addr = self.leader_of(topic, partition);
+        let result = match self
+            .start_call_at(addr.as_deref(), req, Vec::new(), Duration::ZERO)
+            .await
+        {
+            Ok(call) => call.response().await.map(|(r, _)| r),
+            Err(e) => Err(e),
+        };
+        if result.as_ref().err().is_some_and(leader_moved) {
+            self.refresh_routes(topic);
+        }
+        result
+    }
+
+    /// Asks for `topic`'s metadata again in the background (one refresh at a time), so
+    /// the next requests go to its partitions' current leaders.
+    pub(crate) fn refresh_routes(&self, topic: &str) {
+        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = self.clone();
+        let mut topics: Vec<String> = crate::sync::lock(&self.inner.partitions).keys().cloned().collect();
+        if !topics.iter().any(|t| t == topic) {
+            topics.push(topic.to_owned());
+        }
+        tokio::spawn(async move {
+            let _ = client.metadata(topics).await;
+            client.inner.refreshing.store(false, Ordering::Release);
+        });
+    }
+
     /// Sends a request and returns its response, or the request-level error it carries.
     pub async fn call<R: Request>(&self, req: &R) -> Result<R::Response> {
         let (resp, _) = self.call_with(req, Vec::new(), Duration::ZERO).await?;
@@ -184,10 +270,22 @@ impl Client {
         trailer: Vec<Bytes>,
         extra: Duration,
     ) -> Result<PendingCall<R>> {
+        self.start_call_at(None, req, trailer, extra).await
+    }
+
+    /// As [`Client::start_call`], on the connection to `addr` (`None`: the bootstrap
+    /// broker's).
+    pub(crate) async fn start_call_at<R: Request>(
+        &self,
+        addr: Option<&str>,
+        req: &R,
+        trailer: Vec<Bytes>,
+        extra: Duration,
+    ) -> Result<PendingCall<R>> {
         let timeout = self.inner.config.request_timeout + extra;
         let deadline = tokio::time::Instant::now() + timeout;
         let queued = async {
-            let conn = self.connection().await?;
+            let conn = self.connection_at(addr).await?;
             let rx = conn.enqueue(req, trailer, true).await?.ok_or(Error::Closed)?;
             Ok::<_, Error>((conn, rx))
         };
@@ -204,20 +302,67 @@ impl Client {
         })
     }
 
-    /// Sends a request that gets no response (produce with acks none).
-    pub(crate) async fn send_only<R: Request>(&self, req: &R, trailer: Vec<Bytes>) -> Result<()> {
-        let conn = self.connection().await?;
+    /// Sends a request that gets no response (produce with acks none) to `addr` (`None`:
+    /// the bootstrap broker).
+    pub(crate) async fn send_only_at<R: Request>(
+        &self,
+        addr: Option<&str>,
+        req: &R,
+        trailer: Vec<Bytes>,
+    ) -> Result<()> {
+        let conn = self.connection_at(addr).await?;
         conn.enqueue(req, trailer, false).await.map(|_| ())
     }
 
-    /// Metadata for `topics` (all topics if empty).
+    /// Metadata for `topics` (all topics if empty), from the bootstrap broker or, if it
+    /// cannot be reached, any other broker the client knows. Updates the routes to each
+    /// partition's leader.
     pub async fn metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
-        let resp = self
-            .call(&MetadataRequest {
-                allow_auto_topic_creation: self.inner.config.auto_create_topics && !topics.is_empty(),
-                topics,
-            })
-            .await?;
+        let req = MetadataRequest {
+            allow_auto_topic_creation: self.inner.config.auto_create_topics && !topics.is_empty(),
+            topics,
+        };
+        let resp = match self.call(&req).await {
+            Ok(r) => {
+                crate::sync::lock(&self.inner.routes).bootstrap_id = Some(r.answered_by);
+                r
+            }
+            Err(e)
+                if matches!(
+                    e,
+                    Error::Connect { .. } | Error::Disconnected { .. } | Error::Timeout(_)
+                ) =>
+            {
+                let known: Vec<String> = crate::sync::lock(&self.inner.routes)
+                    .brokers
+                    .values()
+                    .cloned()
+                    .collect();
+                let mut answer = Err(e);
+                for addr in known.iter().filter(|a| **a != self.inner.addr) {
+                    answer = match self.start_call_at(Some(addr), &req, Vec::new(), Duration::ZERO).await {
+                        Ok(call) => call.response().await.map(|(r, _)| r),
+                        Err(e) => Err(e),
+                    };
+                    if answer.is_ok() {
+                        break;
+                    }
+                }
+                answer?
+            }
+            Err(e) => return Err(e),
+        };
+        {
+            let mut routes = crate::sync::lock(&self.inner.routes);
+            for b in &resp.brokers {
+                routes.brokers.insert(b.node_id, format!("{}:{}", b.host, b.port));
+            }
+            for t in resp.topics.iter().filter(|t| t.error_code == 0) {
+                for p in &t.partitions {
+                    routes.leaders.insert((t.name.clone(), p.partition), p.leader_id);
+                }
+            }
+        }
         let mut cache = crate::sync::lock(&self.inner.partitions);
         for t in &resp.topics {
             let count = t.partitions.len() as u32;
@@ -297,6 +442,15 @@ impl<R: Request> PendingCall<R> {
 /// `Ok` or the error of a per-topic/per-partition result.
 pub(crate) fn check(code: i32, message: &str) -> Result<()> {
     Error::check(code, message)
+}
+
+/// Whether an error says the partition's leader is elsewhere now (or its connection is
+/// gone): the routes need refreshing.
+pub(crate) fn leader_moved(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        Some(ErrorCode::NotLeaderOrFollower | ErrorCode::LeaderNotAvailable | ErrorCode::FencedLeaderEpoch)
+    ) || matches!(e, Error::Connect { .. } | Error::Disconnected { .. })
 }
 
 pub(crate) fn is_unknown_topic(e: &Error) -> bool {

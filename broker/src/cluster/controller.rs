@@ -167,6 +167,9 @@ pub async fn handle(cluster: &Cluster, call: ControllerCall) -> Result<Answer, R
             if unchanged {
                 return Ok(one(Ok(()), cluster.applied_index()));
             }
+            if !cluster.is_voter(id) {
+                ensure_learner(cluster, id, &native).await?;
+            }
             let reply = propose(
                 cluster,
                 MetaCommand::RegisterBroker {
@@ -264,6 +267,32 @@ pub async fn handle(cluster: &Cluster, call: ControllerCall) -> Result<Answer, R
             Ok(one(Ok(()), index))
         }
     }
+}
+
+/// A broker that is not a voter receives the metadata log as a Raft learner: added (or
+/// its address updated) when it registers.
+async fn ensure_learner(cluster: &Cluster, id: NodeId, native: &str) -> Result<(), Refusal> {
+    let known = {
+        let m = cluster.raft.metrics().borrow().membership_config.clone();
+        let found = m
+            .nodes()
+            .any(|(n, node)| *n == super::raft_id(id) && node.addr == native);
+        found
+    };
+    if known {
+        return Ok(());
+    }
+    cluster
+        .raft
+        .add_learner(super::raft_id(id), openraft::BasicNode::new(native), false)
+        .await
+        .map_err(write_refusal)?;
+    info!(
+        broker = id,
+        addr = native,
+        "broker added as a metadata learner (not a voter)"
+    );
+    Ok(())
 }
 
 fn unknown_topic(name: &str) -> Refusal {

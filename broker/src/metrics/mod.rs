@@ -28,7 +28,7 @@ pub use request::{
     add_storage, identify, in_storage, note_error, note_error_code, scope, waiting, RequestInfo, RequestMeta,
 };
 use scrape::BrokerCollector;
-pub use scrape::ScrapeSource;
+pub use scrape::{ClusterGauges, ScrapeSource};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -11,6 +11,20 @@ pub trait ScrapeSource: Send + Sync {
     fn storage(&self) -> &Arc<LogManager>;
     fn groups(&self) -> &Arc<Coordinator>;
     fn kafka_produce_copied_bytes(&self) -> u64;
+    /// This broker's view of the cluster.
+    fn cluster(&self) -> ClusterGauges;
+}
+
+/// The cluster as one broker sees it, read at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterGauges {
+    pub is_controller: bool,
+    /// Partitions this broker leads.
+    pub leaders: u64,
+    /// The metadata log index applied here.
+    pub metadata_offset: u64,
+    pub brokers: u64,
+    pub fenced_brokers: u64,
 }
 
 /// Values read from the broker at scrape time.
@@ -70,6 +84,42 @@ impl Collector for BrokerCollector {
             "Record bytes of Kafka produce requests copied before their append (requests under 16 KiB; larger ones are appended where they were read)",
             None,
             ConstCounter::new(broker.kafka_produce_copied_bytes()),
+        )?;
+        let c = broker.cluster();
+        single(
+            &mut encoder,
+            "cluster_controller",
+            "1 if this broker is the controller (the metadata quorum's leader), else 0",
+            None,
+            ConstGauge::new(i64::from(c.is_controller)),
+        )?;
+        single(
+            &mut encoder,
+            "cluster_partition_leaders",
+            "Partitions this broker leads",
+            None,
+            ConstGauge::new(c.leaders as i64),
+        )?;
+        single(
+            &mut encoder,
+            "cluster_metadata_offset",
+            "The metadata log index this broker has applied",
+            None,
+            ConstGauge::new(c.metadata_offset as i64),
+        )?;
+        single(
+            &mut encoder,
+            "cluster_brokers",
+            "Brokers registered in the cluster's metadata",
+            None,
+            ConstGauge::new(c.brokers as i64),
+        )?;
+        single(
+            &mut encoder,
+            "cluster_fenced_brokers",
+            "Registered brokers that are fenced (silent past their session timeout, or shut down)",
+            None,
+            ConstGauge::new(c.fenced_brokers as i64),
         )?;
         let storage = broker.storage();
         let stats = storage.stats();

@@ -47,6 +47,7 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest) -> MetadataRespo
             })
             .collect(),
         controller_id: broker.cluster.controller_id().unwrap_or(-1),
+        answered_by: broker.node_id,
         topics,
         ..Default::default()
     }

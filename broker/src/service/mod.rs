@@ -27,6 +27,9 @@ use crate::metrics::{Metrics, ScrapeSource};
 use crate::net::{Net, ServerConfig, ServerStats};
 use crate::storage::LogManager;
 
+/// Producer ids step by this, so each broker's are distinct modulo it.
+const PRODUCER_ID_STRIDE: i64 = 1024;
+
 /// What every handler of either protocol is served by. Owned by the server; handlers
 /// hold an `Arc`. Immutable but for the producer id counter and what `net` holds.
 pub struct Broker {
@@ -65,19 +68,23 @@ impl Broker {
             groups,
             net,
             node_id: cluster.node_id(),
-            cluster,
             advertised_host,
             advertised_port,
             kafka_port,
-            next_producer_id: AtomicI64::new(start_ms << 20),
+            next_producer_id: AtomicI64::new(
+                (start_ms << 20) + i64::from(cluster.node_id()).rem_euclid(PRODUCER_ID_STRIDE),
+            ),
+            cluster,
         }
     }
 
     /// A new idempotent producer id (InitProducerId, native and Kafka):
-    /// `(broker start time in ms) << 20` plus a counter, unique across restarts unless
-    /// more than a million are handed out per millisecond of uptime.
+    /// `(broker start time in ms) << 20`, plus the node id modulo 1024, plus 1024 per id
+    /// handed out. Brokers of a cluster never hand out the same id (theirs differ modulo
+    /// 1024, for node ids below 1024), and a restarted broker never repeats one unless it
+    /// handed out more than 1024 per millisecond of uptime.
     pub fn new_producer_id(&self) -> i64 {
-        self.next_producer_id.fetch_add(1, Ordering::Relaxed)
+        self.next_producer_id.fetch_add(PRODUCER_ID_STRIDE, Ordering::Relaxed)
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -113,6 +120,17 @@ impl ScrapeSource for Broker {
 
     fn kafka_produce_copied_bytes(&self) -> u64 {
         ServerStats::get(&self.net.stats.kafka_produce_copied_bytes)
+    }
+
+    fn cluster(&self) -> crate::metrics::ClusterGauges {
+        let image = self.cluster.image();
+        crate::metrics::ClusterGauges {
+            is_controller: self.cluster.is_controller(),
+            leaders: image.leader_counts().get(&self.node_id).copied().unwrap_or(0) as u64,
+            metadata_offset: self.cluster.applied_index(),
+            brokers: image.brokers.len() as u64,
+            fenced_brokers: image.brokers.values().filter(|b| b.fenced).count() as u64,
+        }
     }
 }
 

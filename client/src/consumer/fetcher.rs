@@ -89,11 +89,58 @@ pub(super) async fn fetch_loop(
     }
 }
 
-/// One fetch for every partition; advances `positions` past what it returns.
-// Long by choice: one fetch — request, response, per-partition outcomes — in one place.
+/// One fetch for every partition — a request to each partition leader, all at once —
+/// advancing `positions` past what they return.
 pub(super) async fn fetch_once(
     client: &Client,
     config: &ConsumerConfig,
+    positions: &mut [(PartitionKey, i64)],
+) -> Result<Chunk> {
+    let mut groups: Vec<(Option<String>, Vec<(PartitionKey, i64)>)> = Vec::new();
+    for (tp, at) in positions.iter() {
+        let leader = client.leader_of(&tp.0, tp.1);
+        match groups.iter_mut().find(|(l, _)| *l == leader) {
+            Some((_, g)) => g.push((tp.clone(), *at)),
+            None => groups.push((leader, vec![(tp.clone(), *at)])),
+        }
+    }
+    let fetches = groups.into_iter().map(|(leader, mut group)| async move {
+        let r = fetch_from(client, config, leader.as_deref(), &mut group).await;
+        (r, group)
+    });
+    let mut chunk = Chunk {
+        batches: Vec::new(),
+        high_watermarks: Vec::new(),
+    };
+    let mut first_error = None;
+    for (r, group) in futures::future::join_all(fetches).await {
+        for (tp, at) in group {
+            if let Some((_, pos)) = positions.iter_mut().find(|(p, _)| *p == tp) {
+                *pos = at;
+            }
+        }
+        match r {
+            Ok(c) => {
+                chunk.batches.extend(c.batches);
+                chunk.high_watermarks.extend(c.high_watermarks);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) if chunk.batches.is_empty() => Err(e),
+        _ => Ok(chunk),
+    }
+}
+
+/// One fetch from one broker (`leader`; `None`: the bootstrap broker) for `positions`.
+// Long by choice: one fetch — request, response, per-partition outcomes — in one place.
+async fn fetch_from(
+    client: &Client,
+    config: &ConsumerConfig,
+    leader: Option<&str>,
     positions: &mut [(PartitionKey, i64)],
 ) -> Result<Chunk> {
     let mut topics: Vec<FetchTopic> = Vec::new();
@@ -117,7 +164,24 @@ pub(super) async fn fetch_once(
         max_bytes: config.fetch_max_bytes,
         topics,
     };
-    let (resp, trailer) = client.call_with(&req, Vec::new(), config.fetch_max_wait).await?;
+    let fetched = match client
+        .start_call_at(leader, &req, Vec::new(), config.fetch_max_wait)
+        .await
+    {
+        Ok(call) => call.response().await,
+        Err(e) => Err(e),
+    };
+    let (resp, trailer) = match fetched {
+        Ok(r) => r,
+        Err(e) => {
+            if crate::client::leader_moved(&e) {
+                if let Some(((topic, _), _)) = positions.first() {
+                    client.refresh_routes(topic);
+                }
+            }
+            return Err(e);
+        }
+    };
     let mut chunk = Chunk {
         batches: Vec::new(),
         high_watermarks: Vec::new(),
@@ -154,10 +218,14 @@ pub(super) async fn fetch_once(
                     continue;
                 }
                 code => {
-                    first_error.get_or_insert(Error::Server {
+                    let e = Error::Server {
                         code,
                         message: format!("{}-{}: {}", t.name, p.partition, p.error_message),
-                    });
+                    };
+                    if crate::client::leader_moved(&e) {
+                        client.refresh_routes(&t.name);
+                    }
+                    first_error.get_or_insert(e);
                     continue;
                 }
             }

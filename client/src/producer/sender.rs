@@ -44,11 +44,14 @@ pub(super) async fn run_sender(inner: Arc<Inner>) {
                     },
                 }
             }
-            // Queued on the connection here, in order (a partition with several requests
-            // in flight relies on it); the responses are awaited in tasks of their own.
-            for request in split_requests(batches, inner.config.max_request_bytes) {
-                let started = start_request(&inner, &request).await;
-                tokio::spawn(finish_request(inner.clone(), request, started));
+            // Queued on each leader's connection here, in order (a partition with several
+            // requests in flight relies on it); the responses are awaited in tasks of
+            // their own.
+            for (leader, batches) in by_leader(&inner, batches) {
+                for request in split_requests(batches, inner.config.max_request_bytes) {
+                    let started = start_request(&inner, leader.as_deref(), &request).await;
+                    tokio::spawn(finish_request(inner.clone(), request, started));
+                }
             }
             continue;
         }
@@ -65,6 +68,20 @@ pub(super) async fn run_sender(inner: Arc<Inner>) {
             None => woken.await,
         }
     }
+}
+
+/// Groups batches by their partition's leader (`None`: not known, the bootstrap broker),
+/// keeping each partition's batches in order.
+fn by_leader(inner: &Inner, batches: Vec<(PartitionKey, Batch)>) -> Vec<(Option<String>, Vec<(PartitionKey, Batch)>)> {
+    let mut out: Vec<(Option<String>, Vec<(PartitionKey, Batch)>)> = Vec::new();
+    for (tp, b) in batches {
+        let leader = inner.client.leader_of(&tp.0, tp.1);
+        match out.iter_mut().find(|(l, _)| *l == leader) {
+            Some((_, group)) => group.push((tp, b)),
+            None => out.push((leader, vec![(tp, b)])),
+        }
+    }
+    out
 }
 
 /// Groups batches into requests of at most `max_bytes` (a single larger batch alone).
@@ -87,9 +104,11 @@ pub(super) fn split_requests(batches: Vec<(PartitionKey, Batch)>, max_bytes: usi
     out
 }
 
-/// Queues one Produce request for `batches`. `Ok(None)`: acks none, nothing to await.
+/// Queues one Produce request for `batches` to `leader` (`None`: the bootstrap broker).
+/// `Ok(None)`: acks none, nothing to await.
 pub(super) async fn start_request(
     inner: &Inner,
+    leader: Option<&str>,
     batches: &[(PartitionKey, Batch)],
 ) -> Result<Option<PendingCall<ProduceRequest>>> {
     let acks = inner.config.acks;
@@ -124,9 +143,13 @@ pub(super) async fn start_request(
         topics,
     };
     if acks == Acks::None {
-        inner.client.send_only(&req, trailer).await.map(|()| None)
+        inner.client.send_only_at(leader, &req, trailer).await.map(|()| None)
     } else {
-        inner.client.start_call(&req, trailer, Duration::ZERO).await.map(Some)
+        inner
+            .client
+            .start_call_at(leader, &req, trailer, Duration::ZERO)
+            .await
+            .map(Some)
     }
 }
 
@@ -148,6 +171,10 @@ pub(super) async fn finish_request(
             Ok(Some(resp)) => partition_result(resp, &tp),
         };
         let in_time = batch.created.elapsed() < inner.config.delivery_timeout;
+        if result.as_ref().err().is_some_and(crate::client::leader_moved) {
+            // Retried below; the retry goes to the leader the refreshed routes name.
+            inner.client.refresh_routes(&tp.0);
+        }
         match result {
             Err(e) if in_time && batch.seq.is_some() && e.code() == Some(ErrorCode::OutOfOrderSequenceNumber) => {
                 inner.out_of_order(&tp, batch, &e)
