@@ -263,6 +263,14 @@ fn a_cluster_places_partitions_and_moves_leaders_when_brokers_die_stop_and_retur
     let mut want: Vec<i32> = c.nodes.iter().map(|n| i32::from(n.kafka.port())).collect();
     want.sort();
     assert_eq!(ports, want);
+    let dc: kafka_protocol::messages::DescribeClusterResponse = k.call(
+        kafka_protocol::messages::ApiKey::DescribeCluster,
+        1,
+        &kafka_protocol::messages::DescribeClusterRequest::default(),
+    );
+    assert_eq!((dc.error_code, dc.brokers.len()), (0, 3));
+    assert_eq!(dc.controller_id.0, c.describe(1).controller_id);
+    assert!(!dc.cluster_id.is_empty());
 
     // kill -9 the controller: a new one is elected and topic admin works again.
     let controller = c.describe(1).controller_id;
@@ -450,4 +458,48 @@ fn a_data_directory_from_before_clusters_upgrades_in_place() {
     )
     .unwrap();
     assert!(wait_exit(&mut child, Duration::from_secs(20)).unwrap().success());
+}
+
+/// Five brokers: replication factor 3 placed over all five, and a leader's death moves
+/// each of its partitions to another of its replicas.
+#[test]
+fn five_brokers_place_three_replicas_and_move_a_dead_leaders_partitions() {
+    let mut c = Cluster::start(5);
+    c.wait_for(1, FORM, "five live brokers", all_live(5));
+    let r = c.create(4, "t5", 10, 3);
+    assert_eq!(r.error_code, 0, "{}", r.error_message);
+    let t = c.metadata(2, "t5");
+    let mut led = BTreeMap::new();
+    for p in &t.partitions {
+        let distinct: BTreeSet<i32> = p.replicas.iter().copied().collect();
+        assert_eq!(distinct.len(), 3, "{p:?}");
+        *led.entry(p.leader_id).or_insert(0) += 1;
+    }
+    assert_eq!(led.len(), 5, "every broker leads: {led:?}");
+    let controller = c.describe(1).controller_id;
+    let victim = (1..=5).find(|b| *b != controller).unwrap();
+    c.kill9(victim);
+    let witness = c.live_ids()[0];
+    c.wait_for(witness, FORM, "the dead broker fenced", |d| {
+        d.brokers.iter().any(|b| b.node_id == victim && b.fenced)
+    });
+    let after = c.metadata(witness, "t5");
+    for (b, a) in t.partitions.iter().zip(&after.partitions) {
+        if b.leader_id == victim {
+            assert!(
+                a.leader_id != victim && b.replicas.contains(&a.leader_id),
+                "{b:?} -> {a:?}"
+            );
+            assert_eq!(a.leader_epoch, b.leader_epoch + 1);
+        }
+    }
+    assert!(
+        c.create(witness, "after", 3, 3).error_code == 0,
+        "RF 3 over the four live brokers"
+    );
+    let too_many = c.create(witness, "wide", 1, 5);
+    assert_eq!(
+        ErrorCode::from_i32(too_many.error_code),
+        ErrorCode::InvalidReplicationFactor
+    );
 }

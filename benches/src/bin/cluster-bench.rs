@@ -200,7 +200,10 @@ async fn leaders(addr: &str, topic: &str) -> Option<Vec<i32>> {
 }
 
 async fn create(addr: &str, name: &str, partitions: i32, rf: i32) -> bool {
-    let Some(c) = client(addr).await else { return false };
+    let Some(c) = client(addr).await else {
+        eprintln!("  create: cannot connect to {addr}");
+        return false;
+    };
     let req = CreateTopicsRequest {
         topics: vec![NewTopic {
             name: name.into(),
@@ -210,16 +213,29 @@ async fn create(addr: &str, name: &str, partitions: i32, rf: i32) -> bool {
         }],
         ..Default::default()
     };
-    matches!(c.call(&req).await, Ok(r) if r.topics.first().is_some_and(|t| t.error_code == 0))
+    match c.call(&req).await {
+        Ok(r) if r.topics.first().is_some_and(|t| t.error_code == 0) => true,
+        Ok(r) => {
+            eprintln!("  create: {:?}", r.topics.first().map(|t| &t.error_message));
+            false
+        }
+        Err(e) => {
+            eprintln!("  create: {e}");
+            false
+        }
+    }
 }
 
-/// Waits (at most 60 s) until every broker is registered and unfenced, asked of `via`.
-async fn settled(c: &Cluster, n: usize) -> bool {
+/// Waits (at most 60 s) until every broker is registered and unfenced, and `returned`
+/// (a broker just restarted, with its registration epoch before) has registered again.
+async fn settled(c: &Cluster, n: usize, returned: Option<(i32, i64)>) -> bool {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         for id in c.live() {
             if let Some(d) = describe(&c.addr(id)).await {
-                if d.controller_id >= 0 && d.brokers.len() == n && d.brokers.iter().all(|b| !b.fenced) {
+                let back =
+                    returned.is_none_or(|(r, epoch)| d.brokers.iter().any(|b| b.node_id == r && b.epoch > epoch));
+                if back && d.controller_id >= 0 && d.brokers.len() == n && d.brokers.iter().all(|b| !b.fenced) {
                     return true;
                 }
             }
@@ -227,6 +243,25 @@ async fn settled(c: &Cluster, n: usize) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// The cluster as any live broker describes it (retried for up to 10 s).
+async fn any_describe(c: &Cluster) -> DescribeClusterResponse {
+    let start = Instant::now();
+    loop {
+        for id in c.live() {
+            if let Some(d) = describe(&c.addr(id)).await {
+                if d.controller_id >= 0 {
+                    return d;
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no broker describes the cluster"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn report(what: &str, h: &Histogram<u64>) {
@@ -249,7 +284,7 @@ async fn main() {
     let args = Args::parse();
     let mut c = Cluster::start(args.broker_bin.clone(), args.brokers);
     let n = args.brokers as usize;
-    if !settled(&c, n).await {
+    if !settled(&c, n, None).await {
         eprintln!(
             "cluster-bench: the cluster did not form within 60 s (logs in {})",
             c.root.path().display()
@@ -266,7 +301,7 @@ async fn main() {
     match args.scenario {
         Scenario::LeaderKill | Scenario::Shutdown => {
             for round in 0..args.rounds {
-                let d = describe(&c.addr(c.live()[0])).await.expect("a description");
+                let d = any_describe(&c).await;
                 // A broker that leads something and is not the controller.
                 let victim = (1..=args.brokers)
                     .find(|b| *b != d.controller_id && d.brokers.iter().any(|x| x.node_id == *b && x.leaders > 0))
@@ -294,8 +329,9 @@ async fn main() {
                     let _ = child.wait();
                 }
                 eprintln!("round {round}: broker {victim} -> its partitions led elsewhere in {took:?}");
+                let epoch = d.brokers.iter().find(|b| b.node_id == victim).map_or(-1, |b| b.epoch);
                 c.spawn(victim);
-                if !settled(&c, n).await {
+                if !settled(&c, n, Some((victim, epoch))).await {
                     eprintln!("cluster-bench: broker {victim} did not return");
                     std::process::exit(1);
                 }
@@ -309,7 +345,7 @@ async fn main() {
         }
         Scenario::ControllerKill => {
             for round in 0..args.rounds {
-                let d = describe(&c.addr(c.live()[0])).await.expect("a description");
+                let d = any_describe(&c).await;
                 let victim = d.controller_id;
                 let via = c.addr(if victim == 1 { 2 } else { 1 });
                 let started = Instant::now();
@@ -322,8 +358,9 @@ async fn main() {
                 let took = started.elapsed();
                 h.record(micros(took)).expect("in range");
                 eprintln!("round {round}: controller {victim} killed -> CreateTopics succeeded in {took:?}");
+                let epoch = d.brokers.iter().find(|b| b.node_id == victim).map_or(-1, |b| b.epoch);
                 c.spawn(victim);
-                if !settled(&c, n).await {
+                if !settled(&c, n, Some((victim, epoch))).await {
                     eprintln!("cluster-bench: broker {victim} did not return");
                     std::process::exit(1);
                 }
@@ -331,7 +368,7 @@ async fn main() {
             report("controller kill -9 -> next successful CreateTopics", &h);
         }
         Scenario::Fencing => {
-            let before = describe(&c.addr(1)).await.expect("a description");
+            let before = any_describe(&c).await;
             let mut load = Command::new(&args.load_bin)
                 .args([
                     "produce",
@@ -363,7 +400,7 @@ async fn main() {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             let out = load.wait_with_output().expect("load output");
-            let after = describe(&c.addr(1)).await.expect("a description");
+            let after = any_describe(&c).await;
             let reregistered: i64 = after
                 .brokers
                 .iter()

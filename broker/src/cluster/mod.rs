@@ -368,11 +368,15 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let mut last_error;
         let mut attempt_no = 0usize;
+        // A broker this one took for the controller that said it is not (this broker's
+        // view is stale, or that one has not heard of the election yet): ask the voters
+        // in turn instead while the view says the same.
+        let mut refused_by: Option<NodeId> = None;
         loop {
             attempt_no += 1;
-            let attempt = match self.controller_id() {
-                Some(id) if id == self.cfg.node_id => controller::handle(self, call.clone()).await,
-                Some(id) => self.forward(id, &call, deadline, false).await,
+            let believed = self.controller_id().filter(|id| Some(*id) != refused_by);
+            let target = match believed {
+                Some(id) => Some(id),
                 None => {
                     // This broker knows no controller (it is not a voter, or its Raft
                     // node has not heard from the leader): ask the voters in turn, who
@@ -384,11 +388,19 @@ impl Cluster {
                         .copied()
                         .filter(|v| *v != self.cfg.node_id)
                         .collect();
-                    match others.get(attempt_no % others.len().max(1)) {
-                        Some(v) => self.forward(*v, &call, deadline, false).await,
-                        None => Err(Refusal::new(ErrorCode::NotController, "no controller elected")),
-                    }
+                    others.get(attempt_no % others.len().max(1)).copied()
                 }
+            };
+            let attempt = match target {
+                Some(id) if id == self.cfg.node_id => controller::handle(self, call.clone()).await,
+                Some(id) => {
+                    let r = self.forward(id, &call, deadline, false).await;
+                    if believed == Some(id) && r.as_ref().err().is_some_and(|e| e.code() == ErrorCode::NotController) {
+                        refused_by = Some(id);
+                    }
+                    r
+                }
+                None => Err(Refusal::new(ErrorCode::NotController, "no controller elected")),
             };
             match attempt {
                 Ok(answer) => {

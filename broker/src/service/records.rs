@@ -87,17 +87,26 @@ pub const TO_END: i64 = -1;
 /// `offset` ([`TO_END`]: its end); the new log start offset (Kafka's low watermark), or
 /// why not, per partition in order.
 pub async fn delete_records(broker: &Arc<Broker>, topics: Vec<(String, Vec<(u32, i64)>)>) -> Vec<Vec<Outcome<i64>>> {
-    let storage = broker.storage.clone();
     let count: Vec<usize> = topics.iter().map(|t| t.1.len()).collect();
+    // Each partition's log, if this broker leads it, looked up before the blocking call.
+    let topics: Vec<Vec<(Outcome<Arc<crate::storage::PartitionLog>>, i64)>> = topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            partitions
+                .into_iter()
+                .map(|(partition, offset)| (super::cluster::led_partition(broker, &name, partition), offset))
+                .collect()
+        })
+        .collect();
     // One blocking call for the whole request: each partition writes its new start durably.
     let done = blocking(move || {
         Ok(topics
             .into_iter()
-            .map(|(name, partitions)| {
+            .map(|partitions| {
                 partitions
                     .into_iter()
-                    .map(|(partition, offset)| {
-                        let log = storage.partition(&name, partition)?;
+                    .map(|(log, offset)| {
+                        let log = log?;
                         let moved = match offset {
                             TO_END => log.delete_records_before(log.end_offset()),
                             o if o < 0 => Err(Error::OffsetOutOfRange {

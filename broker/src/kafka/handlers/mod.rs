@@ -10,6 +10,7 @@ pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
@@ -42,7 +43,7 @@ use crate::net::reply::Reply;
 use crate::service::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 26] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 27] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
@@ -69,6 +70,7 @@ pub const SERVED: [(ApiKey, RangeInclusive<i16>); 26] = [
     (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
     (ApiKey::DeleteRecords, delete_records::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -166,6 +168,7 @@ async fn serve(
         ),
         ApiKey::DeleteRecords => respond(&req, &delete_records::handle(broker, decode(&req, body)?).await),
         ApiKey::DescribeLogDirs => respond(&req, &describe_log_dirs::handle(broker, decode(&req, body)?)),
+        ApiKey::DescribeCluster => respond(&req, &describe_cluster::handle(broker, decode(&req, body)?)),
         ApiKey::Produce => produce::handle(broker, &req, body, order).await?,
         ApiKey::Fetch => fetch::handle(broker, &req, decode(&req, body)?).await,
         _ => None,
