@@ -8,8 +8,8 @@
 //! - `controller-kill`: kill -9 the controller; time until a CreateTopics through another
 //!   broker succeeds.
 //! - `shutdown`: SIGTERM a leading broker; time until Metadata shows it leads nothing.
-//! - `fencing`: `runnel-bench` producing and consuming at full speed against the cluster
-//!   for `--seconds`; the cluster is polled every 250 ms and every fencing or
+//! - `fencing`: `runnel-bench e2e` producing and consuming unthrottled against the cluster
+//!   for `--seconds` (retention bounds the disk use); the cluster is polled every 250 ms and every fencing or
 //!   re-registration (none expected) is counted.
 //!
 //! The brokers share this machine's cores and disk: figures are for one machine.
@@ -120,7 +120,8 @@ impl Cluster {
         let child = Command::new(&self.bin)
             .args(["--node-id", &id.to_string(), "--controller-voters", &self.voters])
             .args(["--listen", &n.addr.to_string(), "--kafka-listen", &n.kafka.to_string()])
-            .args(["--metrics-listen", "off", "--data-dir"])
+            .args(["--metrics-listen", "off", "--retention-check-interval-ms", "10000"])
+            .arg("--data-dir")
             .arg(&dir)
             .stdout(Stdio::null())
             .stderr(log)
@@ -369,16 +370,12 @@ async fn main() {
         }
         Scenario::Fencing => {
             let before = any_describe(&c).await;
+            // Producers and consumers at once, unthrottled; retention keeps the disk use
+            // bounded (512 MiB per partition, checked every 10 s).
             let mut load = Command::new(&args.load_bin)
-                .args([
-                    "produce",
-                    "--topic",
-                    "load",
-                    "--partitions",
-                    "6",
-                    "--message-size",
-                    "1024",
-                ])
+                .args(["e2e", "--topic", "load", "--partitions", "6", "--message-size", "1024"])
+                .args(["--topic-config", "retention.bytes=536870912"])
+                .args(["--topic-config", "segment.bytes=67108864"])
                 .args(["--duration", &args.seconds.to_string(), "--broker", &c.bootstrap()])
                 .stdout(Stdio::piped())
                 .spawn()
