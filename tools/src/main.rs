@@ -50,6 +50,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into a reader that stops early (`| head`) ends the CLI quietly, as it
+    // does any Unix tool, instead of a panic on the failed write.
+    // SAFETY: restores the default disposition before any thread starts; no handler runs.
+    let _ =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

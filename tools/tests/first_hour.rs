@@ -203,3 +203,24 @@ fn records_over_one_mebibyte_go_through_the_cli() {
     assert_eq!(code, 1);
     assert!(e.contains("bytes"), "{e}");
 }
+
+/// Output piped into a reader that is gone (`| head -1` after its line; here `| true`,
+/// gone before the first write) ends the CLI quietly, as any Unix tool: no panic, no
+/// backtrace.
+#[test]
+fn a_closed_pipe_ends_the_cli_quietly() {
+    let b = broker();
+    runnel(&b)
+        .args(["topic", "create", "piped", "-p", "200"])
+        .assert()
+        .success();
+    let bin = env!("CARGO_BIN_EXE_runnel");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{bin}' --broker {} topic describe piped | true", b.addr))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
