@@ -503,3 +503,139 @@ fn five_brokers_place_three_replicas_and_move_a_dead_leaders_partitions() {
         ErrorCode::InvalidReplicationFactor
     );
 }
+
+fn retention_on(c: &Cluster, via: i32, topic: &str) -> Option<String> {
+    let (r, _) = c.wire(via).call(
+        &DescribeConfigsRequest {
+            topics: vec![topic.into()],
+        },
+        &[],
+    );
+    let t = r.topics.into_iter().next()?;
+    t.entries.into_iter().find(|e| e.key == "retention.ms").map(|e| e.value)
+}
+
+/// A broker outside the voter list joins as a learner and sees the metadata; more than
+/// a snapshot's worth of metadata records (1000) leave a snapshot and a bounded log; a
+/// voter whose data directory was wiped catches up from the snapshot (its topics and
+/// configs restored locally).
+#[test]
+fn a_non_voter_joins_snapshots_bound_the_log_and_a_wiped_broker_catches_up() {
+    let mut c = Cluster::start(3);
+    c.wait_for(1, FORM, "three live brokers", all_live(3));
+    // Broker 4: not a voter.
+    let (addr4, kafka4) = (free_addr(), free_addr());
+    let dir4 = c._root.path().join("broker-4");
+    let mut b4 = spawn(4, addr4, kafka4, &dir4, &c.voters, &[]);
+    c.wait_for(1, FORM, "the learner registered", |d| {
+        d.brokers.iter().any(|b| b.node_id == 4 && !b.fenced && !b.voter)
+    });
+    let r = c.create(1, "cfg", 4, 1);
+    assert_eq!(r.error_code, 0, "{}", r.error_message);
+    // The learner applies the metadata log too: it knows the topic and leads one of its
+    // partitions (placement spreads over four brokers).
+    let start = Instant::now();
+    let seen = loop {
+        let (m, _) = Wire::connect(addr4).call(
+            &MetadataRequest {
+                topics: vec!["cfg".into()],
+                ..Default::default()
+            },
+            &[],
+        );
+        if m.topics[0].error_code == 0 {
+            break m;
+        }
+        assert!(start.elapsed() < FORM, "the learner never saw the topic");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(seen.topics[0].partitions.iter().any(|p| p.leader_id == 4), "{seen:?}");
+    assert!(dir4.join("cfg-0").is_dir());
+
+    // 1050 config changes: more than one snapshot's worth of records (through the
+    // broker that created the topic, which has it).
+    let mut w = c.wire(1);
+    for i in 0..1050 {
+        let (r, _) = w.call(
+            &AlterConfigsRequest {
+                topics: vec![TopicConfigChange {
+                    name: "cfg".into(),
+                    set: [("retention.ms".to_string(), (100_000 + i).to_string())].into(),
+                    delete: Vec::new(),
+                }],
+            },
+            &[],
+        );
+        assert_eq!(r.topics[0].error_code, 0, "{}", r.topics[0].error_message);
+    }
+    let raft1 = c.nodes[0].dir.join("__cluster_raft");
+    let wait_snapshot = Instant::now();
+    while !raft1.join("snapshot.json").exists() {
+        assert!(wait_snapshot.elapsed() < FORM, "no snapshot after 1050 records");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        raft1.join("purged.json").exists(),
+        "the log was purged up to the snapshot"
+    );
+    let start = Instant::now();
+    while retention_on(&c, 3, "cfg").as_deref() != Some("101049") {
+        assert!(start.elapsed() < FORM, "broker 3 never applied the last change");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Broker 3 loses its data directory; it comes back empty and catches up.
+    c.kill9(3);
+    std::fs::remove_dir_all(&c.nodes[2].dir).unwrap();
+    c.restart(3);
+    c.wait_for(1, FORM, "the wiped broker back", |d| {
+        d.brokers.iter().filter(|b| !b.fenced).count() == 4 && d.brokers.iter().any(|b| b.node_id == 3 && b.epoch >= 1)
+    });
+    let start = Instant::now();
+    while retention_on(&c, 3, "cfg").as_deref() != Some("101049") {
+        assert!(start.elapsed() < FORM, "the wiped broker never caught up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        c.nodes[2].dir.join("cfg-0").is_dir(),
+        "its local copy of the topic restored"
+    );
+    let _ = b4.kill();
+    let _ = b4.wait();
+}
+
+/// A broker whose data directory belongs to an earlier cluster (the others were
+/// re-created from empty directories) is refused — its Raft messages by the voters that
+/// know the new cluster's id, its registration by the controller — and exits.
+#[test]
+fn a_data_directory_from_another_cluster_is_refused() {
+    let mut c = Cluster::start(3);
+    c.wait_for(1, FORM, "three live brokers", all_live(3));
+    let old_id = c.describe(1).cluster_id;
+    for id in 1..=3 {
+        assert!(c.stop(id).success());
+    }
+    for id in 1..=2 {
+        std::fs::remove_dir_all(&c.nodes[(id - 1) as usize].dir).unwrap();
+        c.restart(id);
+    }
+    c.wait_for(1, FORM, "a new cluster of two", |d| {
+        d.controller_id >= 0 && d.brokers.len() == 2 && !d.cluster_id.is_empty()
+    });
+    let new_id = c.describe(1).cluster_id;
+    assert_ne!(old_id, new_id);
+    c.wait_for(2, FORM, "both new brokers know the new cluster id", |d| {
+        d.cluster_id == new_id
+    });
+    c.restart(3);
+    let mut child = c.node(3).child.take().unwrap();
+    let exited = wait_exit(&mut child, Duration::from_secs(30));
+    let log = std::fs::read_to_string(c.nodes[2].dir.with_extension("log")).unwrap();
+    let status = exited.unwrap_or_else(|| panic!("the old broker did not exit: {log}"));
+    assert!(!status.success());
+    assert!(
+        log.contains(&old_id) && log.contains(&new_id),
+        "names both clusters: {log}"
+    );
+    assert!(c.describe(1).brokers.iter().all(|b| b.node_id != 3), "never registered");
+}

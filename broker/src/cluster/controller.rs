@@ -371,7 +371,7 @@ async fn create_topics(cluster: &Cluster, topics: Vec<TopicCreate>) -> Result<An
             MetaCommand::CreateTopic { name, .. } => name.clone(),
             _ => String::new(),
         };
-        (i, name, cluster.raft.client_write(cmd).await)
+        (i, name, write(cluster, cmd).await)
     });
     let mut index = 0;
     for (i, name, written) in futures::future::join_all(proposals).await {
@@ -386,7 +386,7 @@ async fn create_topics(cluster: &Cluster, topics: Vec<TopicCreate>) -> Result<An
                     )),
                 }
             }
-            Err(e) => Err(write_refusal(e)),
+            Err(r) => Err(r),
         });
     }
     Ok(Answer {
@@ -408,8 +408,28 @@ fn write_refusal(
 
 /// Proposes one command and waits until it is committed and applied here; its index.
 async fn propose(cluster: &Cluster, cmd: MetaCommand) -> Result<u64, Refusal> {
-    let written = cluster.raft.client_write(cmd).await.map_err(write_refusal)?;
+    let written = write(cluster, cmd).await?;
     Ok(written.log_id.index)
+}
+
+/// A metadata write, bounded by the controller timeout: a controller that lost its
+/// quorum (the others gone, or refusing it) answers REQUEST_TIMED_OUT instead of waiting
+/// for ever.
+async fn write(
+    cluster: &Cluster,
+    cmd: MetaCommand,
+) -> Result<openraft::raft::ClientWriteResponse<super::TypeConfig>, Refusal> {
+    let limit = Duration::from_millis(cluster.cfg.controller_timeout_ms);
+    match tokio::time::timeout(limit, cluster.raft.client_write(cmd)).await {
+        Ok(written) => written.map_err(write_refusal),
+        Err(_) => Err(Refusal::new(
+            ErrorCode::RequestTimedOut,
+            format!(
+                "the metadata write was not committed within controller_timeout_ms={} (no quorum?)",
+                cluster.cfg.controller_timeout_ms
+            ),
+        )),
+    }
 }
 
 /// The controller's loop, on every broker (it acts only while this broker leads):

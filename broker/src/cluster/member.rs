@@ -25,6 +25,14 @@ pub async fn run(cluster: Weak<Cluster>) {
         if c.stopping() {
             return;
         }
+        let refusals: Vec<String> = crate::sync::lock(&c.refused_by).values().cloned().collect();
+        if refusals.len() > c.cfg.voters.len() / 2 {
+            c.fail(format!(
+                "a quorum of the controller voters refuse this broker as another cluster's: {}",
+                refusals.join("; ")
+            ));
+            return;
+        }
         if let Some(id) = c.cluster_id() {
             if let Err(e) = c.remember_cluster_id(&id) {
                 warn!(error = %e, "could not record the cluster id in the data directory");

@@ -151,8 +151,12 @@ pub struct Cluster {
     incarnation: String,
     native: String,
     kafka: Option<String>,
-    /// The cluster id this data directory belongs to, once known.
-    cluster_id: Mutex<Option<String>>,
+    /// The cluster id this data directory belongs to, once known (shared with the Raft
+    /// network, which sends it with every message).
+    cluster_id: Arc<Mutex<Option<String>>>,
+    /// Voters that refuse this broker's Raft messages as another cluster's: a quorum of
+    /// them means this data directory belongs to another cluster (see `member`).
+    refused_by: Arc<Mutex<BTreeMap<u64, String>>>,
     controller: controller::ControllerState,
     peers: Mutex<HashMap<String, Arc<tokio::sync::Mutex<peer::Peer>>>>,
     registered: watch::Sender<bool>,
@@ -198,7 +202,13 @@ impl Cluster {
             value: String::new(),
             reason: e.to_string(),
         })?);
-        let raft = Raft::new(raft_id(cfg.node_id), raft_config, network::Network, log, sm)
+        let cluster_id = Arc::new(Mutex::new(identity.cluster_id));
+        let refused_by = Arc::new(Mutex::new(BTreeMap::new()));
+        let network = network::Network {
+            cluster_id: cluster_id.clone(),
+            refused_by: refused_by.clone(),
+        };
+        let raft = Raft::new(raft_id(cfg.node_id), raft_config, network, log, sm)
             .await
             .map_err(|e| Error::Io {
                 op: "start the metadata Raft node in",
@@ -227,7 +237,8 @@ impl Cluster {
             incarnation: uuid::Uuid::new_v4().to_string(),
             native,
             kafka,
-            cluster_id: Mutex::new(identity.cluster_id),
+            cluster_id,
+            refused_by,
             peers: Mutex::new(HashMap::new()),
             registered: watch::channel(false).0,
             fatal: watch::channel(None).0,

@@ -2,6 +2,7 @@
 //! (JSON inside a protobuf `bytes` field) to the target voter's native listener, and the
 //! receiving broker hands it to its Raft node ([`serve`]).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -16,13 +17,20 @@ use runnel_protocol::ErrorCode;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::peer::{Peer, PeerError};
-use super::{Raft, TypeConfig};
+use super::TypeConfig;
 
 const VOTE: u32 = 0;
 const APPEND: u32 = 1;
 const SNAPSHOT: u32 = 2;
 
-pub struct Network;
+/// Makes a [`RaftPeer`] per target voter; every message carries this broker's cluster
+/// id (`cluster_id`, shared with [`super::Cluster`]) once it knows one.
+pub struct Network {
+    pub cluster_id: Arc<Mutex<Option<String>>>,
+    /// Voters that refused this broker's messages as another cluster's (last answer per
+    /// voter), and why.
+    pub refused_by: Arc<Mutex<std::collections::BTreeMap<u64, String>>>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = RaftPeer;
@@ -31,6 +39,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         RaftPeer {
             target,
             peer: Peer::new(node.addr.clone()),
+            cluster_id: self.cluster_id.clone(),
+            refused_by: self.refused_by.clone(),
         }
     }
 }
@@ -38,6 +48,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct RaftPeer {
     target: u64,
     peer: Peer,
+    cluster_id: Arc<Mutex<Option<String>>>,
+    refused_by: Arc<Mutex<std::collections::BTreeMap<u64, String>>>,
 }
 
 impl RaftPeer {
@@ -49,14 +61,34 @@ impl RaftPeer {
     ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>> {
         let payload = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let timeout = option.hard_ttl().max(Duration::from_millis(100));
+        let cluster_id = crate::sync::lock(&self.cluster_id).clone().unwrap_or_default();
         let resp = self
             .peer
-            .call(&RaftRequest { kind, payload }, timeout)
-            .await
-            .map_err(|e| match e {
-                PeerError::Refused { .. } => RPCError::Network(NetworkError::new(&e)),
-                _ => RPCError::Unreachable(Unreachable::new(&e)),
-            })?;
+            .call(
+                &RaftRequest {
+                    kind,
+                    payload,
+                    cluster_id,
+                },
+                timeout,
+            )
+            .await;
+        {
+            let mut refused = crate::sync::lock(&self.refused_by);
+            match &resp {
+                Err(PeerError::Refused { code, message, .. }) if *code == ErrorCode::InconsistentClusterId => {
+                    refused.insert(self.target, message.clone());
+                }
+                Err(_) => {}
+                Ok(_) => {
+                    refused.remove(&self.target);
+                }
+            }
+        }
+        let resp = resp.map_err(|e| match e {
+            PeerError::Refused { .. } => RPCError::Network(NetworkError::new(&e)),
+            _ => RPCError::Unreachable(Unreachable::new(&e)),
+        })?;
         let answer: Result<Resp, RaftError<u64, E>> =
             serde_json::from_slice(&resp.payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -90,8 +122,23 @@ impl RaftNetwork<TypeConfig> for RaftPeer {
 }
 
 /// Hands a `Raft` request to this broker's Raft node; its answer (or Raft error) goes
-/// back JSON-encoded.
-pub async fn serve(raft: &Raft, req: RaftRequest) -> RaftResponse {
+/// back JSON-encoded. A message from a broker of another cluster (both know their
+/// cluster ids and they differ) is refused.
+pub async fn serve(cluster: &super::Cluster, req: RaftRequest) -> RaftResponse {
+    let ours = crate::sync::lock(&cluster.cluster_id)
+        .clone()
+        .or_else(|| cluster.image().cluster_id.clone());
+    if let Some(ours) = ours.filter(|o| !req.cluster_id.is_empty() && *o != req.cluster_id) {
+        return RaftResponse {
+            error_code: ErrorCode::InconsistentClusterId.code(),
+            error_message: format!(
+                "a Raft message from cluster {}; this broker belongs to cluster {ours}",
+                req.cluster_id
+            ),
+            ..Default::default()
+        };
+    }
+    let raft = cluster.raft();
     fn answer<T: Serialize>(v: &T) -> RaftResponse {
         match serde_json::to_vec(v) {
             Ok(payload) => RaftResponse {

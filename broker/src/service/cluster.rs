@@ -130,7 +130,7 @@ pub async fn raft_message(
     broker: &Broker,
     req: runnel_protocol::messages::RaftRequest,
 ) -> runnel_protocol::messages::RaftResponse {
-    crate::cluster::network::serve(broker.cluster.raft(), req).await
+    crate::cluster::network::serve(&broker.cluster, req).await
 }
 
 /// A broker's call to the controller (registration, heartbeat, topic change).

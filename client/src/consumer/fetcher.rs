@@ -96,7 +96,9 @@ pub(super) async fn fetch_once(
     config: &ConsumerConfig,
     positions: &mut [(PartitionKey, i64)],
 ) -> Result<Chunk> {
-    let mut groups: Vec<(Option<String>, Vec<(PartitionKey, i64)>)> = Vec::new();
+    // (leader's address or None for the bootstrap broker, its partitions' positions)
+    type ByLeader = Vec<(Option<String>, Vec<(PartitionKey, i64)>)>;
+    let mut groups: ByLeader = Vec::new();
     for (tp, at) in positions.iter() {
         let leader = client.leader_of(&tp.0, tp.1);
         match groups.iter_mut().find(|(l, _)| *l == leader) {

@@ -70,10 +70,13 @@ pub(super) async fn run_sender(inner: Arc<Inner>) {
     }
 }
 
+/// A leader's address (`None`: the bootstrap broker) and the batches bound for it.
+type LeaderBatches = (Option<String>, Vec<(PartitionKey, Batch)>);
+
 /// Groups batches by their partition's leader (`None`: not known, the bootstrap broker),
 /// keeping each partition's batches in order.
-fn by_leader(inner: &Inner, batches: Vec<(PartitionKey, Batch)>) -> Vec<(Option<String>, Vec<(PartitionKey, Batch)>)> {
-    let mut out: Vec<(Option<String>, Vec<(PartitionKey, Batch)>)> = Vec::new();
+fn by_leader(inner: &Inner, batches: Vec<(PartitionKey, Batch)>) -> Vec<LeaderBatches> {
+    let mut out: Vec<LeaderBatches> = Vec::new();
     for (tp, b) in batches {
         let leader = inner.client.leader_of(&tp.0, tp.1);
         match out.iter_mut().find(|(l, _)| *l == leader) {
