@@ -238,6 +238,37 @@ fn a_cluster_places_partitions_and_moves_leaders_when_brokers_die_stop_and_retur
         ErrorCode::InvalidReplicationFactor
     );
 
+    // Grow and delete a topic through different brokers: every broker follows.
+    assert_eq!(c.create(3, "grown", 2, 2).error_code, 0);
+    let (r, _) = c.wire(1).call(
+        &CreatePartitionsRequest {
+            topics: vec![PartitionsIncrease {
+                topic: "grown".into(),
+                count: 5,
+            }],
+        },
+        &[],
+    );
+    assert_eq!(r.topics[0].error_code, 0, "{}", r.topics[0].error_message);
+    let start = Instant::now();
+    while c.nodes.iter().any(|n| !n.dir.join("grown-4").is_dir()) || c.metadata(2, "grown").partitions.len() != 5 {
+        assert!(start.elapsed() < FORM, "not every broker has the new partitions");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (r, _) = c.wire(2).call(
+        &DeleteTopicsRequest {
+            topics: vec!["grown".into()],
+        },
+        &[],
+    );
+    assert_eq!(r.topics[0].error_code, 0, "{}", r.topics[0].error_message);
+    let start = Instant::now();
+    while c.nodes.iter().any(|n| n.dir.join("grown-0").exists()) {
+        assert!(start.elapsed() < FORM, "a broker kept the deleted topic's files");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_ne!(c.metadata(3, "grown").error_code, 0, "gone everywhere");
+
     // Produce goes to the leader; another broker says NOT_LEADER_OR_FOLLOWER.
     let p0 = &t.partitions[0];
     let other = (1..=3).find(|b| *b != p0.leader_id).unwrap();
