@@ -102,20 +102,27 @@ fn decode_records(bytes: &[u8]) -> (Vec<Entry<TypeConfig>>, usize) {
     (entries, pos)
 }
 
-struct LogInner {
+/// The log's file side: touched only on blocking threads, one storage call at a time
+/// (openraft makes them in order from its one core task).
+struct LogFile {
     dir: PathBuf,
     file: File,
+}
+
+/// The log's memory side: read by replication tasks on the runtime, so held only to
+/// copy in or out, never across file I/O.
+struct LogMemory {
     entries: BTreeMap<u64, Entry<TypeConfig>>,
     purged: Option<LogId<Nid>>,
     vote: Option<Vote<Nid>>,
     committed: Option<LogId<Nid>>,
 }
 
-impl LogInner {
+impl LogFile {
     /// Rewrites the log file to hold exactly `entries`.
-    fn rewrite(&mut self) -> std::io::Result<()> {
+    fn rewrite(&mut self, entries: &[Entry<TypeConfig>]) -> std::io::Result<()> {
         let mut buf = Vec::new();
-        for e in self.entries.values() {
+        for e in entries {
             encode_record(&mut buf, e)?;
         }
         let tmp = self.dir.join("log.tmp");
@@ -132,7 +139,8 @@ impl LogInner {
 /// The Raft log and vote (openraft's `RaftLogStorage`). Clones share one log.
 #[derive(Clone)]
 pub struct LogStore {
-    inner: Arc<Mutex<LogInner>>,
+    file: Arc<Mutex<LogFile>>,
+    memory: Arc<Mutex<LogMemory>>,
 }
 
 impl LogStore {
@@ -155,27 +163,36 @@ impl LogStore {
             file.set_len(whole as u64)?;
             file.sync_all()?;
         }
-        let entries = list.into_iter().map(|e| (e.log_id.index, e)).collect();
+        let purged: Option<LogId<Nid>> = read_json(&dir.join("purged.json"))?;
+        // Entries at or before the purge point (a crash between recording the purge and
+        // rewriting the file) are applied already: dropped.
+        let entries = list
+            .into_iter()
+            .filter(|e| purged.is_none_or(|p| e.log_id.index > p.index))
+            .map(|e| (e.log_id.index, e))
+            .collect();
         Ok(LogStore {
-            inner: Arc::new(Mutex::new(LogInner {
+            file: Arc::new(Mutex::new(LogFile {
                 dir: dir.to_owned(),
                 file,
+            })),
+            memory: Arc::new(Mutex::new(LogMemory {
                 entries,
-                purged: read_json(&dir.join("purged.json"))?,
+                purged,
                 vote: read_json(&dir.join("vote.json"))?,
                 committed: read_json(&dir.join("committed.json"))?,
             })),
         })
     }
 
-    /// Runs blocking file work on a blocking thread.
+    /// Runs file work on a blocking thread; it may update memory (briefly) when done.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut LogInner) -> std::io::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut LogFile, &Mutex<LogMemory>) -> std::io::Result<T> + Send + 'static,
         err: fn(std::io::Error) -> SErr,
     ) -> Result<T, SErr> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&mut crate::sync::lock(&inner)))
+        let (file, memory) = (self.file.clone(), self.memory.clone());
+        tokio::task::spawn_blocking(move || f(&mut crate::sync::lock(&file), &memory))
             .await
             .map_err(|e| err(io_err(e)))?
             .map_err(err)
@@ -195,8 +212,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
-        let inner = crate::sync::lock(&self.inner);
-        Ok(inner.entries.range(range).map(|(_, e)| e.clone()).collect())
+        let memory = crate::sync::lock(&self.memory);
+        Ok(memory.entries.range(range).map(|(_, e)| e.clone()).collect())
     }
 }
 
@@ -204,10 +221,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
-        let inner = crate::sync::lock(&self.inner);
-        let last = inner.entries.values().next_back().map(|e| e.log_id).or(inner.purged);
+        let memory = crate::sync::lock(&self.memory);
+        let last = memory.entries.values().next_back().map(|e| e.log_id).or(memory.purged);
         Ok(LogState {
-            last_purged_log_id: inner.purged,
+            last_purged_log_id: memory.purged,
             last_log_id: last,
         })
     }
@@ -219,9 +236,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<Nid>) -> Result<(), SErr> {
         let vote = *vote;
         self.blocking(
-            move |inner| {
-                write_atomic(&inner.dir, "vote.json", &vote, true)?;
-                inner.vote = Some(vote);
+            move |file, memory| {
+                write_atomic(&file.dir, "vote.json", &vote, true)?;
+                crate::sync::lock(memory).vote = Some(vote);
                 Ok(())
             },
             vote_write_err,
@@ -230,15 +247,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<Nid>>, SErr> {
-        Ok(crate::sync::lock(&self.inner).vote)
+        Ok(crate::sync::lock(&self.memory).vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<Nid>>) -> Result<(), SErr> {
         // A hint only (openraft does not need it durable): written, not synced.
         self.blocking(
-            move |inner| {
-                write_atomic(&inner.dir, "committed.json", &committed, false)?;
-                inner.committed = committed;
+            move |file, memory| {
+                write_atomic(&file.dir, "committed.json", &committed, false)?;
+                crate::sync::lock(memory).committed = committed;
                 Ok(())
             },
             logs_write_err,
@@ -247,7 +264,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<Nid>>, SErr> {
-        Ok(crate::sync::lock(&self.inner).committed)
+        Ok(crate::sync::lock(&self.memory).committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SErr>
@@ -258,15 +275,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let result = self
             .blocking(
-                move |inner| {
+                move |file, memory| {
                     let mut buf = Vec::new();
                     for e in &entries {
                         encode_record(&mut buf, e)?;
                     }
-                    inner.file.write_all(&buf)?;
-                    inner.file.sync_data()?;
+                    file.file.write_all(&buf)?;
+                    file.file.sync_data()?;
+                    let mut memory = crate::sync::lock(memory);
                     for e in entries {
-                        inner.entries.insert(e.log_id.index, e);
+                        memory.entries.insert(e.log_id.index, e);
                     }
                     Ok(())
                 },
@@ -282,9 +300,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<Nid>) -> Result<(), SErr> {
         self.blocking(
-            move |inner| {
-                inner.entries.split_off(&log_id.index);
-                inner.rewrite()
+            move |file, memory| {
+                let kept: Vec<Entry<TypeConfig>> = {
+                    let mut memory = crate::sync::lock(memory);
+                    memory.entries.split_off(&log_id.index);
+                    memory.entries.values().cloned().collect()
+                };
+                file.rewrite(&kept)
             },
             logs_write_err,
         )
@@ -293,13 +315,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<Nid>) -> Result<(), SErr> {
         self.blocking(
-            move |inner| {
+            move |file, memory| {
                 // Record the purge first: a crash between the two leaves entries the
                 // purge point says are gone, which start-up ignores (they are applied).
-                write_atomic(&inner.dir, "purged.json", &Some(log_id), true)?;
-                inner.purged = Some(log_id);
-                inner.entries = inner.entries.split_off(&(log_id.index + 1));
-                inner.rewrite()
+                write_atomic(&file.dir, "purged.json", &Some(log_id), true)?;
+                let kept: Vec<Entry<TypeConfig>> = {
+                    let mut memory = crate::sync::lock(memory);
+                    memory.purged = Some(log_id);
+                    memory.entries = memory.entries.split_off(&(log_id.index + 1));
+                    memory.entries.values().cloned().collect()
+                };
+                file.rewrite(&kept)
             },
             logs_write_err,
         )
@@ -481,13 +507,13 @@ mod tests {
         buf.extend_from_slice(&[0, 0, 0, 50, 1, 2]);
         std::fs::write(dir.path().join("log"), &buf).unwrap();
         let store = LogStore::open(dir.path()).unwrap();
-        assert_eq!(crate::sync::lock(&store.inner).entries.len(), 3);
+        assert_eq!(crate::sync::lock(&store.memory).entries.len(), 3);
         assert_eq!(std::fs::metadata(dir.path().join("log")).unwrap().len(), whole as u64);
         // A flipped byte in the middle record: it and what follows are cut.
         let mut bad = std::fs::read(dir.path().join("log")).unwrap();
         bad[whole / 2] ^= 0xff;
         std::fs::write(dir.path().join("log"), &bad).unwrap();
         let store = LogStore::open(dir.path()).unwrap();
-        assert!(crate::sync::lock(&store.inner).entries.len() < 3);
+        assert!(crate::sync::lock(&store.memory).entries.len() < 3);
     }
 }
