@@ -95,13 +95,13 @@ impl Cluster {
 
     /// SIGTERM; waits (bounded) for the exit.
     fn stop(&mut self, id: i32) -> std::process::ExitStatus {
-        let mut child = self.node(id).child.take().unwrap();
+        let mut child = Reaped(self.node(id).child.take().unwrap());
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::unistd::Pid::from_raw(child.0.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
-        wait_exit(&mut child, Duration::from_secs(20)).expect("exits after SIGTERM")
+        wait_exit(&mut child.0, Duration::from_secs(20)).expect("exits after SIGTERM")
     }
 
     fn live_ids(&self) -> Vec<i32> {
@@ -183,6 +183,16 @@ impl Drop for Cluster {
                 let _ = c.wait();
             }
         }
+    }
+}
+
+/// A broker process outside a `Cluster`, killed when the test ends however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -363,8 +373,8 @@ fn bad_starts_are_refused_and_a_lost_quorum_fails_admin_but_leaders_keep_serving
 
     // A second process with a taken node id: refused, exits non-zero, says why.
     let dup_dir = c._root.path().join("duplicate");
-    let mut dup = spawn(2, free_addr(), free_addr(), &dup_dir, &c.voters, &[]);
-    let status = wait_exit(&mut dup, Duration::from_secs(30)).expect("the duplicate exits");
+    let mut dup = Reaped(spawn(2, free_addr(), free_addr(), &dup_dir, &c.voters, &[]));
+    let status = wait_exit(&mut dup.0, Duration::from_secs(30)).expect("the duplicate exits");
     assert!(!status.success());
     let log = std::fs::read_to_string(dup_dir.with_extension("log")).unwrap();
     assert!(log.contains("node id 2"), "{log}");
@@ -374,8 +384,8 @@ fn bad_starts_are_refused_and_a_lost_quorum_fails_admin_but_leaders_keep_serving
     c.stop(3);
     let n3 = &c.nodes[2];
     let other_voters = format!("3@{}", n3.addr);
-    let mut wrong = spawn(3, n3.addr, n3.kafka, &n3.dir, &other_voters, &[]);
-    let status = wait_exit(&mut wrong, Duration::from_secs(20)).expect("refused at start");
+    let mut wrong = Reaped(spawn(3, n3.addr, n3.kafka, &n3.dir, &other_voters, &[]));
+    let status = wait_exit(&mut wrong.0, Duration::from_secs(20)).expect("refused at start");
     assert!(!status.success());
     let log = std::fs::read_to_string(n3.dir.with_extension("log")).unwrap();
     assert!(log.contains("differs from the voters"), "{log}");
@@ -421,7 +431,7 @@ fn a_data_directory_from_before_clusters_upgrades_in_place() {
     let dir = root.path().join("single-node-v0");
     assert!(!dir.join("__cluster_raft").exists(), "the fixture predates clusters");
     let addr = free_addr();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+    let child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
         .args([
             "--listen",
             &addr.to_string(),
@@ -435,6 +445,7 @@ fn a_data_directory_from_before_clusters_upgrades_in_place() {
         .stderr(std::fs::File::create(root.path().join("broker.log")).unwrap())
         .spawn()
         .unwrap();
+    let mut child = Reaped(child);
     let start = Instant::now();
     let mut wire = loop {
         if let Ok(s) = std::net::TcpStream::connect(addr) {
@@ -484,11 +495,11 @@ fn a_data_directory_from_before_clusters_upgrades_in_place() {
     let batch = common::batch(1, 1, 10, 1_700_000_000_000);
     assert_eq!(wire.produce("kept", 0, Acks::Leader, &batch).error_code, 0);
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    assert!(wait_exit(&mut child, Duration::from_secs(20)).unwrap().success());
+    assert!(wait_exit(&mut child.0, Duration::from_secs(20)).unwrap().success());
 }
 
 /// Five brokers: replication factor 3 placed over all five, and a leader's death moves
@@ -557,7 +568,7 @@ fn a_non_voter_joins_snapshots_bound_the_log_and_a_wiped_broker_catches_up() {
     // Broker 4: not a voter.
     let (addr4, kafka4) = (free_addr(), free_addr());
     let dir4 = c._root.path().join("broker-4");
-    let mut b4 = spawn(4, addr4, kafka4, &dir4, &c.voters, &[]);
+    let _b4 = Reaped(spawn(4, addr4, kafka4, &dir4, &c.voters, &[]));
     c.wait_for(1, FORM, "the learner registered", |d| {
         d.brokers.iter().any(|b| b.node_id == 4 && !b.fenced && !b.voter)
     });
@@ -631,8 +642,6 @@ fn a_non_voter_joins_snapshots_bound_the_log_and_a_wiped_broker_catches_up() {
         c.nodes[2].dir.join("cfg-0").is_dir(),
         "its local copy of the topic restored"
     );
-    let _ = b4.kill();
-    let _ = b4.wait();
 }
 
 /// A broker whose data directory belongs to an earlier cluster (the others were
@@ -659,8 +668,8 @@ fn a_data_directory_from_another_cluster_is_refused() {
         d.cluster_id == new_id
     });
     c.restart(3);
-    let mut child = c.node(3).child.take().unwrap();
-    let exited = wait_exit(&mut child, Duration::from_secs(30));
+    let mut child = Reaped(c.node(3).child.take().unwrap());
+    let exited = wait_exit(&mut child.0, Duration::from_secs(30));
     let log = std::fs::read_to_string(c.nodes[2].dir.with_extension("log")).unwrap();
     let status = exited.unwrap_or_else(|| panic!("the old broker did not exit: {log}"));
     assert!(!status.success());
