@@ -142,6 +142,19 @@ impl Server {
             }));
             info!(listen = %addr, "listening (metrics: /metrics, /health, /ready)");
         }
+        let alone = {
+            let c = broker.cluster.config();
+            c.voters.len() == 1 && c.voters.contains_key(&c.node_id)
+        };
+        if alone {
+            // Alone (its own quorum): ready once it has elected itself and registered,
+            // so that the first request finds a controller (it needs no listener:
+            // its Raft and controller calls stay in the process).
+            let ready = Duration::from_millis(broker.cluster.config().controller_timeout_ms);
+            if tokio::time::timeout(ready, broker.cluster.registered()).await.is_err() {
+                warn!("not registered with the metadata quorum yet; admin requests will wait for it");
+            }
+        }
         let (done_tx, connections_done) = mpsc::channel(1);
         let kafka_done = done_tx.clone();
         let accept_task = tokio::spawn(listener::accept_loop::<Native>(
@@ -159,14 +172,6 @@ impl Server {
                 kafka_done,
             ));
             info!(listen = %addr, "listening (Kafka protocol)");
-        }
-        if broker.cluster.config().voters.len() <= 1 {
-            // Alone (its own quorum): ready once it has elected itself and registered,
-            // so that the first request finds a controller.
-            let ready = Duration::from_millis(broker.cluster.config().controller_timeout_ms);
-            if tokio::time::timeout(ready, broker.cluster.registered()).await.is_err() {
-                warn!("not registered with the metadata quorum yet; admin requests will wait for it");
-            }
         }
         metrics.ready.store(true, std::sync::atomic::Ordering::Release);
         Ok(Server {

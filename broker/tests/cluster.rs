@@ -225,7 +225,16 @@ fn a_cluster_places_partitions_and_moves_leaders_when_brokers_die_stop_and_retur
     // Placement: 6 partitions, 2 replicas each, spread round-robin.
     let r = c.create(2, "t", 6, 2);
     assert_eq!(r.error_code, 0, "{}", r.error_message);
-    let t = c.metadata(3, "t");
+    let start = Instant::now();
+    let t = loop {
+        // Broker 3 applies the creation a moment after broker 2, which answered.
+        let t = c.metadata(3, "t");
+        if t.partitions.len() == 6 {
+            break t;
+        }
+        assert!(start.elapsed() < FORM, "broker 3 never saw the topic: {t:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(t.partitions.len(), 6);
     let mut led = BTreeMap::new();
     for p in &t.partitions {
@@ -510,7 +519,16 @@ fn five_brokers_place_three_replicas_and_move_a_dead_leaders_partitions() {
     c.wait_for(1, FORM, "five live brokers", all_live(5));
     let r = c.create(4, "t5", 10, 3);
     assert_eq!(r.error_code, 0, "{}", r.error_message);
-    let t = c.metadata(2, "t5");
+    // Broker 2 applies the creation a moment after broker 4, which answered.
+    let start = Instant::now();
+    let t = loop {
+        let t = c.metadata(2, "t5");
+        if t.partitions.len() == 10 {
+            break t;
+        }
+        assert!(start.elapsed() < FORM, "broker 2 never saw the topic: {t:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let mut led = BTreeMap::new();
     for p in &t.partitions {
         let distinct: BTreeSet<i32> = p.replicas.iter().copied().collect();
@@ -677,5 +695,14 @@ fn a_data_directory_from_another_cluster_is_refused() {
         log.contains(&old_id) && log.contains(&new_id),
         "names both clusters: {log}"
     );
-    assert!(c.describe(1).brokers.iter().all(|b| b.node_id != 3), "never registered");
+    // Asked of whichever new broker answers (a port freed by the stop may have been taken
+    // meanwhile by another test's process on a loaded machine).
+    let d = (1..=2)
+        .find_map(|id| {
+            std::net::TcpStream::connect(c.nodes[(id - 1) as usize].addr)
+                .ok()
+                .map(|_| c.describe(id))
+        })
+        .expect("a new broker answers");
+    assert!(d.brokers.iter().all(|b| b.node_id != 3), "never registered");
 }

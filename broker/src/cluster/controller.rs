@@ -315,6 +315,13 @@ fn too_few_brokers(rf: i64, live: usize) -> Refusal {
 async fn create_topics(cluster: &Cluster, topics: Vec<TopicCreate>) -> Result<Answer, Refusal> {
     let image = cluster.image();
     let live = image.live_brokers();
+    if live.is_empty() {
+        // The cluster is starting: no broker has registered yet.
+        return Err(Refusal::new(
+            ErrorCode::LeaderNotAvailable,
+            "no broker has registered with the controller yet; retry shortly",
+        ));
+    }
     let mut results: Vec<Option<Result<(), Refusal>>> = vec![None; topics.len()];
     let mut commands = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
