@@ -85,10 +85,11 @@ struct Inner {
 /// Where each partition's leader is, from the last Metadata.
 #[derive(Default)]
 struct Routes {
-    /// Broker id → `host:port` of its native listener.
-    brokers: HashMap<i32, String>,
-    /// (topic, partition) → leader's broker id.
-    leaders: HashMap<(String, u32), i32>,
+    /// Broker id → `host:port` of its native listener (shared, so a route costs no copy).
+    brokers: HashMap<i32, Arc<str>>,
+    /// Topic → each partition's leader's broker id, by partition (looked up by `&str`
+    /// on every batch and fetch: no key is built).
+    leaders: HashMap<String, Vec<i32>>,
     /// The bootstrap broker's id: its partitions are reached on the bootstrap connection,
     /// whatever address it advertises.
     bootstrap_id: Option<i32>,
@@ -200,9 +201,9 @@ impl Client {
     }
 
     /// The address of `topic`/`partition`'s leader, if Metadata named one.
-    pub(crate) fn leader_of(&self, topic: &str, partition: u32) -> Option<String> {
+    pub(crate) fn leader_of(&self, topic: &str, partition: u32) -> Option<Arc<str>> {
         let routes = crate::sync::lock(&self.inner.routes);
-        let id = routes.leaders.get(&(topic.to_owned(), partition))?;
+        let id = routes.leaders.get(topic)?.get(partition as usize)?;
         if routes.bootstrap_id == Some(*id) {
             return None;
         }
@@ -333,13 +334,13 @@ impl Client {
                     Error::Connect { .. } | Error::Disconnected { .. } | Error::Timeout(_)
                 ) =>
             {
-                let known: Vec<String> = crate::sync::lock(&self.inner.routes)
+                let known: Vec<Arc<str>> = crate::sync::lock(&self.inner.routes)
                     .brokers
                     .values()
                     .cloned()
                     .collect();
                 let mut answer = Err(e);
-                for addr in known.iter().filter(|a| **a != self.inner.addr) {
+                for addr in known.iter().filter(|a| ***a != *self.inner.addr) {
                     answer = match self.start_call_at(Some(addr), &req, Vec::new(), Duration::ZERO).await {
                         Ok(call) => call.response().await.map(|(r, _)| r),
                         Err(e) => Err(e),
@@ -355,12 +356,18 @@ impl Client {
         {
             let mut routes = crate::sync::lock(&self.inner.routes);
             for b in &resp.brokers {
-                routes.brokers.insert(b.node_id, format!("{}:{}", b.host, b.port));
+                routes
+                    .brokers
+                    .insert(b.node_id, Arc::from(format!("{}:{}", b.host, b.port)));
             }
             for t in resp.topics.iter().filter(|t| t.error_code == 0) {
+                let mut leaders = vec![-1; t.partitions.len()];
                 for p in &t.partitions {
-                    routes.leaders.insert((t.name.clone(), p.partition), p.leader_id);
+                    if let Some(l) = leaders.get_mut(p.partition as usize) {
+                        *l = p.leader_id;
+                    }
                 }
+                routes.leaders.insert(t.name.clone(), leaders);
             }
         }
         let mut cache = crate::sync::lock(&self.inner.partitions);

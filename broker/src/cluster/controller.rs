@@ -5,6 +5,7 @@
 //! controller gives every broker a full session timeout before fencing it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -78,7 +79,7 @@ pub struct ControllerState {
     /// passed in its term, it fences no one (it has not heard from everyone yet).
     term: Mutex<Option<(u64, Instant)>>,
     /// Where placement starts next, so leaders of successive topics rotate.
-    cursor: Mutex<usize>,
+    cursor: AtomicUsize,
 }
 
 /// Serves a `ControllerWrite` request from another broker.
@@ -342,16 +343,10 @@ async fn create_topics(cluster: &Cluster, topics: Vec<TopicCreate>) -> Result<An
         } else if t.replication_factor < 1 || t.replication_factor > live.len() as i64 {
             Some(too_few_brokers(t.replication_factor, live.len()))
         } else {
-            let start = {
-                let mut cursor = crate::sync::lock(&cluster.controller.cursor);
-                *cursor += 1;
-                *cursor as u32
-            };
+            let start = cluster.controller.cursor.fetch_add(1, Ordering::Relaxed) + 1;
             // Successive topics start at successive brokers, so their first
             // partitions have different leaders.
-            let rotated: Vec<NodeId> = (0..live.len())
-                .map(|k| live[(k + start as usize) % live.len()])
-                .collect();
+            let rotated: Vec<NodeId> = (0..live.len()).map(|k| live[(k + start) % live.len()]).collect();
             match place(&rotated, 0, t.partitions as u32, t.replication_factor as usize) {
                 Some(assignment) => {
                     commands.push((

@@ -426,18 +426,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
+        // The only writer of the image: one copy per batch of records, changed in place,
+        // swapped in once the batch is applied (a client write returns after that).
+        let mut next: Option<Image> = None;
         for entry in entries {
             let index = entry.log_id.index;
             let reply = match entry.payload {
                 EntryPayload::Blank => MetaReply { index, error: None },
                 EntryPayload::Normal(cmd) => {
-                    // The only writer of the image: a new one per record, swapped in.
-                    let mut next = (**self.image.load()).clone();
-                    let reply = next.apply(index, &cmd);
-                    let next = Arc::new(next);
-                    self.image.store(next.clone());
+                    let image = next.get_or_insert_with(|| (**self.image.load()).clone());
+                    let reply = image.apply(index, &cmd);
                     if reply.error.is_none() {
-                        self.local.apply(&cmd, &next).await;
+                        self.local.apply(&cmd, image).await;
                     }
                     reply
                 }
@@ -448,6 +448,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             crate::sync::lock(&self.last_applied).0 = Some(entry.log_id);
             replies.push(reply);
+        }
+        if let Some(image) = next {
+            self.image.store(Arc::new(image));
         }
         Ok(replies)
     }

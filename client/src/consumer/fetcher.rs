@@ -97,7 +97,7 @@ pub(super) async fn fetch_once(
     positions: &mut [(PartitionKey, i64)],
 ) -> Result<Chunk> {
     // (leader's address or None for the bootstrap broker, its partitions' positions)
-    type ByLeader = Vec<(Option<String>, Vec<(PartitionKey, i64)>)>;
+    type ByLeader = Vec<(Option<Arc<str>>, Vec<(PartitionKey, i64)>)>;
     let mut groups: ByLeader = Vec::new();
     for (tp, at) in positions.iter() {
         let leader = client.leader_of(&tp.0, tp.1);

@@ -71,7 +71,7 @@ pub(super) async fn run_sender(inner: Arc<Inner>) {
 }
 
 /// A leader's address (`None`: the bootstrap broker) and the batches bound for it.
-type LeaderBatches = (Option<String>, Vec<(PartitionKey, Batch)>);
+type LeaderBatches = (Option<Arc<str>>, Vec<(PartitionKey, Batch)>);
 
 /// Groups batches by their partition's leader (`None`: not known, the bootstrap broker),
 /// keeping each partition's batches in order.
