@@ -75,7 +75,21 @@ async fn librdkafka_bootstraps_from_one_broker_and_follows_the_leaders() {
         .await
         .unwrap();
     assert!(r[0].is_ok(), "{r:?}");
-    let md = admin.inner().fetch_metadata(Some("rkc"), TIMEOUT).unwrap();
+    // The creation was answered by broker 2; librdkafka may ask another broker, which
+    // applies it a moment later.
+    let start = Instant::now();
+    let md = loop {
+        let md = admin.inner().fetch_metadata(Some("rkc"), TIMEOUT).unwrap();
+        let t = &md.topics()[0];
+        if t.error().is_none() && t.partitions().len() == 6 && t.partitions().iter().all(|p| p.leader() >= 0) {
+            break md;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "topic rkc never appeared everywhere"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(md.brokers().len(), 3);
     let leaders: BTreeSet<i32> = md.topics()[0].partitions().iter().map(|p| p.leader()).collect();
     assert_eq!(leaders, BTreeSet::from([1, 2, 3]));

@@ -117,6 +117,19 @@ fn runnel(broker: &str, args: &[&str], stdin: Option<&str>) -> std::process::Out
     child.wait_with_output().unwrap()
 }
 
+/// Waits until the broker `admin` talks to has applied topic `name` (bounded: 30 s):
+/// a creation answered by one broker reaches the others a moment later.
+async fn wait_topic(admin: &Admin, name: &str) -> runnel_client::TopicDescription {
+    let start = Instant::now();
+    loop {
+        match admin.describe_topic(name).await {
+            Ok(d) if d.partitions.iter().all(|p| p.leader >= 0) => return d,
+            other => assert!(start.elapsed() < Duration::from_secs(30), "topic {name}: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_live(admin: &Admin, n: usize) {
     let start = Instant::now();
     loop {
@@ -174,10 +187,8 @@ async fn native_client_and_cli_follow_partition_leaders_and_carry_on_after_a_lea
     wait_live(&admin, 3).await;
     let out = runnel(&b.addr(3), &["topic", "create", "t", "-p", "6", "-r", "2"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let leaders: BTreeSet<i32> = admin
-        .describe_topic("t")
+    let leaders: BTreeSet<i32> = wait_topic(&admin, "t")
         .await
-        .unwrap()
         .partitions
         .iter()
         .map(|p| p.leader)
@@ -212,6 +223,8 @@ async fn native_client_and_cli_follow_partition_leaders_and_carry_on_after_a_lea
         None,
     );
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    wait_topic(&Admin::connect(b.addr(1)).await.unwrap(), "cli2").await;
+    wait_topic(&Admin::connect(b.addr(2)).await.unwrap(), "cli2").await;
     for p in 0..3 {
         let out = runnel(
             &b.addr(2),
