@@ -121,6 +121,21 @@ impl Server {
             kafka_addr.map(|a| format!("{advertised_host}:{}", a.port())),
         )
         .await?;
+        // The coordinator serves the groups of the offsets-log partitions this broker
+        // leads (the metadata says which; it follows their moves on its tick).
+        let view = Arc::downgrade(&cluster);
+        groups.set_ownership(Box::new(move |p| {
+            use crate::group::Leadership;
+            let Some(cluster) = view.upgrade() else {
+                return Leadership::Elsewhere;
+            };
+            let image = cluster.image();
+            match image.partition(crate::group::OFFSETS_LOG, p) {
+                None => Leadership::Unplaced,
+                Some(part) if part.leader == cluster.node_id() => Leadership::Here(part.leader_epoch),
+                Some(_) => Leadership::Elsewhere,
+            }
+        }));
         let net = Arc::new(Net::new(config, metrics.clone()));
         let stopping = net.clone();
         tokio::spawn(groups.clone().run(async move { stopping.shutting_down().await }));
@@ -153,6 +168,16 @@ impl Server {
             let ready = Duration::from_millis(broker.cluster.config().controller_timeout_ms);
             if tokio::time::timeout(ready, broker.cluster.registered()).await.is_err() {
                 warn!("not registered with the metadata quorum yet; admin requests will wait for it");
+            } else {
+                // Its groups served from the first request, without waiting for a
+                // client to ask where they live.
+                let call = crate::cluster::controller::ControllerCall::CreateInternalTopic {
+                    name: crate::group::OFFSETS_LOG.to_owned(),
+                    partitions: crate::group::OFFSETS_PARTITIONS,
+                };
+                if let Err(r) = broker.cluster.call_controller(call).await {
+                    warn!(error = %r.message, "the offsets log is not in the metadata yet; the first FindCoordinator creates it");
+                }
             }
         }
         let (done_tx, connections_done) = mpsc::channel(1);

@@ -465,22 +465,22 @@ fn a_data_directory_from_before_clusters_upgrades_in_place() {
         std::thread::sleep(Duration::from_millis(100));
     };
     // The topic is recorded in the cluster's metadata (its partitions led by node 0).
-    let recorded = loop {
-        let (d, _) = wire.call(&DescribeClusterRequest {}, &[]);
-        if d.brokers.first().is_some_and(|b| b.leaders == 2) {
-            break d;
+    let m = loop {
+        let (m, _) = wire.call(
+            &MetadataRequest {
+                topics: vec!["kept".into()],
+                ..Default::default()
+            },
+            &[],
+        );
+        if m.topics.first().is_some_and(|t| t.error_code == 0) {
+            break m;
         }
-        assert!(start.elapsed() < FORM, "topic not imported: {d:?}");
+        assert!(start.elapsed() < FORM, "topic not imported: {m:?}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(!recorded.cluster_id.is_empty());
-    let (m, _) = wire.call(
-        &MetadataRequest {
-            topics: vec!["kept".into()],
-            ..Default::default()
-        },
-        &[],
-    );
+    let (d, _) = wire.call(&DescribeClusterRequest {}, &[]);
+    assert!(!d.cluster_id.is_empty());
     let t = &m.topics[0];
     assert_eq!((t.error_code, t.partitions.len()), (0, 2), "{t:?}");
     let end: i64 = t.partitions.iter().map(|p| p.log_end_offset).sum();

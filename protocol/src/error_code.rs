@@ -26,7 +26,9 @@ pub enum ErrorCode {
     OffsetMetadataTooLarge = 12,
     /// The group coordinator is loading or stopping; retry.
     CoordinatorNotAvailable = 15,
-    /// This broker does not coordinate the group (clusters, later).
+    /// The group's coordinator is loading it from the offsets log; retry shortly.
+    CoordinatorLoadInProgress = 14,
+    /// This broker does not coordinate the group: find its coordinator again.
     NotCoordinator = 16,
     /// A member asked for a different assignor than the group uses.
     InconsistentGroupProtocol = 23,
@@ -100,6 +102,7 @@ impl ErrorCode {
         ErrorCode::InvalidConfig,
         ErrorCode::OffsetMetadataTooLarge,
         ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::CoordinatorLoadInProgress,
         ErrorCode::NotCoordinator,
         ErrorCode::InconsistentGroupProtocol,
         ErrorCode::IllegalGeneration,
@@ -156,6 +159,8 @@ impl ErrorCode {
                 | ErrorCode::BrokerShuttingDown
                 | ErrorCode::StorageError
                 | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::NotCoordinator
                 | ErrorCode::LeaderNotAvailable
                 | ErrorCode::NotLeaderOrFollower
                 | ErrorCode::NotController
@@ -182,6 +187,7 @@ impl ErrorCode {
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
             ErrorCode::OffsetMetadataTooLarge => "OFFSET_METADATA_TOO_LARGE",
             ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            ErrorCode::CoordinatorLoadInProgress => "COORDINATOR_LOAD_IN_PROGRESS",
             ErrorCode::NotCoordinator => "NOT_COORDINATOR",
             ErrorCode::InconsistentGroupProtocol => "INCONSISTENT_GROUP_PROTOCOL",
             ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",

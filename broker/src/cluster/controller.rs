@@ -41,6 +41,12 @@ pub enum ControllerCall {
     CreateTopics {
         topics: Vec<TopicCreate>,
     },
+    /// Creates an internal topic (the offsets log) if the cluster has none of that name:
+    /// no name check, replication factor `min(INTERNAL_REPLICATION_FACTOR, live brokers)`.
+    CreateInternalTopic {
+        name: String,
+        partitions: u32,
+    },
     DeleteTopic {
         name: String,
     },
@@ -233,12 +239,23 @@ pub async fn handle(cluster: &Cluster, call: ControllerCall) -> Result<Answer, R
             Ok(one(Ok(()), index))
         }
         ControllerCall::CreateTopics { topics } => create_topics(cluster, topics).await,
+        ControllerCall::CreateInternalTopic { name, partitions } => {
+            create_internal_topic(cluster, name, partitions).await
+        }
         ControllerCall::DeleteTopic { name } => {
+            if name.starts_with("__") {
+                return Ok(one(Err(internal_topic(&name)), 0));
+            }
             if !cluster.image().topics.contains_key(&name) {
                 return Ok(one(Err(unknown_topic(&name)), 0));
             }
             let index = propose(cluster, MetaCommand::DeleteTopic { name }).await?;
             Ok(one(Ok(()), index))
+        }
+        ControllerCall::CreatePartitions { name, .. } | ControllerCall::SetTopicConfigs { name, .. }
+            if name.starts_with("__") =>
+        {
+            Ok(one(Err(internal_topic(&name)), 0))
         }
         ControllerCall::CreatePartitions { name, count } => {
             let image = cluster.image();
@@ -301,6 +318,54 @@ fn unknown_topic(name: &str) -> Refusal {
         ErrorCode::UnknownTopicOrPartition,
         format!("topic '{name}' does not exist"),
     )
+}
+
+fn internal_topic(name: &str) -> Refusal {
+    Refusal::new(
+        ErrorCode::InvalidTopic,
+        format!("topic '{name}' is internal to the cluster and cannot be changed by clients"),
+    )
+}
+
+/// Copies of an internal topic's partitions where the cluster has that many brokers
+/// (Kafka's `offsets.topic.replication.factor`, 3; fewer brokers get fewer copies rather
+/// than no groups).
+pub const INTERNAL_REPLICATION_FACTOR: usize = 3;
+
+/// Creates internal topic `name` unless it exists, placed like any topic (rotating
+/// round-robin over the live brokers).
+async fn create_internal_topic(cluster: &Cluster, name: String, partitions: u32) -> Result<Answer, Refusal> {
+    let image = cluster.image();
+    if image.topics.contains_key(&name) {
+        return Ok(one(Ok(()), cluster.applied_index()));
+    }
+    let live = image.live_brokers();
+    if live.is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::CoordinatorNotAvailable,
+            "no broker has registered with the controller yet; retry shortly",
+        ));
+    }
+    let rf = live.len().min(INTERNAL_REPLICATION_FACTOR);
+    let start = cluster.controller.cursor.fetch_add(1, Ordering::Relaxed) + 1;
+    let rotated: Vec<NodeId> = (0..live.len()).map(|k| live[(k + start) % live.len()]).collect();
+    let assignment = place(&rotated, 0, partitions, rf).expect("rf is at most the live brokers");
+    drop(image);
+    let cmd = MetaCommand::CreateTopic {
+        name: name.clone(),
+        id: uuid::Uuid::new_v4().to_string(),
+        configs: BTreeMap::new(),
+        assignment,
+    };
+    match write(cluster, cmd).await {
+        Ok(w) => {
+            info!(topic = %name, partitions, replication_factor = rf, "created an internal topic");
+            Ok(one(Ok(()), w.log_id.index))
+        }
+        // Another call created it first.
+        Err(_) if cluster.image().topics.contains_key(&name) => Ok(one(Ok(()), cluster.applied_index())),
+        Err(r) => Err(r),
+    }
 }
 
 fn too_few_brokers(rf: i64, live: usize) -> Refusal {

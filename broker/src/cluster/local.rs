@@ -22,11 +22,14 @@ impl LocalReplicas {
     }
 
     /// Makes storage follow one applied record (`image`: the image right after it).
+    /// Internal topics (`__consumer_offsets`) are the group coordinator's logs, not
+    /// storage topics: nothing to do here.
     pub async fn apply(&self, cmd: &MetaCommand, image: &Image) {
         let name = match cmd {
             MetaCommand::CreateTopic { name, .. }
             | MetaCommand::AddPartitions { name, .. }
             | MetaCommand::SetTopicConfigs { name, .. } => name.clone(),
+            MetaCommand::DeleteTopic { name } if name.starts_with("__") => return,
             MetaCommand::DeleteTopic { name } => {
                 let storage = self.storage.clone();
                 let n = name.clone();
@@ -44,6 +47,9 @@ impl LocalReplicas {
                 return
             }
         };
+        if name.starts_with("__") {
+            return;
+        }
         if let Some(t) = image.topics.get(&name) {
             let storage = self.storage.clone();
             let t = t.clone();
@@ -65,7 +71,7 @@ impl LocalReplicas {
                     }
                 }
             }
-            for (name, t) in &image.topics {
+            for (name, t) in image.topics.iter().filter(|(n, _)| !n.starts_with("__")) {
                 follow(&storage, name, t);
             }
         })

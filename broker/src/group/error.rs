@@ -6,8 +6,13 @@
 /// What went wrong, typed. Mapped to a wire code at the edge (`service`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupErrorKind {
-    /// The coordinator cannot answer now (loading, stopping): retry.
+    /// The coordinator cannot answer now (stopping): retry.
     CoordinatorNotAvailable,
+    /// This broker has just become the group's coordinator and is loading its offsets-log
+    /// partition: retry shortly.
+    CoordinatorLoadInProgress,
+    /// This broker does not lead the group's offsets-log partition: find the coordinator.
+    NotCoordinator,
     /// Another member took over this static member's instance id.
     FencedInstanceId,
     /// The member's epoch is not one the coordinator gave it: rejoin.

@@ -23,7 +23,7 @@ pub mod state;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -125,8 +125,40 @@ struct Shard {
     state: Mutex<ShardState>,
 }
 
+/// Who leads an offsets-log partition, as the cluster's metadata says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leadership {
+    /// The offsets log is not in the metadata yet: no broker has written it since this
+    /// one started, so the groups read from the local log stay valid (not served yet).
+    Unplaced,
+    /// Another broker leads it, or no broker does.
+    Elsewhere,
+    /// This broker leads it at this leader epoch.
+    Here(i32),
+}
+
+/// Which offsets-log partitions this broker leads: the cluster's answer, passed in so
+/// that the coordinator does not depend on the cluster.
+pub type Ownership = Box<dyn Fn(u32) -> Leadership + Send + Sync>;
+
+/// What a shard's groups in memory stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Loaded {
+    /// Read from the local log when the broker started: valid for whichever leadership
+    /// this broker holds first (nothing else wrote the log since).
+    #[default]
+    Open,
+    /// Loaded while leading at this leader epoch.
+    Epoch(i32),
+    /// Dropped: another broker leads the partition.
+    Unloaded,
+}
+
 #[derive(Default)]
 struct ShardState {
+    /// Whose groups these are; requests are served only while it matches the
+    /// partition's current leadership (checked under this lock).
+    loaded: Loaded,
     groups: HashMap<String, Group>,
     /// Record bytes appended since the last snapshot began.
     since_snapshot: u64,
@@ -195,6 +227,8 @@ pub struct Coordinator {
     shards: Vec<Shard>,
     /// When groups with members were last checked for unsubscribed offsets.
     retention_checked: Mutex<Instant>,
+    /// Set by a cluster; without one this broker coordinates every group.
+    ownership: OnceLock<Ownership>,
 }
 
 /// A shard's state, its poison ignored (`crate::sync`): group state changes are applied
@@ -217,6 +251,7 @@ impl Coordinator {
                 index: p,
                 log,
                 state: Mutex::new(ShardState {
+                    loaded: Loaded::Open,
                     groups: state,
                     since_snapshot: bytes,
                     snapshot_bytes: 0,
@@ -233,7 +268,128 @@ impl Coordinator {
             config,
             shards,
             retention_checked: Mutex::new(Instant::now()),
+            ownership: OnceLock::new(),
         }))
+    }
+
+    /// Makes this coordinator serve only the offsets-log partitions `ownership` says this
+    /// broker leads (set once, by the cluster, before requests arrive). The tick loads a
+    /// partition's groups from its log when leadership arrives and drops them when it
+    /// leaves.
+    pub fn set_ownership(&self, ownership: Ownership) {
+        if self.ownership.set(ownership).is_err() {
+            warn!("the group coordinator's ownership was set twice; the first stays");
+        }
+    }
+
+    /// Who leads offsets partition `p` (this broker, at epoch 0, without a cluster).
+    fn leadership(&self, p: u32) -> Leadership {
+        match self.ownership.get() {
+            Some(f) => f(p),
+            None => Leadership::Here(0),
+        }
+    }
+
+    /// Ok if this broker coordinates the shard's groups now and has them loaded
+    /// (called under the shard's lock, so no change slips in across a leadership move).
+    fn check_owned(&self, shard: &Shard, st: &mut ShardState, group_id: &str) -> GroupResult<()> {
+        match (self.leadership(shard.index), st.loaded) {
+            (Leadership::Elsewhere, _) => Err(GroupError::new(
+                GroupErrorKind::NotCoordinator,
+                format!(
+                    "this broker is not the coordinator of group {group_id} (offsets partition {}); find its coordinator",
+                    shard.index
+                ),
+            )),
+            (Leadership::Unplaced, _) => Err(GroupError::new(
+                GroupErrorKind::CoordinatorNotAvailable,
+                format!(
+                    "the offsets log holding group {group_id} is not placed on a broker yet; find its coordinator"
+                ),
+            )),
+            (Leadership::Here(epoch), Loaded::Open) => {
+                st.loaded = Loaded::Epoch(epoch);
+                Ok(())
+            }
+            (Leadership::Here(epoch), Loaded::Epoch(loaded)) if loaded == epoch => Ok(()),
+            (Leadership::Here(_), _) => Err(GroupError::new(
+                GroupErrorKind::CoordinatorLoadInProgress,
+                format!(
+                    "this broker has just become the coordinator of group {group_id} and is loading offsets partition {}; retry",
+                    shard.index
+                ),
+            )),
+        }
+    }
+
+    /// Whether offsets partition `p`'s groups are served here (for listings).
+    pub fn coordinates(&self, p: u32) -> bool {
+        let shard = &self.shards[p as usize];
+        let mut st = lock(shard);
+        self.check_owned(shard, &mut st, "").is_ok()
+    }
+
+    /// Follows the shard's leadership: drops its groups when another broker leads it,
+    /// loads them from the log when this broker has become its leader. True when the
+    /// shard is served here (and the rest of the tick applies to it).
+    async fn follow_leadership(&self, shard: &Shard) -> bool {
+        let epoch = {
+            let mut st = lock(shard);
+            match (self.leadership(shard.index), st.loaded) {
+                (Leadership::Unplaced, _) | (Leadership::Elsewhere, Loaded::Unloaded) => return false,
+                (Leadership::Elsewhere, _) => {
+                    for g in st.groups.values() {
+                        g.changed.notify_waiters();
+                    }
+                    let groups = st.groups.len();
+                    // Classic members waiting on a join or sync see their answer dropped
+                    // (COORDINATOR_NOT_AVAILABLE) and look for the new coordinator.
+                    *st = ShardState {
+                        loaded: Loaded::Unloaded,
+                        ..ShardState::default()
+                    };
+                    info!(
+                        offsets_partition = shard.index,
+                        groups, "no longer the coordinator of this offsets partition"
+                    );
+                    return false;
+                }
+                (Leadership::Here(epoch), Loaded::Open) => {
+                    st.loaded = Loaded::Epoch(epoch);
+                    return true;
+                }
+                (Leadership::Here(epoch), Loaded::Epoch(loaded)) if loaded == epoch => return true,
+                (Leadership::Here(epoch), _) => epoch,
+            }
+        };
+        let log = shard.log.clone();
+        let replayed = tokio::task::spawn_blocking(move || store::replay(&log, Instant::now())).await;
+        let (groups, bytes) = match replayed {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(e)) => {
+                warn!(offsets_partition = shard.index, error = %e, "could not load the offsets partition; retrying");
+                return false;
+            }
+            Err(_) => return false,
+        };
+        let mut st = lock(shard);
+        if self.leadership(shard.index) != Leadership::Here(epoch) {
+            return false; // moved again while loading: the next tick follows
+        }
+        let count = groups.len();
+        *st = ShardState {
+            loaded: Loaded::Epoch(epoch),
+            groups,
+            since_snapshot: bytes,
+            snapshot_bytes: 0,
+        };
+        info!(
+            offsets_partition = shard.index,
+            leader_epoch = epoch,
+            groups = count,
+            "became the coordinator of this offsets partition"
+        );
+        true
     }
 
     pub fn config(&self) -> &GroupConfig {
@@ -255,7 +411,9 @@ impl Coordinator {
 
     /// The group's change counter and the `Notify` fired when it moves (for long polls).
     pub fn watch(&self, group_id: &str) -> Option<(u64, Arc<tokio::sync::Notify>)> {
-        let st = lock(self.shard(group_id));
+        let shard = self.shard(group_id);
+        let mut st = lock(shard);
+        self.check_owned(shard, &mut st, group_id).ok()?;
         st.groups.get(group_id).map(|g| (g.version, g.changed.clone()))
     }
 
@@ -273,9 +431,13 @@ impl Coordinator {
             return (Err(e), DurableWait::ready());
         }
         let catalog = self.catalog();
-        let (result, wait) = self.change(group_id, |group, _| {
+        let changed = self.change(group_id, |group, _| {
             group.heartbeat(hb, Instant::now(), &catalog, || uuid::Uuid::new_v4().to_string())
         });
+        let (result, wait) = match changed {
+            Ok(done) => done,
+            Err(e) => return (Err(e), DurableWait::ready()),
+        };
         let interval = match &result {
             Ok(r) if r.reconciling => self.config.reconcile_heartbeat_interval_ms,
             _ => self.config.heartbeat_interval_ms.min(session / 3).max(1),
@@ -296,10 +458,16 @@ impl Coordinator {
 
     /// Runs `f` on the group (created if absent) under its shard's lock, persists what
     /// changed and delivers the classic protocol's waiting answers once that is durable.
-    /// A group created for nothing is dropped again.
-    fn change<T>(&self, group_id: &str, f: impl FnOnce(&mut Group, &mut Vec<Delivery>) -> T) -> (T, DurableWait) {
+    /// A group created for nothing is dropped again. Refused (`f` not run) when this
+    /// broker does not coordinate the group.
+    fn change<T>(
+        &self,
+        group_id: &str,
+        f: impl FnOnce(&mut Group, &mut Vec<Delivery>) -> T,
+    ) -> GroupResult<(T, DurableWait)> {
         let shard = self.shard(group_id);
         let mut st = lock(shard);
+        self.check_owned(shard, &mut st, group_id)?;
         let existed = st.groups.contains_key(group_id);
         let group = st
             .groups
@@ -316,12 +484,12 @@ impl Coordinator {
         let wait = self.write(shard, &mut st, records);
         drop(st);
         if out.is_empty() {
-            return (result, wait);
+            return Ok((result, wait));
         }
         // Answers wait for the change to be durable; so does the caller, after them.
         let (tx, rx) = oneshot::channel();
         deliver(out, wait, Some(tx));
-        (result, DurableWait::from_receiver(rx))
+        Ok((result, DurableWait::from_receiver(rx)))
     }
 
     /// Handles a classic JoinGroup. The answer comes when the join phase ends.
@@ -333,7 +501,9 @@ impl Coordinator {
         }
         let delay = Duration::from_millis(self.config.initial_rebalance_delay_ms as u64);
         // The answer itself waits for durability (see `change`).
-        let (_, _answered_once_stored) = self.change(group_id, |g, out| {
+        let mut answer = Some(tx);
+        let changed = self.change(group_id, |g, out| {
+            let tx = answer.take().expect("answered once");
             if !g.members.is_empty() {
                 let e = GroupError::new(
                     GroupErrorKind::InconsistentGroupProtocol,
@@ -346,6 +516,9 @@ impl Coordinator {
             }
             g.classic.join(req, tx, Instant::now(), delay, || uuid::Uuid::new_v4().to_string(), out);
         });
+        if let (Err(e), Some(tx)) = (changed, answer) {
+            let _ = tx.send(Err(e));
+        }
         rx
     }
 
@@ -356,7 +529,14 @@ impl Coordinator {
             let _ = tx.send(Err(e));
             return rx;
         }
-        let (_, _answered_once_stored) = self.change(group_id, |g, out| g.classic.sync(req, tx, Instant::now(), out));
+        let mut answer = Some(tx);
+        let changed = self.change(group_id, |g, out| {
+            let tx = answer.take().expect("answered once");
+            g.classic.sync(req, tx, Instant::now(), out)
+        });
+        if let (Err(e), Some(tx)) = (changed, answer) {
+            let _ = tx.send(Err(e));
+        }
         rx
     }
 
@@ -369,7 +549,9 @@ impl Coordinator {
         generation: i32,
     ) -> GroupResult<()> {
         check_group_id(group_id)?;
-        let mut st = lock(self.shard(group_id));
+        let shard = self.shard(group_id);
+        let mut st = lock(shard);
+        self.check_owned(shard, &mut st, group_id)?;
         match st.groups.get_mut(group_id) {
             Some(g) => g.classic.heartbeat(member_id, instance_id, generation, Instant::now()),
             None => Err(GroupError::new(
@@ -389,7 +571,8 @@ impl Coordinator {
         if let Err(e) = check_group_id(group_id) {
             return (members.iter().map(|_| Err(e.clone())).collect(), DurableWait::ready());
         }
-        self.change(group_id, |g, out| {
+        let count = members.len();
+        let changed = self.change(group_id, |g, out| {
             let now = Instant::now();
             members
                 .into_iter()
@@ -401,7 +584,8 @@ impl Coordinator {
                     r
                 })
                 .collect()
-        })
+        });
+        changed.unwrap_or_else(|e| ((0..count).map(|_| Err(e.clone())).collect(), DurableWait::ready()))
     }
 
     /// Deletes committed offsets of partitions the group no longer consumes.
@@ -410,6 +594,7 @@ impl Coordinator {
         let catalog = self.catalog();
         let shard = self.shard(group_id);
         let mut st = lock(shard);
+        self.check_owned(shard, &mut st, group_id)?;
         let g = st.groups.get_mut(group_id).ok_or_else(|| {
             GroupError::new(
                 GroupErrorKind::GroupIdNotFound,
@@ -455,6 +640,7 @@ impl Coordinator {
         check_group_id(group_id)?;
         let shard = self.shard(group_id);
         let mut st = lock(shard);
+        self.check_owned(shard, &mut st, group_id)?;
         let now_ms = crate::storage::log::now_ms();
         if !st.groups.contains_key(group_id) {
             if !member_id.is_empty() {
@@ -509,30 +695,38 @@ impl Coordinator {
 
     /// A consumer-protocol member as the coordinator knows it.
     pub fn member(&self, group_id: &str, member_id: &str) -> Option<Member> {
-        let st = lock(self.shard(group_id));
+        let shard = self.shard(group_id);
+        let mut st = lock(shard);
+        self.check_owned(shard, &mut st, group_id).ok()?;
         st.groups.get(group_id)?.members.get(member_id).cloned()
     }
 
     /// Committed offsets of `group`: of `partitions`, or all when `None`.
-    pub fn committed(&self, group_id: &str, partitions: Option<&[Tp]>) -> BTreeMap<Tp, Committed> {
-        let st = lock(self.shard(group_id));
+    pub fn committed(&self, group_id: &str, partitions: Option<&[Tp]>) -> GroupResult<BTreeMap<Tp, Committed>> {
+        let shard = self.shard(group_id);
+        let mut st = lock(shard);
+        self.check_owned(shard, &mut st, group_id)?;
         let Some(g) = st.groups.get(group_id) else {
-            return BTreeMap::new();
+            return Ok(BTreeMap::new());
         };
-        match partitions {
+        Ok(match partitions {
             None => g.offsets.clone(),
             Some(tps) => tps
                 .iter()
                 .filter_map(|tp| g.offsets.get(tp).map(|c| (tp.clone(), c.clone())))
                 .collect(),
-        }
+        })
     }
 
-    /// Every group.
+    /// Every group this broker coordinates (as Kafka's ListGroups: a client asks every
+    /// broker).
     pub fn list(&self) -> Vec<GroupListing> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            let st = lock(shard);
+            let mut st = lock(shard);
+            if self.check_owned(shard, &mut st, "").is_err() {
+                continue;
+            }
             for g in st.groups.values() {
                 let classic = g.is_classic();
                 let kind = if classic || (g.members.is_empty() && g.epoch == 0) {
@@ -562,11 +756,15 @@ impl Coordinator {
         out
     }
 
-    pub fn describe(&self, group_id: &str) -> Option<GroupSnapshot> {
+    /// A group's state; `None` for a group this coordinator does not have.
+    pub fn describe(&self, group_id: &str) -> GroupResult<Option<GroupSnapshot>> {
         let shard = self.shard(group_id);
-        let st = lock(shard);
-        let g = st.groups.get(group_id)?;
-        Some(GroupSnapshot {
+        let mut st = lock(shard);
+        self.check_owned(shard, &mut st, group_id)?;
+        let Some(g) = st.groups.get(group_id) else {
+            return Ok(None);
+        };
+        Ok(Some(GroupSnapshot {
             id: g.id.clone(),
             state: g.state(),
             assignor: g.assignor,
@@ -583,13 +781,14 @@ impl Coordinator {
             target: g.target.clone(),
             offsets: g.offsets.clone(),
             offsets_partition: shard.index,
-        })
+        }))
     }
 
     /// Deletes a group without members, with its offsets.
     pub fn delete(&self, group_id: &str) -> GroupResult<DurableWait> {
         let shard = self.shard(group_id);
         let mut st = lock(shard);
+        self.check_owned(shard, &mut st, group_id)?;
         let g = st.groups.get(group_id).ok_or_else(|| {
             GroupError::new(
                 GroupErrorKind::GroupIdNotFound,
@@ -648,6 +847,9 @@ impl Coordinator {
             due
         };
         for shard in &self.shards {
+            if !self.follow_leadership(shard).await {
+                continue;
+            }
             let mut out = Vec::new();
             let (wait, snapshot_start) = {
                 let mut st = lock(shard);

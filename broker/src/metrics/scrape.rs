@@ -228,7 +228,7 @@ fn group_metrics(encoder: &mut DescriptorEncoder, broker: &dyn ScrapeSource) -> 
     let mut members = Vec::new();
     for g in broker.groups().list() {
         members.push((vec![("group", g.id.clone())], ConstGauge::new(g.members as i64)));
-        for (tp, c) in broker.groups().committed(&g.id, None) {
+        for (tp, c) in broker.groups().committed(&g.id, None).unwrap_or_default() {
             let labels: Labels = vec![
                 ("group", g.id.clone()),
                 ("topic", tp.0.clone()),

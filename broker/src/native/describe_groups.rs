@@ -19,14 +19,26 @@ pub const VERSIONS: RangeInclusive<i16> = 0..=0;
 pub async fn handle(broker: &Arc<Broker>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(req.group_ids.len());
     for group_id in req.group_ids {
-        let Some(snapshot) = groups::describe(broker, &group_id) else {
-            groups.push(GroupDescription {
-                error_code: ErrorCode::GroupIdNotFound.code(),
-                error_message: format!("group {group_id} does not exist"),
-                group_id,
-                ..Default::default()
-            });
-            continue;
+        let snapshot = match groups::describe(broker, &group_id) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                groups.push(GroupDescription {
+                    error_code: ErrorCode::GroupIdNotFound.code(),
+                    error_message: format!("group {group_id} does not exist"),
+                    group_id,
+                    ..Default::default()
+                });
+                continue;
+            }
+            Err(f) => {
+                groups.push(GroupDescription {
+                    error_code: f.code.code(),
+                    error_message: f.message,
+                    group_id,
+                    ..Default::default()
+                });
+                continue;
+            }
         };
         // Lag reads a batch header per partition from the log: off the runtime.
         let b = broker.clone();

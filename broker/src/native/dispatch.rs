@@ -160,12 +160,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
             let _turn = after_predecessor(order).await;
             reply(correlation_id, f.body, |r| handlers::offset_fetch::handle(b, r)).await
         }
-        ApiKey::FindCoordinator => {
-            reply(correlation_id, f.body, |r| async {
-                handlers::find_coordinator::handle(b, r)
-            })
-            .await
-        }
+        ApiKey::FindCoordinator => reply(correlation_id, f.body, |r| handlers::find_coordinator::handle(b, r)).await,
         ApiKey::ListGroups => {
             reply(correlation_id, f.body, |r| async move {
                 handlers::list_groups::handle(b, r)

@@ -19,7 +19,16 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetFetchRequest) -> OffsetFetc
             .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
             .collect()
     });
-    let committed = groups::fetch_offsets(broker, &req.group_id, wanted);
+    let committed = match groups::fetch_offsets(broker, &req.group_id, wanted) {
+        Ok(c) => c,
+        Err(f) => {
+            return OffsetFetchResponse {
+                error_code: f.code.code(),
+                error_message: f.message,
+                ..Default::default()
+            }
+        }
+    };
     OffsetFetchResponse {
         topics: groups::by_topic(committed)
             .into_iter()

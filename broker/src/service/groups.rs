@@ -7,9 +7,11 @@ use std::sync::Arc;
 use runnel_protocol::ErrorCode;
 
 use super::{Broker, Failure, Outcome};
+use crate::cluster::controller::ControllerCall;
+use crate::cluster::NodeId;
 use crate::group::{
     CommitResult, Committed, GroupListing, GroupResult, GroupSnapshot, Heartbeat, HeartbeatReply, JoinRequest,
-    JoinResult, Member, OffsetCommit, SyncRequest, SyncResult, Tp,
+    JoinResult, Member, OffsetCommit, SyncRequest, SyncResult, Tp, OFFSETS_LOG, OFFSETS_PARTITIONS,
 };
 use crate::net::order::{in_turn, ApplyOrder};
 use crate::storage::DurableWait;
@@ -59,10 +61,11 @@ pub(crate) async fn commit_offsets(
 }
 
 /// A group's committed offsets: of `wanted` (each with `None` where nothing is
-/// committed), or of every partition it committed.
-pub fn fetch_offsets(broker: &Broker, group: &str, wanted: Option<Vec<Tp>>) -> Vec<(Tp, Option<Committed>)> {
-    let mut committed = broker.groups.committed(group, wanted.as_deref());
-    match wanted {
+/// committed), or of every partition it committed. NOT_COORDINATOR from a broker that
+/// does not coordinate the group.
+pub fn fetch_offsets(broker: &Broker, group: &str, wanted: Option<Vec<Tp>>) -> Outcome<Vec<(Tp, Option<Committed>)>> {
+    let mut committed = broker.groups.committed(group, wanted.as_deref())?;
+    Ok(match wanted {
         Some(tps) => tps
             .into_iter()
             .map(|tp| {
@@ -71,7 +74,7 @@ pub fn fetch_offsets(broker: &Broker, group: &str, wanted: Option<Vec<Tp>>) -> V
             })
             .collect(),
         None => committed.into_iter().map(|(tp, c)| (tp, Some(c))).collect(),
-    }
+    })
 }
 
 /// Deletes groups without members, with their committed offsets; an outcome per group
@@ -119,12 +122,12 @@ pub fn member(broker: &Broker, group: &str, member_id: &str) -> Option<Member> {
     broker.groups.member(group, member_id)
 }
 
-/// A group's state, members and assignments.
-pub fn describe(broker: &Broker, group: &str) -> Option<GroupSnapshot> {
-    broker.groups.describe(group)
+/// A group's state, members and assignments (`None`: no such group).
+pub fn describe(broker: &Broker, group: &str) -> Outcome<Option<GroupSnapshot>> {
+    Ok(broker.groups.describe(group)?)
 }
 
-/// Every group.
+/// Every group this broker coordinates.
 pub fn list(broker: &Broker) -> Vec<GroupListing> {
     broker.groups.list()
 }
@@ -178,4 +181,55 @@ pub fn partition_lag(broker: &Broker, tp: &Tp, committed: Option<i64>, now_ms: i
 /// leader; Kafka's mapping).
 pub fn offsets_partition(group: &str) -> u32 {
     crate::group::partition_for(group)
+}
+
+/// A group's coordinator: the broker leading its offsets-log partition.
+#[derive(Debug, Clone)]
+pub struct CoordinatorView {
+    pub node_id: NodeId,
+    /// `host:port` of its native listener.
+    pub native: String,
+    /// `host:port` of its Kafka listener, if it runs one.
+    pub kafka: Option<String>,
+    pub offsets_partition: u32,
+}
+
+/// Finds `group`'s coordinator. The offsets log is created in the metadata on first use
+/// (as Kafka does: the first FindCoordinator creates `__consumer_offsets`), placed like
+/// any topic. COORDINATOR_NOT_AVAILABLE while it cannot be created or has no leader
+/// (clients retry).
+pub async fn find_coordinator(broker: &Broker, group: &str) -> Outcome<CoordinatorView> {
+    let p = offsets_partition(group);
+    if broker.cluster.image().partition(OFFSETS_LOG, p).is_none() {
+        let call = ControllerCall::CreateInternalTopic {
+            name: OFFSETS_LOG.to_owned(),
+            partitions: OFFSETS_PARTITIONS,
+        };
+        let created = match broker.cluster.call_controller(call).await {
+            Ok(mut results) => results.pop().unwrap_or(Ok(())),
+            Err(r) => Err(r),
+        };
+        if let Err(r) = created {
+            return Err(Failure::new(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("the offsets log could not be created yet: {}", r.message),
+            ));
+        }
+    }
+    let image = broker.cluster.image();
+    let unavailable = |why: String| Failure::new(ErrorCode::CoordinatorNotAvailable, why);
+    let part = image
+        .partition(OFFSETS_LOG, p)
+        .ok_or_else(|| unavailable("this broker has not applied the offsets log's creation yet".into()))?;
+    let leader = image
+        .brokers
+        .get(&part.leader)
+        .filter(|b| !b.fenced)
+        .ok_or_else(|| unavailable(format!("offsets partition {p} has no live leader; retry")))?;
+    Ok(CoordinatorView {
+        node_id: leader.id,
+        native: leader.native.clone(),
+        kafka: leader.kafka.clone(),
+        offsets_partition: p,
+    })
 }

@@ -195,6 +195,8 @@ impl From<GroupErrorKind> for ErrorCode {
         use GroupErrorKind as K;
         match kind {
             K::CoordinatorNotAvailable => ErrorCode::CoordinatorNotAvailable,
+            K::CoordinatorLoadInProgress => ErrorCode::CoordinatorLoadInProgress,
+            K::NotCoordinator => ErrorCode::NotCoordinator,
             K::FencedInstanceId => ErrorCode::FencedInstanceId,
             K::FencedMemberEpoch => ErrorCode::FencedMemberEpoch,
             K::GroupIdNotFound => ErrorCode::GroupIdNotFound,

@@ -24,10 +24,13 @@ pub fn handle(broker: &Broker, req: DescribeGroupsRequest) -> DescribeGroupsResp
         .groups
         .into_iter()
         .map(|id| match groups::describe(broker, &id.0) {
-            Some(g) => describe(g).with_group_id(id),
-            None => DescribedGroup::default()
+            Ok(Some(g)) => describe(g).with_group_id(id),
+            Ok(None) => DescribedGroup::default()
                 .with_group_id(id)
                 .with_group_state(str_bytes("Dead")),
+            Err(f) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_error_code(f.code.code() as i16),
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)

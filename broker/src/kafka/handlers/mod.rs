@@ -127,7 +127,7 @@ async fn serve(
         ApiKey::DescribeConfigs => respond(&req, &describe_configs::handle(broker, decode(&req, body)?)),
         ApiKey::FindCoordinator => respond(
             &req,
-            &find_coordinator::handle(broker, req.version, decode(&req, body)?),
+            &find_coordinator::handle(broker, req.version, decode(&req, body)?).await,
         ),
         ApiKey::OffsetCommit => respond(&req, &offset_commit::handle(broker, decode(&req, body)?, order).await),
         ApiKey::OffsetFetch => respond(

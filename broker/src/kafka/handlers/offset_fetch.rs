@@ -12,7 +12,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
 use super::{str_bytes, topic_name};
-use crate::service::{groups, Broker};
+use crate::service::{groups, Broker, Outcome};
 
 pub const VERSIONS: RangeInclusive<i16> = 1..=9;
 
@@ -23,7 +23,13 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest)
                 .map(|t| (t.name, t.partition_indexes))
                 .collect::<Vec<_>>()
         });
-        let topics = fetch(broker, &req.group_id, wanted)
+        let fetched = match fetch(broker, &req.group_id, wanted) {
+            Ok(f) => f,
+            // v1 has no request-level error: it answers with no offsets.
+            Err(f) if version >= 2 => return OffsetFetchResponse::default().with_error_code(f.code.code() as i16),
+            Err(_) => Vec::new(),
+        };
+        let topics = fetched
             .into_iter()
             .map(|(name, partitions)| {
                 let partitions = partitions
@@ -49,7 +55,18 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest)
                 .map(|t| (t.name, t.partition_indexes))
                 .collect::<Vec<_>>()
         });
-        let topics = fetch(broker, &g.group_id, wanted)
+        let fetched = match fetch(broker, &g.group_id, wanted) {
+            Ok(f) => f,
+            Err(f) => {
+                groups.push(
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(f.code.code() as i16),
+                );
+                continue;
+            }
+        };
+        let topics = fetched
             .into_iter()
             .map(|(name, partitions)| {
                 let partitions = partitions
@@ -82,7 +99,7 @@ fn fetch(
     broker: &Broker,
     group: &GroupId,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
-) -> Vec<(TopicName, Vec<Fetched>)> {
+) -> Outcome<Vec<(TopicName, Vec<Fetched>)>> {
     let wanted = wanted.map(|topics| {
         topics
             .into_iter()
@@ -92,7 +109,7 @@ fn fetch(
             })
             .collect()
     });
-    groups::by_topic(groups::fetch_offsets(broker, &group.0, wanted))
+    Ok(groups::by_topic(groups::fetch_offsets(broker, &group.0, wanted)?)
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
@@ -105,7 +122,7 @@ fn fetch(
                 .collect();
             (topic_name(&topic), partitions)
         })
-        .collect()
+        .collect())
 }
 
 /// One partition's committed offset (-1: none) and its metadata.
