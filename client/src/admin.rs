@@ -1,12 +1,13 @@
 //! [`Admin`]: create, delete, list and describe topics; read and change topic configs.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use runnel_protocol::messages::{
     AlterConfigsRequest, BrokerStatusRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
     DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest, ListOffsetsPartition, ListOffsetsRequest,
-    ListOffsetsTopic, NewTopic, PartitionsIncrease, TopicConfigChange, TopicPartitions,
+    DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest, ListGroupsRequest, ListOffsetsPartition,
+    ListOffsetsRequest, ListOffsetsTopic, NewTopic, PartitionsIncrease, TopicConfigChange, TopicPartitions,
 };
 
 use crate::client::{check, Client, ClientConfig};
@@ -208,6 +209,17 @@ pub struct GroupDescription {
     pub members: Vec<GroupMember>,
     /// Committed offset and lag per partition.
     pub partitions: Vec<PartitionLag>,
+}
+
+/// The broker coordinating a group: the leader of the group's offsets-log partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupCoordinator {
+    /// Its broker id.
+    pub node_id: i32,
+    /// `host:port` of its native listener.
+    pub addr: String,
+    /// The offsets-log partition holding the group.
+    pub offsets_partition: u32,
 }
 
 fn tps(list: Vec<TopicPartitions>) -> Vec<TopicPartition> {
@@ -454,29 +466,36 @@ impl Admin {
         })
     }
 
-    /// Every consumer group, with its state and member count.
+    /// Every consumer group, with its state and member count. Each broker lists the
+    /// groups it coordinates, so every live broker is asked (as Kafka's admin client
+    /// does); a broker that cannot be reached fails the listing rather than leave its
+    /// groups out silently.
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
-        let resp = self.client.call(&ListGroupsRequest {}).await?;
-        Ok(resp
-            .groups
-            .into_iter()
-            .map(|g| GroupListing {
-                group_id: g.group_id,
-                state: g.state,
-                members: g.members,
-                assignor: g.assignor,
-            })
-            .collect())
+        let mut groups = BTreeMap::new();
+        for addr in self.client.brokers().await? {
+            let resp = self.client.call_broker(&addr, &ListGroupsRequest {}).await?;
+            check(resp.error_code, &resp.error_message)?;
+            for g in resp.groups {
+                groups.insert(
+                    g.group_id.clone(),
+                    GroupListing {
+                        group_id: g.group_id,
+                        state: g.state,
+                        members: g.members,
+                        assignor: g.assignor,
+                    },
+                );
+            }
+        }
+        Ok(groups.into_values().collect())
     }
 
     /// Members, assignments, and per-partition committed offsets and lag.
     pub async fn describe_group(&self, group_id: &str) -> Result<GroupDescription> {
-        let resp = self
-            .client
-            .call(&DescribeGroupsRequest {
-                group_ids: vec![group_id.to_owned()],
-            })
-            .await?;
+        let req = DescribeGroupsRequest {
+            group_ids: vec![group_id.to_owned()],
+        };
+        let resp = self.client.call_coordinator(group_id, &req, Duration::ZERO).await?;
         let g = resp
             .groups
             .into_iter()
@@ -522,14 +541,27 @@ impl Admin {
         })
     }
 
-    /// Deletes a group that has no members, with its committed offsets.
-    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+    /// Which broker coordinates `group` now.
+    pub async fn find_coordinator(&self, group_id: &str) -> Result<GroupCoordinator> {
         let resp = self
             .client
-            .call(&DeleteGroupsRequest {
-                group_ids: vec![group_id.to_owned()],
+            .call_any_broker(&FindCoordinatorRequest {
+                group_id: group_id.to_owned(),
             })
             .await?;
+        Ok(GroupCoordinator {
+            node_id: resp.node_id,
+            addr: format!("{}:{}", resp.host, resp.port),
+            offsets_partition: resp.offsets_partition,
+        })
+    }
+
+    /// Deletes a group that has no members, with its committed offsets.
+    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let req = DeleteGroupsRequest {
+            group_ids: vec![group_id.to_owned()],
+        };
+        let resp = self.client.call_coordinator(group_id, &req, Duration::ZERO).await?;
         one_result(resp.results.iter().map(|r| (r.error_code, r.error_message.as_str())))
     }
 
@@ -592,10 +624,26 @@ async fn list_offset_at(client: &Client, topic: &str, partition: u32, timestamp:
             partitions: vec![ListOffsetsPartition { partition, timestamp }],
         }],
     };
-    let resp = client.call_partition(topic, partition, &req).await?;
-    let p = first_partition(resp.topics.into_iter().flat_map(|t| t.partitions), "ListOffsets")?;
-    partition_check(client, topic, p.error_code, &p.error_message)?;
-    Ok((p.offset >= 0).then_some(p.offset))
+    // A stale route (the leader moved, or the client has not learned it yet) is found
+    // again and the question asked of the new leader: a few times, with a short pause.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let answer = async {
+            let resp = client.call_partition(topic, partition, &req).await?;
+            let p = first_partition(resp.topics.into_iter().flat_map(|t| t.partitions), "ListOffsets")?;
+            check(p.error_code, &p.error_message)?;
+            Ok((p.offset >= 0).then_some(p.offset))
+        }
+        .await;
+        match answer {
+            Err(e) if attempt < 5 && crate::client::leader_moved(&e) => {
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                let _ = client.metadata(vec![topic.to_owned()]).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A partition's result; one that says its leader moved refreshes the routes first (the

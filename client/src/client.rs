@@ -8,6 +8,11 @@
 //! to the bootstrap broker. NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE,
 //! FENCED_LEADER_EPOCH and lost connections refresh the routes ([`Client::refresh_routes`]);
 //! a bootstrap broker that is gone is replaced by any other broker the client knows.
+//!
+//! Group requests go to the group's coordinator (the leader of its offsets-log
+//! partition), found with FindCoordinator and cached; NOT_COORDINATOR,
+//! COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS and lost connections look it
+//! up again and retry ([`Client::call_coordinator`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use runnel_protocol::frame::{ResponseFrame, DEFAULT_MAX_RESPONSE_FRAME_BYTES};
-use runnel_protocol::messages::{ApiVersionsRequest, MetadataRequest, MetadataResponse};
+use runnel_protocol::messages::{ApiVersionsRequest, FindCoordinatorRequest, MetadataRequest, MetadataResponse};
 use runnel_protocol::{ErrorCode, Request, Response};
 
 use crate::connection::Connection;
@@ -80,6 +85,8 @@ struct Inner {
     others: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
     /// A route refresh is running (at most one at a time).
     refreshing: AtomicBool,
+    /// Group → `host:port` of its coordinator, from FindCoordinator.
+    coordinators: Mutex<HashMap<String, Arc<str>>>,
 }
 
 /// Where each partition's leader is, from the last Metadata.
@@ -133,6 +140,7 @@ impl Client {
                 routes: Mutex::new(Routes::default()),
                 others: tokio::sync::Mutex::new(HashMap::new()),
                 refreshing: AtomicBool::new(false),
+                coordinators: Mutex::new(HashMap::new()),
             }),
         };
         let versions = client
@@ -323,36 +331,10 @@ impl Client {
             allow_auto_topic_creation: self.inner.config.auto_create_topics && !topics.is_empty(),
             topics,
         };
-        let resp = match self.call(&req).await {
-            Ok(r) => {
-                crate::sync::lock(&self.inner.routes).bootstrap_id = Some(r.answered_by);
-                r
-            }
-            Err(e)
-                if matches!(
-                    e,
-                    Error::Connect { .. } | Error::Disconnected { .. } | Error::Timeout(_)
-                ) =>
-            {
-                let known: Vec<Arc<str>> = crate::sync::lock(&self.inner.routes)
-                    .brokers
-                    .values()
-                    .cloned()
-                    .collect();
-                let mut answer = Err(e);
-                for addr in known.iter().filter(|a| ***a != *self.inner.addr) {
-                    answer = match self.start_call_at(Some(addr), &req, Vec::new(), Duration::ZERO).await {
-                        Ok(call) => call.response().await.map(|(r, _)| r),
-                        Err(e) => Err(e),
-                    };
-                    if answer.is_ok() {
-                        break;
-                    }
-                }
-                answer?
-            }
-            Err(e) => return Err(e),
-        };
+        let (resp, from_bootstrap) = self.call_any(&req).await?;
+        if from_bootstrap {
+            crate::sync::lock(&self.inner.routes).bootstrap_id = Some(resp.answered_by);
+        }
         {
             let mut routes = crate::sync::lock(&self.inner.routes);
             for b in &resp.brokers {
@@ -378,6 +360,111 @@ impl Client {
             }
         }
         Ok(resp)
+    }
+
+    /// Sends a request any broker can answer to the bootstrap broker or, if it cannot be
+    /// reached, to each other broker the client knows in turn. The response, and whether
+    /// the bootstrap broker gave it.
+    async fn call_any<R: Request>(&self, req: &R) -> Result<(R::Response, bool)> {
+        match self.call(req).await {
+            Ok(r) => Ok((r, true)),
+            Err(e)
+                if matches!(
+                    e,
+                    Error::Connect { .. } | Error::Disconnected { .. } | Error::Timeout(_)
+                ) =>
+            {
+                let known: Vec<Arc<str>> = crate::sync::lock(&self.inner.routes)
+                    .brokers
+                    .values()
+                    .cloned()
+                    .collect();
+                let mut answer = Err(e);
+                for addr in known.iter().filter(|a| ***a != *self.inner.addr) {
+                    answer = self.call_at(addr, req, Duration::ZERO).await;
+                    if answer.is_ok() {
+                        break;
+                    }
+                }
+                answer.map(|r| (r, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// As [`Client::call`], falling back to the other known brokers when the bootstrap
+    /// broker cannot be reached.
+    pub(crate) async fn call_any_broker<R: Request>(&self, req: &R) -> Result<R::Response> {
+        self.call_any(req).await.map(|(r, _)| r)
+    }
+
+    /// One request to the broker at `addr`, and its response.
+    async fn call_at<R: Request>(&self, addr: &str, req: &R, extra: Duration) -> Result<R::Response> {
+        let call = self.start_call_at(Some(addr), req, Vec::new(), extra).await?;
+        call.response().await.map(|(r, _)| r)
+    }
+
+    /// Sends a request of `group` to the group's coordinator and returns its response.
+    /// The coordinator is found with FindCoordinator and cached; when the answer says it
+    /// moved (or is loading), or its connection is lost, it is looked up again and the
+    /// request sent again, with a growing pause, until the request timeout. `extra` is
+    /// added to each attempt's timeout (a long poll's wait).
+    pub(crate) async fn call_coordinator<R: Request>(
+        &self,
+        group: &str,
+        req: &R,
+        extra: Duration,
+    ) -> Result<R::Response> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.request_timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let attempt = match self.coordinator_of(group).await {
+                Ok(addr) => self.call_at(&addr, req, extra).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Err(e) if coordinator_moved(&e) && tokio::time::Instant::now() + pause < deadline => {
+                    crate::sync::lock(&self.inner.coordinators).remove(group);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    // A timeout (a paused broker, say): the caller decides whether to
+                    // try again, and then it asks where the coordinator is afresh.
+                    if e.is_retriable() {
+                        crate::sync::lock(&self.inner.coordinators).remove(group);
+                    }
+                    return Err(e);
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    /// The address of `group`'s coordinator (cached; FindCoordinator when unknown).
+    async fn coordinator_of(&self, group: &str) -> Result<Arc<str>> {
+        if let Some(addr) = crate::sync::lock(&self.inner.coordinators).get(group) {
+            return Ok(addr.clone());
+        }
+        let (resp, _) = self
+            .call_any(&FindCoordinatorRequest {
+                group_id: group.to_owned(),
+            })
+            .await?;
+        let addr: Arc<str> = Arc::from(format!("{}:{}", resp.host, resp.port));
+        crate::sync::lock(&self.inner.coordinators).insert(group.to_owned(), addr.clone());
+        Ok(addr)
+    }
+
+    /// `host:port` of every live broker, from a fresh Metadata.
+    pub(crate) async fn brokers(&self) -> Result<Vec<String>> {
+        let resp = self.metadata(Vec::new()).await?;
+        Ok(resp.brokers.iter().map(|b| format!("{}:{}", b.host, b.port)).collect())
+    }
+
+    /// Sends `req` to the broker at `addr` (a listing each broker answers for itself).
+    pub(crate) async fn call_broker<R: Request>(&self, addr: &str, req: &R) -> Result<R::Response> {
+        self.call_at(addr, req, Duration::ZERO).await
     }
 
     /// How many partitions `topic` has (cached after the first lookup).
@@ -457,6 +544,14 @@ pub(crate) fn leader_moved(e: &Error) -> bool {
     matches!(
         e.code(),
         Some(ErrorCode::NotLeaderOrFollower | ErrorCode::LeaderNotAvailable | ErrorCode::FencedLeaderEpoch)
+    ) || matches!(e, Error::Connect { .. } | Error::Disconnected { .. })
+}
+
+/// The group's coordinator moved, is loading, or could not be reached: find it again.
+pub(crate) fn coordinator_moved(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        Some(ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::CoordinatorLoadInProgress)
     ) || matches!(e, Error::Connect { .. } | Error::Disconnected { .. })
 }
 

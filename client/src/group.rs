@@ -169,7 +169,7 @@ impl Membership {
     pub async fn heartbeat(&self) -> Result<Duration> {
         let req = self.request(None);
         let wait = Duration::from_millis(req.wait_ms as u64);
-        match self.heartbeats.call_with(&req, Vec::new(), wait).await.map(|(r, _)| r) {
+        match self.heartbeats.call_coordinator(&self.group_id, &req, wait).await {
             Ok(resp) => {
                 let assignment = from_wire(resp.assignment);
                 let mut st = lock(&self.state);
@@ -219,7 +219,9 @@ impl Membership {
         req.wait_ms = 0;
         // On the commit connection: the heartbeat one may still have a long poll ahead
         // of it.
-        retry_once(|| self.coordinator.call(&req)).await.map(|_| ())
+        retry_once(|| self.coordinator.call_coordinator(&self.group_id, &req, Duration::ZERO))
+            .await
+            .map(|_| ())
     }
 
     /// Commits `offsets` with this member's id and current epoch.
@@ -276,15 +278,14 @@ pub(crate) async fn commit_offsets(
             }),
         }
     }
-    let resp = client
-        .call(&OffsetCommitRequest {
-            group_id: group_id.to_owned(),
-            member_id: member_id.to_owned(),
-            member_epoch,
-            topics,
-            group_instance_id: None,
-        })
-        .await?;
+    let req = OffsetCommitRequest {
+        group_id: group_id.to_owned(),
+        member_id: member_id.to_owned(),
+        member_epoch,
+        topics,
+        group_instance_id: None,
+    };
+    let resp = client.call_coordinator(group_id, &req, Duration::ZERO).await?;
     for t in &resp.topics {
         for p in &t.partitions {
             check(p.error_code, &p.error_message)?;
@@ -298,12 +299,11 @@ pub(crate) async fn committed_offsets(
     group_id: &str,
     partitions: Option<&BTreeSet<TopicPartition>>,
 ) -> Result<BTreeMap<TopicPartition, i64>> {
-    let resp = client
-        .call(&OffsetFetchRequest {
-            group_id: group_id.to_owned(),
-            topics: partitions.map(to_wire).unwrap_or_default(),
-        })
-        .await?;
+    let req = OffsetFetchRequest {
+        group_id: group_id.to_owned(),
+        topics: partitions.map(to_wire).unwrap_or_default(),
+    };
+    let resp = client.call_coordinator(group_id, &req, Duration::ZERO).await?;
     Ok(resp
         .topics
         .into_iter()

@@ -47,8 +47,8 @@ mod producer;
 mod sync;
 
 pub use admin::{
-    Admin, BrokerStatus, ClusterBroker, ClusterDescription, ConfigEntry, GroupDescription, GroupListing, GroupMember,
-    PartitionInfo, PartitionLag, TopicDescription, TopicListing, TopicStatus,
+    Admin, BrokerStatus, ClusterBroker, ClusterDescription, ConfigEntry, GroupCoordinator, GroupDescription,
+    GroupListing, GroupMember, PartitionInfo, PartitionLag, TopicDescription, TopicListing, TopicStatus,
 };
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, OffsetReset};

@@ -74,6 +74,18 @@ pub(super) async fn fetch_loop(
     loop {
         let chunk = match fetch_once(&client, &config, &mut positions).await {
             Ok(chunk) => chunk,
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(ErrorCode::NotLeaderOrFollower | ErrorCode::FencedLeaderEpoch)
+                ) =>
+            {
+                // A stale route: the partition's leader moved and the routes are being
+                // refreshed. Kafka's consumers handle this themselves; so does this one.
+                debug!(error = %e, "partition leader moved; fetching from the new one");
+                tokio::time::sleep(config.retry_backoff).await;
+                continue;
+            }
             Err(e) => {
                 debug!(error = %e, "fetch failed; retrying");
                 if tx.send(Err(e)).await.is_err() {
