@@ -53,13 +53,16 @@ pub async fn run(broker: &str, cmd: GroupCommand) -> Result<(), String> {
         }
         GroupCommand::Describe { group } => {
             let d = admin.describe_group(&group).await.map_err(err)?;
+            let coordinator = admin.find_coordinator(&group).await.map_err(err)?;
             println!(
-                "group {}  state {}  assignor {}  epoch {}  members {}",
+                "group {}  state {}  assignor {}  epoch {}  members {}  coordinator {} ({})",
                 d.group_id,
                 d.state,
                 d.assignor,
                 d.group_epoch,
-                d.members.len()
+                d.members.len(),
+                coordinator.node_id,
+                coordinator.addr
             );
             if !d.members.is_empty() {
                 println!();
