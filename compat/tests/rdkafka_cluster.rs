@@ -2,7 +2,9 @@
 //! directory, native and Kafka listeners): it bootstraps from one broker, learns every
 //! broker and each partition's leader from Metadata, produces to and fetches from the
 //! leaders; a broker asked for a partition it does not lead says NOT_LEADER_OR_FOLLOWER,
-//! which librdkafka handles by refreshing its metadata.
+//! which librdkafka handles by refreshing its metadata. A subscribed group member is sent
+//! by FindCoordinator to the broker leading the group's offsets partition, which alone
+//! holds its commits.
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
@@ -126,6 +128,47 @@ async fn librdkafka_bootstraps_from_one_broker_and_follows_the_leaders() {
         }
     }
     assert_eq!(got.len(), 60, "every record read back once");
+
+    // A subscribed group member, bootstrapped from broker 2: FindCoordinator sends it to
+    // the broker leading the group's offsets partition, which assigns it every
+    // partition and takes its commits; the other brokers say they do not coordinate it.
+    let member: BaseConsumer = kafka_config(kafka[1])
+        .set("group.id", "rk-sub")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    member.subscribe(&["rkc"]).unwrap();
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while got.len() < 60 && Instant::now() < deadline {
+        if let Some(m) = member.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            got.insert(String::from_utf8_lossy(m.payload().unwrap()).into_owned());
+        }
+    }
+    assert_eq!(got.len(), 60, "the group member read every record");
+    member
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    let offsets_partition = runnel_broker::group::partition_for("rk-sub");
+    let coordinator = servers[0].broker().cluster.image().topics[runnel_broker::group::OFFSETS_LOG].partitions
+        [offsets_partition as usize]
+        .leader;
+    for (i, s) in servers.iter().enumerate() {
+        let id = i as i32 + 1;
+        let committed = runnel_broker::service::groups::fetch_offsets(s.broker(), "rk-sub", None);
+        match committed {
+            Ok(c) if id == coordinator => {
+                let total: i64 = c.iter().filter_map(|(_, o)| o.as_ref()).map(|o| o.offset).sum();
+                assert_eq!(total, 60, "the coordinator (broker {id}) holds the group's commits");
+            }
+            Ok(_) => panic!("broker {id} answered for a group broker {coordinator} coordinates"),
+            Err(f) => assert_eq!(f.code, runnel_protocol::ErrorCode::NotCoordinator, "broker {id}"),
+        }
+    }
+    member.unsubscribe();
     // Every broker holds the records of the partitions it leads, and only those.
     for (i, s) in servers.iter().enumerate() {
         let id = i as i32 + 1;
