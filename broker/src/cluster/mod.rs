@@ -523,7 +523,7 @@ fn node_id(id: u64) -> NodeId {
 
 /// Checks the flags against what the data directory remembers (first start: writes it).
 fn check_identity(dir: &Path, cfg: &ClusterConfig) -> Result<Identity> {
-    std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+    crate::storage::io::create_dir_durable(dir).map_err(Error::io("create", dir))?;
     let path = dir.join("cluster.json");
     let stored: Option<Identity> = store::read_json(&path).map_err(Error::io("read", &path))?;
     let refuse = |reason: String| Error::InvalidConfig {

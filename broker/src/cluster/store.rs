@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
-use std::io::{Cursor, Read, Write};
+use std::io::{Cursor, Read};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -34,6 +34,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::image::{Image, MetaReply};
 use super::local::LocalReplicas;
 use super::TypeConfig;
+use crate::storage::io;
 
 pub const RAFT_DIR: &str = "__cluster_raft";
 
@@ -49,14 +50,14 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 pub(crate) fn write_atomic(dir: &Path, name: &str, value: &impl Serialize, sync: bool) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let bytes = serde_json::to_vec(value).map_err(io_err)?;
-    let mut f = File::create(&tmp)?;
-    f.write_all(&bytes)?;
+    let f = io::create(&tmp)?;
+    io::write_at(&f, &tmp, &bytes, 0)?;
     if sync {
-        f.sync_all()?;
+        io::sync_data(&f, &tmp)?;
     }
-    std::fs::rename(&tmp, dir.join(name))?;
+    io::rename(&tmp, &dir.join(name))?;
     if sync {
-        File::open(dir)?.sync_all()?;
+        io::sync_dir(dir)?;
     }
     Ok(())
 }
@@ -107,6 +108,8 @@ fn decode_records(bytes: &[u8]) -> (Vec<Entry<TypeConfig>>, usize) {
 struct LogFile {
     dir: PathBuf,
     file: File,
+    /// The file's length: where the next records go.
+    len: u64,
 }
 
 /// The log's memory side: read by replication tasks on the runtime, so held only to
@@ -126,13 +129,23 @@ impl LogFile {
             encode_record(&mut buf, e)?;
         }
         let tmp = self.dir.join("log.tmp");
-        let mut f = File::create(&tmp)?;
-        f.write_all(&buf)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join("log"))?;
-        File::open(&self.dir)?.sync_all()?;
-        self.file = OpenOptions::new().append(true).open(self.dir.join("log"))?;
+        let path = self.dir.join("log");
+        let f = io::create(&tmp)?;
+        io::write_at(&f, &tmp, &buf, 0)?;
+        io::sync_data(&f, &tmp)?;
+        io::rename(&tmp, &path)?;
+        io::sync_dir(&self.dir)?;
+        self.file = io::open(OpenOptions::new().read(true).write(true), &path)?;
+        self.len = buf.len() as u64;
         Ok(())
+    }
+
+    /// Appends `buf` and syncs it.
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let path = self.dir.join("log");
+        io::write_at(&self.file, &path, buf, self.len)?;
+        self.len += buf.len() as u64;
+        io::sync_data(&self.file, &path)
     }
 }
 
@@ -146,22 +159,26 @@ pub struct LogStore {
 impl LogStore {
     /// Opens (or creates) the log in `dir`, cutting a torn tail. Blocking.
     pub fn open(dir: &Path) -> std::io::Result<LogStore> {
-        std::fs::create_dir_all(dir)?;
+        io::create_dir_durable(dir)?;
         let path = dir.join("log");
         let mut bytes = Vec::new();
         if let Ok(mut f) = File::open(&path) {
             f.read_to_end(&mut bytes)?;
         }
         let (list, whole) = decode_records(&bytes);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let existed = path.exists();
+        let file = io::open(OpenOptions::new().read(true).write(true).create(true), &path)?;
+        if !existed {
+            io::sync_dir(dir)?;
+        }
         if whole < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
                 cut = bytes.len() - whole,
                 "cutting a torn or corrupt tail off the metadata Raft log"
             );
-            file.set_len(whole as u64)?;
-            file.sync_all()?;
+            io::set_len(&file, &path, whole as u64)?;
+            io::sync_data(&file, &path)?;
         }
         let purged: Option<LogId<Nid>> = read_json(&dir.join("purged.json"))?;
         // Entries at or before the purge point (a crash between recording the purge and
@@ -175,6 +192,7 @@ impl LogStore {
             file: Arc::new(Mutex::new(LogFile {
                 dir: dir.to_owned(),
                 file,
+                len: whole as u64,
             })),
             memory: Arc::new(Mutex::new(LogMemory {
                 entries,
@@ -280,8 +298,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     for e in &entries {
                         encode_record(&mut buf, e)?;
                     }
-                    file.file.write_all(&buf)?;
-                    file.file.sync_data()?;
+                    file.append(&buf)?;
                     let mut memory = crate::sync::lock(memory);
                     for e in entries {
                         memory.entries.insert(e.log_id.index, e);

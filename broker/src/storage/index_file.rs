@@ -17,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::io;
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
@@ -50,13 +51,11 @@ impl IndexFile {
     ///
     /// [`extend`]: IndexFile::extend
     pub fn open(path: &Path, entry_bytes: usize, capacity_bytes: u64) -> Result<IndexFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(Error::io("open index", path))?;
+        let file = io::open(
+            OpenOptions::new().read(true).write(true).create(true).truncate(false),
+            path,
+        )
+        .map_err(Error::io("open index", path))?;
         let len = file.metadata().map_err(Error::io("stat index", path))?.len();
         let capacity_bytes = capacity_bytes.max(len).max(entry_bytes as u64);
         let capacity_entries = (capacity_bytes / entry_bytes as u64) as usize;
@@ -172,8 +171,7 @@ impl IndexFile {
     /// Cuts the file to its entries (segment rolled or log closed).
     pub fn trim(&self) -> Result<()> {
         let n = self.len();
-        self.file
-            .set_len((n * self.entry_bytes) as u64)
+        io::set_len(&self.file, &self.path, (n * self.entry_bytes) as u64)
             .map_err(Error::io("trim index", &self.path))?;
         self.file_entries.store(n, Ordering::Relaxed);
         self.allocated_entries.store(n, Ordering::Relaxed);
@@ -183,9 +181,7 @@ impl IndexFile {
     /// Grows the file back to capacity so the writer can append (segment active again).
     pub fn extend(&self) -> Result<()> {
         let bytes = (self.capacity_entries * self.entry_bytes) as u64;
-        self.file
-            .set_len(bytes)
-            .map_err(Error::io("extend index", &self.path))?;
+        io::set_len(&self.file, &self.path, bytes).map_err(Error::io("extend index", &self.path))?;
         self.file_entries.store(self.capacity_entries, Ordering::Relaxed);
         Ok(())
     }
@@ -193,6 +189,6 @@ impl IndexFile {
     /// Makes the entries durable.
     pub fn sync(&self) -> Result<()> {
         self.mmap.flush().map_err(Error::io("msync index", &self.path))?;
-        self.file.sync_data().map_err(Error::io("fsync index", &self.path))
+        io::sync_data(&self.file, &self.path).map_err(Error::io("fsync index", &self.path))
     }
 }

@@ -39,6 +39,7 @@ use tracing::{error, info, warn};
 
 use super::config::{FlushPolicy, LogConfig};
 use super::flusher::{Flusher, DEFAULT_FLUSH_THREADS};
+use super::io;
 use super::log::{now_ms, sync_dir, PartitionLog};
 use super::metadata::{self, MetadataRecord, METADATA_DIR};
 use crate::error::{Error, Result};
@@ -143,7 +144,7 @@ impl LogManager {
     pub fn open(cfg: StorageConfig) -> Result<Arc<LogManager>> {
         let opening = std::time::Instant::now();
         let dir = cfg.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(Error::io("create data dir", &dir))?;
+        io::create_dir_all(&dir).map_err(Error::io("create data dir", &dir))?;
         let lock_path = dir.join(LOCK_FILE);
         let lock_file = File::create(&lock_path).map_err(Error::io("create", &lock_path))?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| Error::Io {
@@ -156,7 +157,7 @@ impl LogManager {
         let clean = marker.exists();
         if clean {
             // Gone before anything is written, so a crash from here on is seen as unclean.
-            std::fs::remove_file(&marker).map_err(Error::io("remove", &marker))?;
+            io::remove_file(&marker).map_err(Error::io("remove", &marker))?;
             sync_dir(&dir)?;
         } else if dir.join(METADATA_DIR).exists() {
             info!(data_dir = %dir.display(), "no clean-shutdown marker: recovering logs past their checkpoints");
@@ -464,7 +465,7 @@ impl LogManager {
     fn remove_new_dirs(&self, name: &str, range: std::ops::Range<u32>) {
         if self.crash_point.load(Ordering::SeqCst) == CrashPoint::None as u8 {
             for p in range {
-                let _ = std::fs::remove_dir_all(self.cfg.data_dir.join(format!("{name}-{p}")));
+                let _ = io::remove_dir_all(&self.cfg.data_dir.join(format!("{name}-{p}")));
             }
         }
     }
@@ -584,13 +585,13 @@ impl LogManager {
             log.shut_for_delete();
             let from = self.cfg.data_dir.join(format!("{name}-{p}"));
             let to = self.cfg.data_dir.join(format!("{name}-{p}.{}-delete", topic.id));
-            std::fs::rename(&from, &to).map_err(Error::io("rename for delete", &from))?;
+            io::rename(&from, &to).map_err(Error::io("rename for delete", &from))?;
         }
         sync_dir(&self.cfg.data_dir)?;
         self.crash_here(CrashPoint::DeleteAfterRename)?;
         for p in 0..topic.partitions.len() {
             let d = self.cfg.data_dir.join(format!("{name}-{p}.{}-delete", topic.id));
-            std::fs::remove_dir_all(&d).map_err(Error::io("remove", &d))?;
+            io::remove_dir_all(&d).map_err(Error::io("remove", &d))?;
         }
         sync_dir(&self.cfg.data_dir)?;
         info!(topic = name, "deleted topic");
@@ -643,8 +644,8 @@ impl LogManager {
         self.flusher.shutdown();
         result?;
         let marker = self.cfg.data_dir.join(CLEAN_SHUTDOWN_FILE);
-        File::create(&marker)
-            .and_then(|f| f.sync_all())
+        io::create(&marker)
+            .and_then(|f| io::sync_data(&f, &marker))
             .map_err(Error::io("write clean-shutdown marker", &marker))?;
         sync_dir(&self.cfg.data_dir)?;
         info!(data_dir = %self.cfg.data_dir.display(), "clean shutdown");
@@ -744,14 +745,14 @@ pub fn check_legal_topic_name(name: &str) -> Result<()> {
 
 fn create_partition_dir(dir: &Path, topic_id: &str) -> Result<()> {
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(Error::io("remove stale", dir))?;
+        io::remove_dir_all(dir).map_err(Error::io("remove stale", dir))?;
     }
-    std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+    io::create_dir_all(dir).map_err(Error::io("create", dir))?;
     let path = dir.join(PARTITION_METADATA_FILE);
     (|| -> std::io::Result<()> {
-        let mut f = File::create(&path)?;
-        std::io::Write::write_all(&mut f, format!("version: 0\ntopic_id: {topic_id}\n").as_bytes())?;
-        f.sync_all()
+        let f = io::create(&path)?;
+        io::write_at(&f, &path, format!("version: 0\ntopic_id: {topic_id}\n").as_bytes(), 0)?;
+        io::sync_data(&f, &path)
     })()
     .map_err(Error::io("write", &path))?;
     sync_dir(dir)
@@ -788,7 +789,7 @@ fn remove_unclaimed(data_dir: &Path, live: &BTreeMap<String, metadata::TopicMeta
         if claimed.is_none() {
             if looks_ours {
                 warn!(dir = %path.display(), "removing partition directory that no live topic claims");
-                std::fs::remove_dir_all(&path).map_err(Error::io("remove", &path))?;
+                io::remove_dir_all(&path).map_err(Error::io("remove", &path))?;
             } else {
                 warn!(dir = %path.display(), "ignoring unknown directory in the data directory");
             }

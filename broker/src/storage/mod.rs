@@ -6,10 +6,13 @@
 //! - [`flusher`]: group-commit sync threads
 //! - [`recovery`]: opening a log after a clean or unclean stop
 //! - [`manager`]: the topic registry, its metadata log, and background maintenance
+//! - [`io`]: every file operation storage makes, where a test can install a simulated
+//!   disk ([`sim`]: power loss and disk faults)
 
 pub mod config;
 pub mod flusher;
 mod index_file;
+pub mod io;
 pub mod log;
 pub mod manager;
 mod metadata;
@@ -17,6 +20,7 @@ mod offset_index;
 pub mod producers;
 mod recovery;
 pub mod segment;
+pub mod sim;
 mod time_index;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};

@@ -27,7 +27,6 @@
 //! forgotten (its next batch starts afresh), as Kafka forgets it, and the table stays
 //! bounded by the producers the log still holds batches of.
 use std::collections::{HashMap, VecDeque};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +35,7 @@ use runnel_protocol::crc::crc32c;
 use tracing::warn;
 
 use crate::error::{Error, Result};
+use crate::storage::io;
 use crate::storage::segment::{self, Segment};
 
 /// Batches remembered per producer for duplicate detection (Kafka's
@@ -181,9 +181,7 @@ impl ProducerTable {
         let mut pos = 0u64;
         let end = segment.size();
         while pos + HEADER_BYTES as u64 <= end {
-            segment
-                .file()
-                .read_exact_at(&mut header, pos)
+            io::read_at(segment.file(), segment.log_path(), &mut header, pos)
                 .map_err(Error::io("read batch header", segment.log_path()))?;
             let h = BatchHeader::parse(&header)?;
             if h.producer_id >= 0 {
@@ -229,10 +227,11 @@ impl ProducerTable {
         let path = snapshot_path(dir, offset);
         let tmp = path.with_extension(format!("{SNAPSHOT_SUFFIX}.tmp"));
         let bytes = self.encode();
-        std::fs::write(&tmp, &bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
+        io::create(&tmp)
+            .and_then(|f| io::write_at(&f, &tmp, &bytes, 0))
+            .and_then(|()| io::rename(&tmp, &path))
             .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = io::remove_file(&tmp);
                 Error::io("write producer-state snapshot", &path)(e)
             })
     }

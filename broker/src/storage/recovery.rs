@@ -24,6 +24,7 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::config::LogConfig;
+use super::io;
 use super::segment::{self, IndexCursor, ScanOutcome, Segment};
 use crate::error::{Error, Result};
 
@@ -63,14 +64,14 @@ pub(crate) fn write_offset_file(dir: &Path, name: &str, offset: u64) -> Result<(
     let tmp = dir.join(format!("{name}.{seq}.tmp"));
     let path = dir.join(name);
     (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, format!("{offset}\n").as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)
+        let f = io::create(&tmp)?;
+        io::write_at(&f, &tmp, format!("{offset}\n").as_bytes(), 0)?;
+        io::sync_data(&f, &tmp)?;
+        io::rename(&tmp, &path)
     })()
     .map_err(|e| {
         // A half-written temporary (full disk) would hold space; start-up removes leftovers.
-        let _ = std::fs::remove_file(&tmp);
+        let _ = io::remove_file(&tmp);
         Error::io("write checkpoint", &path)(e)
     })?;
     super::log::sync_dir(dir)
@@ -105,7 +106,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         if bases.binary_search(&base).is_err() {
             warn!(dir = %dir.display(), file = %name, "removing index file without a segment");
             let p = dir.join(&name);
-            std::fs::remove_file(&p).map_err(Error::io("remove", p))?;
+            io::remove_file(&p).map_err(Error::io("remove", p))?;
         }
     }
     Ok(bases)
@@ -116,6 +117,8 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
     let bases = list_segments(dir)?;
     if bases.is_empty() {
         let seg = Segment::create(dir, 0, cfg)?;
+        // The new segment's name is durable before anything is acknowledged from it.
+        super::log::sync_dir(dir)?;
         return Ok(Opened {
             segments: vec![Arc::new(seg)],
             cursor: IndexCursor::fresh(),

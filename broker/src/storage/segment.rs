@@ -20,6 +20,7 @@ use std::sync::Arc;
 use runnel_protocol::batch::{self, BatchHeader, HEADER_BYTES, LOG_OVERHEAD};
 
 use super::config::LogConfig;
+use super::io;
 use super::offset_index::{self, OffsetIndex};
 use super::time_index::{self, TimeIndex};
 use crate::error::{Error, Result};
@@ -44,7 +45,7 @@ pub(crate) fn file_name(base_offset: u64, suffix: &str) -> String {
 
 /// Removes `path`; a file already gone is not an error.
 pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
+    match io::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path)(e)),
         _ => Ok(()),
     }
@@ -148,13 +149,11 @@ impl Segment {
     /// Creates a new, empty, active segment (replacing any leftover files of the same name).
     pub fn create(dir: &Path, base_offset: u64, cfg: &LogConfig) -> Result<Segment> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)
-            .map_err(Error::io("create segment", &log_path))?;
+        let file = io::open(
+            OpenOptions::new().read(true).write(true).create(true).truncate(true),
+            &log_path,
+        )
+        .map_err(Error::io("create segment", &log_path))?;
         for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
             remove_if_exists(&dir.join(file_name(base_offset, suffix)))?;
         }
@@ -173,10 +172,7 @@ impl Segment {
     /// offset until recovery (or the clean-open tail check) says otherwise.
     pub fn open(dir: &Path, base_offset: u64, cfg: &LogConfig) -> Result<Segment> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
+        let file = io::open(OpenOptions::new().read(true).write(true), &log_path)
             .map_err(Error::io("open segment", &log_path))?;
         Segment::with_file(dir, base_offset, cfg, log_path, file)
     }
@@ -236,8 +232,7 @@ impl Segment {
 
     /// Writes `bytes` at the end of the file. Writer only; not yet visible to readers.
     pub fn write_at_end(&self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all_at(bytes, self.size.load(Ordering::Relaxed))
+        io::write_at(&self.file, &self.log_path, bytes, self.size.load(Ordering::Relaxed))
             .map_err(Error::io("append to", &self.log_path))
     }
 
@@ -268,8 +263,7 @@ impl Segment {
             return Ok(None);
         }
         let mut buf = [0u8; HEADER_BYTES];
-        self.file
-            .read_exact_at(&mut buf, position)
+        io::read_at(&self.file, &self.log_path, &mut buf, position)
             .map_err(Error::io("read batch header", &self.log_path))?;
         Ok(Some(BatchHeader::parse(&buf)?))
     }
@@ -316,8 +310,7 @@ impl Segment {
                     HEADER_WINDOW_BYTES
                 };
                 win_len = (limit - pos).min(want as u64) as usize;
-                self.file
-                    .read_exact_at(&mut window[..win_len], pos)
+                io::read_at(&self.file, &self.log_path, &mut window[..win_len], pos)
                     .map_err(Error::io("read batch headers", &self.log_path))?;
                 win_pos = pos;
             }
@@ -535,9 +528,7 @@ impl Segment {
         }
         let want = need.max(SCAN_BUFFER_BYTES).min((file_len - pos) as usize);
         buf.resize(want, 0);
-        self.file
-            .read_exact_at(buf, pos)
-            .map_err(Error::io("read segment", &self.log_path))?;
+        io::read_at(&self.file, &self.log_path, buf, pos).map_err(Error::io("read segment", &self.log_path))?;
         *buf_pos = pos;
         Ok(())
     }
@@ -546,9 +537,7 @@ impl Segment {
     pub fn truncate_to(&self, position: u64, next_offset: u64) -> Result<()> {
         self.offset_index.truncate_to_position(position);
         self.time_index.truncate_to_offset(next_offset);
-        self.file
-            .set_len(position)
-            .map_err(Error::io("truncate segment", &self.log_path))?;
+        io::set_len(&self.file, &self.log_path, position).map_err(Error::io("truncate segment", &self.log_path))?;
         Ok(())
     }
 
@@ -567,7 +556,7 @@ impl Segment {
 
     /// Makes the log file durable (data, and its size).
     pub fn sync_log(&self) -> Result<()> {
-        self.file.sync_data().map_err(Error::io("fdatasync", &self.log_path))
+        io::sync_data(&self.file, &self.log_path).map_err(Error::io("fdatasync", &self.log_path))
     }
 
     /// Makes log and indexes durable: used when a segment is sealed by a roll.

@@ -35,6 +35,7 @@ use tracing::{error, info, warn};
 
 use super::config::{FlushPolicy, LogConfig, TimestampType};
 use super::flusher::Flusher;
+use super::io;
 use super::producers::{self, Check, ProducerTable};
 use super::recovery;
 use super::segment::{FileRegion, IndexCursor, Segment};
@@ -174,7 +175,8 @@ impl PartitionLog {
     /// only the cheap tail checks run; otherwise segments past the recovery checkpoint are
     /// scanned and their torn or corrupt tail cut.
     pub fn open(dir: &Path, config: LogConfig, flusher: Arc<Flusher>, clean: bool) -> Result<Arc<PartitionLog>> {
-        std::fs::create_dir_all(dir).map_err(Error::io("create log dir", dir))?;
+        // Its name in the parent is durable before anything is written in it.
+        io::create_dir_durable(dir).map_err(Error::io("create log dir", dir))?;
         let opened = recovery::open_segments(dir, &config, clean)?;
         flusher
             .stats
@@ -321,7 +323,7 @@ impl PartitionLog {
         if let Err(e) = active.write_at_end(batches) {
             // A short write (disk full) leaves bytes past the published size; cut them so
             // the next append and recovery start from a batch boundary.
-            let _ = active.file().set_len(position);
+            let _ = io::set_len(active.file(), active.log_path(), position);
             return Err(e);
         }
         // Pass 3: index entries, then publish.
@@ -500,9 +502,7 @@ impl std::fmt::Debug for PartitionLog {
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(Error::io("fsync dir", dir))
+    io::sync_dir(dir).map_err(Error::io("fsync dir", dir))
 }
 
 /// Checks every batch in `batches` and returns (record count, largest max timestamp).
