@@ -248,7 +248,7 @@ impl Client {
             topics.push(topic.to_owned());
         }
         tokio::spawn(async move {
-            let _ = client.metadata(topics).await;
+            let _ = client.refresh_metadata(topics).await;
             client.inner.refreshing.store(false, Ordering::Release);
         });
     }
@@ -327,8 +327,38 @@ impl Client {
     /// cannot be reached, any other broker the client knows. Updates the routes to each
     /// partition's leader.
     pub async fn metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
+        let auto_create = self.inner.config.auto_create_topics && !topics.is_empty();
+        self.metadata_with(topics, auto_create).await
+    }
+
+    /// A background refresh of what the client has cached: it never creates a topic (a
+    /// deleted topic stays deleted; Kafka's clients likewise only create on use), and a
+    /// topic the broker no longer knows is forgotten.
+    async fn refresh_metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
+        let resp = self.metadata_with(topics, false).await?;
+        let gone: Vec<&str> = resp
+            .topics
+            .iter()
+            .filter(|t| ErrorCode::from_i32(t.error_code) == ErrorCode::UnknownTopicOrPartition)
+            .map(|t| t.name.as_str())
+            .collect();
+        if !gone.is_empty() {
+            let mut routes = crate::sync::lock(&self.inner.routes);
+            for t in &gone {
+                routes.leaders.remove(*t);
+            }
+            drop(routes);
+            let mut cache = crate::sync::lock(&self.inner.partitions);
+            for t in &gone {
+                cache.remove(*t);
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn metadata_with(&self, topics: Vec<String>, auto_create: bool) -> Result<MetadataResponse> {
         let req = MetadataRequest {
-            allow_auto_topic_creation: self.inner.config.auto_create_topics && !topics.is_empty(),
+            allow_auto_topic_creation: auto_create,
             topics,
         };
         let (resp, from_bootstrap) = self.call_any(&req).await?;
@@ -505,7 +535,7 @@ async fn refresh_partition_counts(inner: std::sync::Weak<Inner>, every: Duration
         let topics: Vec<String> = crate::sync::lock(&client.inner.partitions).keys().cloned().collect();
         if !topics.is_empty() {
             // A failure (broker away) is retried at the next turn; sends see it anyway.
-            let _ = client.metadata(topics).await;
+            let _ = client.refresh_metadata(topics).await;
         }
     }
 }

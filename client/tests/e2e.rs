@@ -334,3 +334,40 @@ async fn a_running_producer_sees_a_topic_grow() {
     assert_eq!(sent.partition, 2);
     producer.close().await;
 }
+
+/// A producer that wrote to a topic does not bring it back after it is deleted: its
+/// background metadata refreshes never create topics, and forget the deleted one (a
+/// producer kept every topic it ever used, and with `auto_create_topics` each refresh
+/// re-created deleted ones — found by the soak run's topic churn).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_topic_stays_deleted_while_a_producer_that_used_it_runs() {
+    let (_dir, server, addr) = broker_with_topic("gone", 3).await;
+    let config = runnel_client::ProducerConfig {
+        client: runnel_client::ClientConfig {
+            metadata_max_age: Duration::from_millis(50),
+            // As the producer's default: a send creates a missing topic.
+            auto_create_topics: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let producer = runnel_client::Producer::connect(&addr, config).await.unwrap();
+    for p in 0..3 {
+        producer
+            .send(ProducerRecord::new("gone", "x").partition(p))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let admin = Admin::connect(&addr).await.unwrap();
+    admin.delete_topic("gone").await.unwrap();
+    // Many refresh periods later, it is still gone.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        server.broker().storage.topic("gone").is_none(),
+        "re-created by a refresh"
+    );
+    assert!(admin.list_topics().await.unwrap().iter().all(|t| t.name != "gone"));
+    producer.close().await;
+}
