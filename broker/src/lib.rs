@@ -11,6 +11,8 @@
 pub mod alloc_guard;
 pub mod cluster;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod group;
 pub mod kafka;
 pub mod metrics;

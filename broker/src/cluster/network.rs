@@ -155,19 +155,28 @@ pub async fn serve(cluster: &super::Cluster, req: RaftRequest) -> RaftResponse {
             ..Default::default()
         }
     }
-    match req.kind {
-        VOTE => match serde_json::from_slice(&req.payload) {
-            Ok(rpc) => answer(&raft.vote(rpc).await),
-            Err(e) => bad(e),
-        },
-        APPEND => match serde_json::from_slice(&req.payload) {
-            Ok(rpc) => answer(&raft.append_entries(rpc).await),
-            Err(e) => bad(e),
-        },
-        SNAPSHOT => match serde_json::from_slice(&req.payload) {
-            Ok(rpc) => answer(&raft.install_snapshot(rpc).await),
-            Err(e) => bad(e),
-        },
-        other => bad(format!("unknown kind {other}")),
+    match decode_payload(req.kind, &req.payload) {
+        Ok(Rpc::Vote(rpc)) => answer(&raft.vote(rpc).await),
+        Ok(Rpc::Append(rpc)) => answer(&raft.append_entries(rpc).await),
+        Ok(Rpc::Snapshot(rpc)) => answer(&raft.install_snapshot(rpc).await),
+        Err(e) => bad(e),
+    }
+}
+
+/// A Raft message, decoded.
+pub enum Rpc {
+    Vote(VoteRequest<u64>),
+    Append(AppendEntriesRequest<TypeConfig>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// Decodes a `Raft` request's JSON payload of `kind`.
+pub fn decode_payload(kind: u32, payload: &[u8]) -> Result<Rpc, String> {
+    let e = |e: serde_json::Error| e.to_string();
+    match kind {
+        VOTE => serde_json::from_slice(payload).map(Rpc::Vote).map_err(e),
+        APPEND => serde_json::from_slice(payload).map(Rpc::Append).map_err(e),
+        SNAPSHOT => serde_json::from_slice(payload).map(Rpc::Snapshot).map_err(e),
+        other => Err(format!("unknown kind {other}")),
     }
 }

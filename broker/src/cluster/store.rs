@@ -82,7 +82,7 @@ fn encode_record(out: &mut Vec<u8>, entry: &Entry<TypeConfig>) -> std::io::Resul
 
 /// The entries of a log file, and the length of its whole records (a torn or corrupt
 /// tail starts there).
-fn decode_records(bytes: &[u8]) -> (Vec<Entry<TypeConfig>>, usize) {
+pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<Entry<TypeConfig>>, usize) {
     let mut entries = Vec::new();
     let mut pos = 0;
     while bytes.len() - pos >= 8 {

@@ -294,17 +294,32 @@ pub fn replay(log: &PartitionLog, now: Instant) -> Result<(HashMap<String, Group
                 if (r.offset as u64) < offset {
                     continue;
                 }
-                let Some(key) = r.key.as_deref().and_then(|k| GroupLogKey::decode(k).ok()) else {
+                if !apply_record(&mut groups, r.key.as_deref(), r.value.as_deref(), now) {
                     warn!(log = %log.dir().display(), offset = r.offset, "skipping offsets-log record without a readable key");
-                    continue;
-                };
-                apply(&mut groups, key, r.value.as_deref(), now);
+                }
             }
             offset = offset.max(batch.header().next_offset() as u64);
         }
     }
     groups.retain(|_, g| !g.is_dead());
     Ok((groups, bytes))
+}
+
+/// Applies one offsets-log record (key and value as stored) to `groups`; false, changing
+/// nothing, when the key cannot be read.
+pub fn apply_record(
+    groups: &mut HashMap<String, Group>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    now: Instant,
+) -> bool {
+    match key.and_then(|k| GroupLogKey::decode(k).ok()) {
+        Some(key) => {
+            apply(groups, key, value, now);
+            true
+        }
+        None => false,
+    }
 }
 
 fn apply(groups: &mut HashMap<String, Group>, key: GroupLogKey, value: Option<&[u8]>, now: Instant) {

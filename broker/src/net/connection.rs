@@ -224,6 +224,7 @@ async fn read_loop<P: Protocol>(
                 ApplyOrder::new(last_turn.replace(next), done)
             });
             let info = RequestInfo::new(P::NAME, peer, Instant::now());
+            super::capture::frame(P::NAME, &frame);
             let request = P::dispatch(service.clone(), frame, order, peer);
             let task = {
                 let info = info.clone();

@@ -2,12 +2,14 @@
 //! loop and its connection limit ([`listener`]), a connection's reader, request tasks
 //! and in-order writer ([`connection`], with its `Protocol` trait that each
 //! protocol implements), the per-connection apply order ([`order`]), replies with their
-//! `sendfile` regions ([`reply`]), the limits ([`config`]) and byte counters ([`stats`]).
+//! `sendfile` regions ([`reply`]), the limits ([`config`]) and byte counters ([`stats`]);
+//! [`capture`] copies request frames out for the fuzz corpus when asked to.
 //!
 //! [`Net`] is what every connection shares: limits, counters, metrics and the shutdown
 //! signal. The server owns it; the service layer holds it too (request timeouts, the
 //! long poll's shutdown check).
 
+pub mod capture;
 pub mod config;
 pub mod connection;
 pub mod listener;

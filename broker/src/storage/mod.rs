@@ -16,12 +16,12 @@ pub mod io;
 pub mod log;
 pub mod manager;
 mod metadata;
-mod offset_index;
+pub(crate) mod offset_index;
 pub mod producers;
 mod recovery;
 pub mod segment;
 pub mod sim;
-mod time_index;
+pub(crate) mod time_index;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};
 pub use flusher::Flusher;

@@ -260,7 +260,7 @@ impl ProducerTable {
     }
 
     /// The table a snapshot holds; `None` for anything torn, corrupt or foreign.
-    fn decode(bytes: &[u8]) -> Option<ProducerTable> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<ProducerTable> {
         let (body, crc) = bytes.split_last_chunk::<4>()?;
         if crc32c(body) != u32::from_be_bytes(*crc) {
             return None;

@@ -99,7 +99,7 @@ pub(crate) async fn handle(
 /// are cut from `frame` itself when it has no other holder and they lie in order inside
 /// it (as the encoding puts them); otherwise they are copied. Null records give an empty
 /// buffer.
-fn take_records(frame: Bytes, produce: ProduceRequest) -> (Vec<BytesMut>, usize) {
+pub(crate) fn take_records(frame: Bytes, produce: ProduceRequest) -> (Vec<BytesMut>, usize) {
     let records: Vec<Option<Bytes>> = produce
         .topic_data
         .into_iter()

@@ -507,7 +507,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Checks every batch in `batches` and returns (record count, largest max timestamp).
 /// With LogAppendTime, stamps the broker's time into each batch first.
-fn validate_all(batches: &mut [u8], cfg: &LogConfig, log_append_time: Option<i64>) -> Result<(u64, i64)> {
+pub(crate) fn validate_all(batches: &mut [u8], cfg: &LogConfig, log_append_time: Option<i64>) -> Result<(u64, i64)> {
     if batches.is_empty() {
         return Err(batch_error(runnel_protocol::BatchError::Truncated {
             needed: batch::HEADER_BYTES,
