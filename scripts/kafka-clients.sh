@@ -7,18 +7,25 @@
 # a group member (classic protocol), commits, and a second run resumes after the commit.
 # Last, kafkajs (scripts/kafkajs_client.js): admin, an idempotent producer with gzip, a
 # group of two consumers, their commits, describeGroups.
+#
+# KAFKA_CLIENTS_KEEP=DIR keeps the broker's data directory in DIR/data afterwards
+# (scripts/fuzz-corpus takes seeds from it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v kcat >/dev/null || { echo "kafka-clients: kcat is not installed" >&2; exit 1; }
 cargo build -q -j 2 -p runnel-broker -p runnel-tools --bins
 bin=target/debug
-dir=$(mktemp -d)
+if [ -n "${KAFKA_CLIENTS_KEEP:-}" ]; then
+  dir="$KAFKA_CLIENTS_KEEP"; mkdir -p "$dir"; cleanup=
+else
+  dir=$(mktemp -d); cleanup="rm -rf $dir"
+fi
 pick_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 native=127.0.0.1:$(pick_port)
 kafka=127.0.0.1:$(pick_port)
 "$bin/runnel-broker" --data-dir "$dir/data" --listen "$native" --kafka-listen "$kafka" --metrics-listen off --log warn &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; $cleanup' EXIT
 for _ in $(seq 100); do "$bin/runnel" --broker "$native" topic list >/dev/null 2>&1 && break; sleep 0.1; done
 fail() { echo "kafka-clients: $*" >&2; exit 1; }
 
