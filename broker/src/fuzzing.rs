@@ -181,6 +181,17 @@ pub fn raft_log(data: &[u8]) {
     std::hint::black_box(entries.len());
 }
 
+/// A scratch directory for a file-based target, of this process's own, in memory where
+/// there is a tmpfs.
+pub fn scratch_dir(target: &str) -> std::path::PathBuf {
+    let base = if Path::new("/dev/shm").is_dir() {
+        std::path::PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("runnel-fuzz-{target}-{}", std::process::id()))
+}
+
 /// Splits `data` into a segment's three files (lengths from its first bytes).
 fn split_segment(data: &[u8]) -> (&[u8], &[u8], &[u8]) {
     if data.len() < 4 {

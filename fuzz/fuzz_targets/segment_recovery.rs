@@ -2,14 +2,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-/// A directory of this process's own, in memory where there is a tmpfs.
-fn dir() -> std::path::PathBuf {
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    base.join(format!("runnel-fuzz-segment_recovery-{}", std::process::id()))
-}
-
-fuzz_target!(|data: &[u8]| runnel_broker::fuzzing::segment_recovery(&dir(), data));
+fuzz_target!(|data: &[u8]| {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| runnel_broker::fuzzing::scratch_dir("segment_recovery"));
+    runnel_broker::fuzzing::segment_recovery(dir, data)
+});

@@ -284,6 +284,18 @@ impl SimDisk {
         Some((id, (*name).to_owned()))
     }
 
+    /// Removes the name `path` with `op`. What was under a directory becomes unreachable
+    /// (dropped by a crash only if the removal itself is durable).
+    fn remove(&self, path: &Path, op: fn(&Path) -> io::Result<()>) -> io::Result<()> {
+        let mut st = self.lock();
+        self.mutate(&mut st)?;
+        op(path)?;
+        if let Some(key) = self.parent_and_name(&st, path) {
+            st.current.remove(&key);
+        }
+        Ok(())
+    }
+
     fn new_node(st: &mut State, dir: bool) -> Id {
         let id = st.next_id;
         st.next_id += 1;
@@ -472,25 +484,11 @@ impl Disk for SimDisk {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let mut st = self.lock();
-        self.mutate(&mut st)?;
-        std::fs::remove_file(path)?;
-        if let Some(key) = self.parent_and_name(&st, path) {
-            st.current.remove(&key);
-        }
-        Ok(())
+        self.remove(path, |p| std::fs::remove_file(p))
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        let mut st = self.lock();
-        self.mutate(&mut st)?;
-        std::fs::remove_dir_all(path)?;
-        // The entry goes; what was under it is unreachable (and dropped on a crash only
-        // if the removal itself is durable).
-        if let Some(key) = self.parent_and_name(&st, path) {
-            st.current.remove(&key);
-        }
-        Ok(())
+        self.remove(path, |p| std::fs::remove_dir_all(p))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
