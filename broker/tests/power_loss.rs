@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use runnel_broker::group::{Coordinator, GroupConfig, OffsetCommit};
 use runnel_broker::storage::sim::SimDisk;
 use runnel_broker::storage::{FlushPolicy, LogConfig, LogManager, PartitionLog, StorageConfig};
-use runnel_protocol::RecordBatch;
+use runnel_protocol::{BatchBuilder, BatchOptions, Record, RecordBatch};
 
 const STEPS: u64 = 60;
 const GROUP: &str = "g";
@@ -42,6 +42,29 @@ struct Told {
     topics: BTreeMap<String, (u32, TopicState)>,
     /// partition of "a" → commits sent, in order: (offset, acknowledged).
     commits: BTreeMap<u32, Vec<(i64, bool)>>,
+    /// Partition a-1 is written by an idempotent producer: tag → (base sequence, records,
+    /// value bytes) of each batch, and the next sequence.
+    idempotent: BTreeMap<u64, (i32, usize, usize)>,
+    next_sequence: i32,
+}
+
+/// The idempotent producer writing partition a-1.
+const PRODUCER_ID: i64 = 7;
+
+/// A batch like `common::batch`, from the idempotent producer, sequences from `seq`.
+fn idempotent_batch(tag: u64, n: usize, value_bytes: usize, seq: i32) -> bytes::BytesMut {
+    let mut b = BatchBuilder::new(BatchOptions {
+        producer_id: PRODUCER_ID,
+        producer_epoch: 0,
+        base_sequence: seq,
+        ..BatchOptions::default()
+    });
+    for i in 0..n {
+        let mut v = format!("{tag}:{i}:").into_bytes();
+        v.resize(value_bytes.max(v.len()), b'x');
+        b.push(&Record::new(1_700_000_000_000 + tag as i64, None, Some(&v)));
+    }
+    b.finish().unwrap()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,9 +216,17 @@ fn append(
         Ok(l) => l,
         Err(e) => return Some(format!("{topic}-{p}: {e}")),
     };
+    let mut b = if (topic, p) == ("a", 1) {
+        // Rolls of this partition write producer-state snapshots.
+        let seq = told.next_sequence;
+        told.idempotent.insert(tag, (seq, n, value_bytes));
+        told.next_sequence += n as i32;
+        idempotent_batch(tag, n, value_bytes, seq)
+    } else {
+        common::batch(tag, n, value_bytes, 1_700_000_000_000 + tag as i64)
+    };
     let sent = told.batches.entry((topic.to_owned(), p)).or_default();
     sent.push((tag, n, false));
-    let mut b = common::batch(tag, n, value_bytes, 1_700_000_000_000 + tag as i64);
     match log.append_durable(&mut b) {
         Ok((_, wait)) => match wait.wait_blocking() {
             Ok(()) => {
@@ -293,6 +324,21 @@ fn check(dir: &Path, policy: FlushPolicy, told: &Told, what: &str) -> usize {
                     .unwrap_or_else(|| panic!("{what}: {key:?} holds batch {tag}, never sent there"));
                 assert_eq!(count, n, "{what}: {key:?} batch {tag} is not whole");
                 assert!(order.any(|t| t == *tag), "{what}: {key:?} batch {tag} out of order");
+            }
+            if key == ("a".to_owned(), 1) {
+                // The producer state came back (snapshot and replay): a retry of the last
+                // acknowledged batch gets its offsets and appends nothing.
+                let last_acked = sent.iter().rev().find(|(t, _, acked)| *acked && tags.contains(t));
+                if let Some((tag, _, _)) = last_acked {
+                    let (seq, n, value_bytes) = told.idempotent[tag];
+                    let at = records.iter().find(|(_, t, _)| t == tag).unwrap().0;
+                    let end = log.end_offset();
+                    let retry = log
+                        .append(&mut idempotent_batch(*tag, n, value_bytes, seq))
+                        .unwrap_or_else(|e| panic!("{what}: retry of batch {tag}: {e}"));
+                    assert_eq!(retry.base_offset, at, "{what}: the retry of batch {tag} is a duplicate");
+                    assert_eq!(log.end_offset(), end, "{what}: the retry of batch {tag} appended");
+                }
             }
             if policy == FlushPolicy::Os {
                 let prefix: Vec<u64> = sent.iter().take(present.len()).map(|(t, _, _)| *t).collect();
