@@ -240,7 +240,7 @@ async fn group_churn(addr: String, churn: Duration, c: Arc<Counters>, stop: Arc<
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
         round += 1;
-        if members.len() >= 3 || (members.len() > 1 && round % 2 == 0) {
+        if members.len() >= 3 || (members.len() > 1 && round.is_multiple_of(2)) {
             let (h, quit) = members.remove(0);
             quit.store(true, Ordering::Relaxed);
             let _ = h.await;
