@@ -95,21 +95,8 @@ impl SimDisk {
         std::fs::create_dir_all(root)?;
         let sim = Arc::new(SimDisk {
             root: root.to_owned(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State::of_tree(root)?),
         });
-        {
-            let mut st = sim.lock();
-            st.nodes.insert(
-                ROOT,
-                Node {
-                    dir: true,
-                    ..Node::default()
-                },
-            );
-            st.next_id = 1;
-            scan(&mut st, root, ROOT)?;
-            st.durable = st.current.clone();
-        }
         let installed = install(root, sim.clone());
         Ok((sim, installed))
     }
@@ -203,17 +190,7 @@ impl SimDisk {
         for (p, bytes) in &files {
             std::fs::write(p, bytes)?;
         }
-        *st = State::default();
-        st.nodes.insert(
-            ROOT,
-            Node {
-                dir: true,
-                ..Node::default()
-            },
-        );
-        st.next_id = 1;
-        scan(&mut st, &self.root, ROOT)?;
-        st.durable = st.current.clone();
+        *st = State::of_tree(&self.root)?;
         Ok(())
     }
 
@@ -301,6 +278,24 @@ impl SimDisk {
         st.next_id += 1;
         st.nodes.insert(id, Node { dir, ..Node::default() });
         id
+    }
+}
+
+impl State {
+    /// The tree under `root` as it is now, all of it durable.
+    fn of_tree(root: &Path) -> io::Result<State> {
+        let mut st = State::default();
+        st.nodes.insert(
+            ROOT,
+            Node {
+                dir: true,
+                ..Node::default()
+            },
+        );
+        st.next_id = 1;
+        scan(&mut st, root, ROOT)?;
+        st.durable = st.current.clone();
+        Ok(st)
     }
 }
 
