@@ -56,6 +56,13 @@ pub enum Error {
     },
     #[error("producer {producer_id}: epoch {epoch} is older than {current}, which fenced it")]
     InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
+    /// The log is a follower's copy (or is changing role): only its leader appends.
+    #[error("{0}")]
+    NotLeader(String),
+    #[error("{isr} in-sync replica(s), fewer than min.insync.replicas={min}: not written")]
+    NotEnoughReplicas { isr: usize, min: usize },
+    #[error("written on the leader, but the in-sync replicas fell to {isr}, below min.insync.replicas={min}, before it was replicated")]
+    NotEnoughReplicasAfterAppend { isr: usize, min: usize },
 }
 
 impl Error {
@@ -107,6 +114,9 @@ impl Error {
             Error::ShuttingDown => C::BrokerShuttingDown,
             Error::OutOfOrderSequence { .. } => C::OutOfOrderSequenceNumber,
             Error::InvalidProducerEpoch { .. } => C::InvalidProducerEpoch,
+            Error::NotLeader(_) => C::NotLeaderOrFollower,
+            Error::NotEnoughReplicas { .. } => C::NotEnoughReplicas,
+            Error::NotEnoughReplicasAfterAppend { .. } => C::NotEnoughReplicasAfterAppend,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod native;
 pub mod net;
+pub mod replication;
 pub mod server;
 pub mod service;
 pub mod storage;

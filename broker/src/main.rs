@@ -162,6 +162,28 @@ struct Args {
     #[arg(long, env = "RUNNEL_BROKER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
     broker_heartbeat_interval_ms: Option<u64>,
 
+    /// For fault-injection tests only: run the data directory on a simulated disk that
+    /// loses what was never synced when the process gets SIGUSR1 (`strict`), or keeps a
+    /// torn part of it (`torn`), then exits with status 137 — a power cut
+    #[arg(long, env = "RUNNEL_SIMULATED_POWER_LOSS", value_name = "strict|torn", hide = true)]
+    simulated_power_loss: Option<String>,
+
+    /// Reach broker ID at HOST:PORT instead of the address it registered (through a
+    /// proxy, say); repeat for several brokers. Fault-injection tests cut links this way
+    #[arg(
+        long,
+        env = "RUNNEL_PEER_ADDRESS",
+        value_name = "ID=HOST:PORT",
+        value_delimiter = ','
+    )]
+    peer_address: Vec<String>,
+
+    /// A follower that has not caught up with its leader for this long leaves the
+    /// partition's in-sync replicas, in milliseconds (Kafka's replica.lag.time.max.ms)
+    /// [default: 30000]
+    #[arg(long, env = "RUNNEL_REPLICA_LAG_TIME_MAX_MS", value_name = "MS")]
+    replica_lag_time_max_ms: Option<u64>,
+
     /// How long a topic change waits for a controller before failing (no quorum), in
     /// milliseconds [default: 5000]
     #[arg(long, env = "RUNNEL_CONTROLLER_TIMEOUT_MS", value_name = "MS")]
@@ -212,6 +234,7 @@ struct FileConfig {
     controller_voters: Option<String>,
     broker_session_timeout_ms: Option<u64>,
     broker_heartbeat_interval_ms: Option<u64>,
+    replica_lag_time_max_ms: Option<u64>,
     controller_timeout_ms: Option<u64>,
     #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
@@ -253,6 +276,8 @@ fn listen_setting(what: &str, value: Option<String>, default: &str) -> (Option<S
 }
 
 struct Settings {
+    /// `Some(torn)`: the simulated disk (`--simulated-power-loss`).
+    simulated_power_loss: Option<bool>,
     log: String,
     metrics_listen_is_default: bool,
     json: bool,
@@ -359,6 +384,14 @@ fn settings(args: Args) -> Settings {
     if let Some(v) = args.controller_timeout_ms.or(file.controller_timeout_ms) {
         c.controller_timeout_ms = v.max(1);
     }
+    for p in &args.peer_address {
+        let (id, addr) =
+            runnel_broker::cluster::parse_peer_address(p).unwrap_or_else(|e| fail(format!("--peer-address: {e}")));
+        c.peer_addresses.insert(id, addr);
+    }
+    if let Some(v) = args.replica_lag_time_max_ms.or(file.replica_lag_time_max_ms) {
+        c.replica_lag_time_max_ms = v.max(1);
+    }
     if c.broker_heartbeat_interval_ms >= c.broker_session_timeout_ms {
         fail(format!(
             "--broker-heartbeat-interval-ms {} must be below --broker-session-timeout-ms {}",
@@ -373,7 +406,14 @@ fn settings(args: Args) -> Settings {
         Some("json") => true,
         Some(other) => fail(format!("log format {other:?}: expected text or json")),
     };
+    let simulated_power_loss = match args.simulated_power_loss.as_deref() {
+        None => None,
+        Some("strict") => Some(false),
+        Some("torn") => Some(true),
+        Some(other) => fail(format!("--simulated-power-loss {other:?}: expected strict or torn")),
+    };
     Settings {
+        simulated_power_loss,
         log: args
             .log
             .or(file.log)
@@ -387,6 +427,35 @@ fn settings(args: Args) -> Settings {
         storage,
         server,
     }
+}
+
+/// `--simulated-power-loss`: the data directory on a [`SimDisk`]; SIGUSR1 cuts the
+/// power — the disk stops, the directory is rewritten as a power cut leaves it (unsynced
+/// writes and directory entries gone), and the process exits at once with 137. Called
+/// with SIGUSR1 blocked in every thread, before any starts.
+///
+/// [`SimDisk`]: runnel_broker::storage::sim::SimDisk
+fn simulate_power_loss_on_sigusr1(data_dir: &std::path::Path, torn: bool) {
+    let (sim, installed) = runnel_broker::storage::sim::SimDisk::install(data_dir)
+        .unwrap_or_else(|e| fail(format!("simulated disk on {}: {e}", data_dir.display())));
+    std::mem::forget(installed);
+    warn!(data_dir = %data_dir.display(), torn, "SIMULATED DISK: SIGUSR1 cuts the power (fault-injection tests only)");
+    std::thread::spawn(move || {
+        let mut usr1 = SigSet::empty();
+        usr1.add(Signal::SIGUSR1);
+        if usr1.wait().is_err() {
+            return;
+        }
+        sim.crash();
+        // Operations already inside the disk finish; every later one fails.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let seed = torn.then(|| u64::from(std::process::id()));
+        if let Err(e) = sim.restore(seed) {
+            eprintln!("runnel-broker: simulated power loss: restoring the disk failed: {e}");
+        }
+        eprintln!("runnel-broker: simulated power loss");
+        std::process::exit(137);
+    });
 }
 
 fn main() {
@@ -408,6 +477,13 @@ fn main() {
     signals.add(Signal::SIGTERM);
     if let Err(e) = signals.thread_block() {
         fail(format!("cannot block signals: {e}"));
+    }
+    if s.simulated_power_loss.is_some() {
+        let mut usr1 = SigSet::empty();
+        usr1.add(Signal::SIGUSR1);
+        if let Err(e) = usr1.thread_block() {
+            fail(format!("cannot block signals: {e}"));
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -442,6 +518,9 @@ fn main() {
         Some(bound)
     });
     let data_dir = s.storage.data_dir.clone();
+    if let Some(torn) = s.simulated_power_loss {
+        simulate_power_loss_on_sigusr1(&data_dir, torn);
+    }
     let storage =
         LogManager::open(s.storage).unwrap_or_else(|e| fail(format!("cannot open {}: {e}", data_dir.display())));
     let code = runtime.block_on(async move {

@@ -121,18 +121,42 @@ impl Server {
             kafka_addr.map(|a| format!("{advertised_host}:{}", a.port())),
         )
         .await?;
+        let replication = {
+            let storage = storage.clone();
+            let offsets_log = crate::group::store::log_config(&config.group);
+            crate::replication::Replication::start(
+                cluster.clone(),
+                Box::new(move |topic, p| {
+                    if topic == crate::group::OFFSETS_LOG {
+                        storage.internal_log(&format!("{topic}-{p}"), offsets_log.clone())
+                    } else {
+                        storage.partition(topic, p)
+                    }
+                }),
+            )
+        };
         // The coordinator serves the groups of the offsets-log partitions this broker
-        // leads (the metadata says which; it follows their moves on its tick).
+        // leads (the metadata says which, and the replica must have taken the leader's
+        // role; it follows their moves on its tick).
         let view = Arc::downgrade(&cluster);
+        let roles = Arc::downgrade(&replication);
         groups.set_ownership(Box::new(move |p| {
             use crate::group::Leadership;
-            let Some(cluster) = view.upgrade() else {
+            let (Some(cluster), Some(roles)) = (view.upgrade(), roles.upgrade()) else {
                 return Leadership::Elsewhere;
             };
+            if !cluster.registered_in_image() {
+                // What the image says this broker leads is an earlier process's: the
+                // groups read at start wait for this one's registration.
+                return Leadership::Unplaced;
+            }
             let image = cluster.image();
             match image.partition(crate::group::OFFSETS_LOG, p) {
                 None => Leadership::Unplaced,
-                Some(part) if part.leader == cluster.node_id() => Leadership::Here(part.leader_epoch),
+                Some(part) if part.leader == cluster.node_id() => match roles.leads_now(crate::group::OFFSETS_LOG, p) {
+                    Some(epoch) if epoch == part.leader_epoch => Leadership::Here(epoch),
+                    _ => Leadership::Elsewhere,
+                },
                 Some(_) => Leadership::Elsewhere,
             }
         }));
@@ -143,7 +167,7 @@ impl Server {
             storage,
             groups,
             net.clone(),
-            cluster.clone(),
+            replication,
             advertised_host,
             local_addr.port(),
             kafka_addr.map(|a| a.port()),
@@ -241,6 +265,7 @@ impl Server {
             .ready
             .store(false, std::sync::atomic::Ordering::Release);
         self.broker.cluster.shutdown().await;
+        self.broker.replication.stop();
         self.broker.net.stop();
         let _ = (&mut self.accept_task).await;
         let grace = Duration::from_millis(self.broker.config().request_timeout_ms);

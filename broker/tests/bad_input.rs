@@ -388,8 +388,10 @@ fn a_consumer_that_stops_reading_stalls_no_one_else() {
                         partition: 0,
                         fetch_offset: 0,
                         max_bytes: 64 << 20,
+                        current_leader_epoch: None,
                     }],
                 }],
+                replica_id: None,
             },
             &[],
         );

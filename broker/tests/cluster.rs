@@ -241,7 +241,7 @@ fn a_cluster_places_partitions_and_moves_leaders_when_brokers_die_stop_and_retur
         let distinct: BTreeSet<i32> = p.replicas.iter().copied().collect();
         assert_eq!((p.replicas.len(), distinct.len()), (2, 2), "{p:?}");
         assert_eq!(p.leader_id, p.replicas[0], "the preferred replica leads");
-        assert_eq!(p.isr, vec![p.leader_id]);
+        assert_eq!(p.isr, p.replicas, "every replica starts in sync");
         *led.entry(p.leader_id).or_insert(0) += 1;
     }
     assert_eq!(led.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "{led:?}");
@@ -350,11 +350,20 @@ fn a_cluster_places_partitions_and_moves_leaders_when_brokers_die_stop_and_retur
         }
     }
 
-    // It returns: registered again (epoch 1), unfenced, and leads what it prefers.
+    // It returns: registered again (epoch 1), unfenced, and — once it has caught up and
+    // its leaders put it back in the ISR — leads what it prefers.
     c.restart(controller);
     c.wait_for(survivor, FORM, "the broker back", all_live(3));
-    let back = c.metadata(survivor, "t");
-    assert_eq!(leaders(&back), leaders(&before), "preferred leaders restored");
+    let start = Instant::now();
+    loop {
+        let back = c.metadata(survivor, "t");
+        if leaders(&back) == leaders(&before) {
+            assert!(back.partitions.iter().all(|p| p.isr.len() == 2), "{back:?}");
+            break;
+        }
+        assert!(start.elapsed() < FORM, "preferred leaders not restored: {back:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let d = c.describe(survivor);
     assert_eq!(d.brokers.iter().find(|b| b.node_id == controller).unwrap().epoch, 1);
 

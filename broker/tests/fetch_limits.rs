@@ -68,9 +68,11 @@ fn fetch(wire: &mut Wire, topic: &str, offsets: &[i64], max_bytes: u32, partitio
                         partition: p as u32,
                         fetch_offset: *o,
                         max_bytes: partition_max,
+                        current_leader_epoch: None,
                     })
                     .collect(),
             }],
+            replica_id: None,
         },
         &[],
     );

@@ -32,6 +32,8 @@ pub enum ApiKey {
     Raft = 1001,
     /// From a broker to the controller: registration, heartbeats, topic changes.
     ControllerWrite = 1002,
+    /// From a follower to its partition's leader: where an epoch ends (Kafka's key).
+    OffsetForLeaderEpoch = 23,
 }
 
 impl ApiKey {
@@ -59,6 +61,7 @@ impl ApiKey {
         ApiKey::DescribeCluster,
         ApiKey::Raft,
         ApiKey::ControllerWrite,
+        ApiKey::OffsetForLeaderEpoch,
     ];
 
     pub fn from_i16(key: i16) -> Option<ApiKey> {
@@ -90,6 +93,7 @@ impl ApiKey {
             ApiKey::DescribeCluster => "DescribeCluster",
             ApiKey::Raft => "Raft",
             ApiKey::ControllerWrite => "ControllerWrite",
+            ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         }
     }
 }
@@ -153,6 +157,7 @@ api! {
     DescribeCluster: DescribeClusterRequest => DescribeClusterResponse;
     Raft: RaftRequest => RaftResponse;
     ControllerWrite: ControllerWriteRequest => ControllerWriteResponse;
+    OffsetForLeaderEpoch: OffsetForLeaderEpochRequest => OffsetForLeaderEpochResponse;
 }
 
 impl TopicPartitions {

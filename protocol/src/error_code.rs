@@ -73,6 +73,15 @@ pub enum ErrorCode {
     NotController = 41,
     /// The leader epoch in the request is older than the partition's.
     FencedLeaderEpoch = 74,
+    /// The leader epoch in the request is newer than this broker knows: its metadata is
+    /// behind; retry.
+    UnknownLeaderEpoch = 75,
+    /// Fewer in-sync replicas than the topic's `min.insync.replicas`: nothing was written.
+    NotEnoughReplicas = 19,
+    /// Written on the leader, but the in-sync replicas fell below `min.insync.replicas`
+    /// before the write was replicated: not acknowledged (a retry may duplicate it unless
+    /// the producer is idempotent).
+    NotEnoughReplicasAfterAppend = 20,
     /// Another live process registered with the same node id.
     DuplicateBrokerRegistration = 101,
     /// The broker's data directory belongs to another cluster.
@@ -127,6 +136,9 @@ impl ErrorCode {
         ErrorCode::NotLeaderOrFollower,
         ErrorCode::NotController,
         ErrorCode::FencedLeaderEpoch,
+        ErrorCode::UnknownLeaderEpoch,
+        ErrorCode::NotEnoughReplicas,
+        ErrorCode::NotEnoughReplicasAfterAppend,
         ErrorCode::DuplicateBrokerRegistration,
         ErrorCode::InconsistentClusterId,
         ErrorCode::UnknownApi,
@@ -165,6 +177,9 @@ impl ErrorCode {
                 | ErrorCode::NotLeaderOrFollower
                 | ErrorCode::NotController
                 | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::NotEnoughReplicasAfterAppend
         )
     }
 
@@ -212,6 +227,9 @@ impl ErrorCode {
             ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
             ErrorCode::NotController => "NOT_CONTROLLER",
             ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            ErrorCode::UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
+            ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
             ErrorCode::DuplicateBrokerRegistration => "DUPLICATE_BROKER_REGISTRATION",
             ErrorCode::InconsistentClusterId => "INCONSISTENT_CLUSTER_ID",
             ErrorCode::UnknownApi => "UNKNOWN_API",

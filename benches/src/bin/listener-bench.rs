@@ -286,9 +286,11 @@ fn consume(args: &Args, mut sock: TcpStream) -> Result<u64, String> {
                                 partition: p,
                                 fetch_offset: offsets[p as usize],
                                 max_bytes: args.fetch_bytes,
+                                current_leader_epoch: None,
                             })
                             .collect(),
                     }],
+                    replica_id: None,
                 },
                 &[],
             ),

@@ -58,6 +58,14 @@ pub enum ControllerCall {
         name: String,
         configs: BTreeMap<String, String>,
     },
+    /// A partition's leader shrinks or grows its ISR (Kafka's AlterPartition).
+    AlterPartition {
+        topic: String,
+        partition: u32,
+        leader: NodeId,
+        leader_epoch: i32,
+        isr: Vec<NodeId>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,6 +292,45 @@ pub async fn handle(cluster: &Cluster, call: ControllerCall) -> Result<Answer, R
             let index = propose(cluster, MetaCommand::SetTopicConfigs { name, configs }).await?;
             Ok(one(Ok(()), index))
         }
+        ControllerCall::AlterPartition {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            isr,
+        } => {
+            let current = cluster.image().partition(&topic, partition).cloned();
+            let Some(p) = current else {
+                return Ok(one(Err(unknown_topic(&topic)), 0));
+            };
+            if p.leader != leader || p.leader_epoch != leader_epoch {
+                return Ok(one(
+                    Err(Refusal::new(
+                        ErrorCode::FencedLeaderEpoch,
+                        format!(
+                            "{topic}-{partition} is led by {} in epoch {}, not by {leader} in epoch {leader_epoch}",
+                            p.leader, p.leader_epoch
+                        ),
+                    )),
+                    0,
+                ));
+            }
+            let reply = propose_checked(
+                cluster,
+                MetaCommand::SetIsr {
+                    name: topic.clone(),
+                    partition,
+                    leader_epoch,
+                    isr: isr.clone(),
+                },
+            )
+            .await?;
+            if reply.is_ok() {
+                info!(topic = %topic, partition, ?isr, "ISR changed");
+            }
+            let index = reply.as_ref().map_or(0, |i| *i);
+            Ok(one(reply.map(|_| ()), index))
+        }
     }
 }
 
@@ -477,6 +524,16 @@ fn write_refusal(
 async fn propose(cluster: &Cluster, cmd: MetaCommand) -> Result<u64, Refusal> {
     let written = write(cluster, cmd).await?;
     Ok(written.log_id.index)
+}
+
+/// Proposes a command whose apply may refuse it (the image moved on since it was
+/// checked): `Err` inside says why, with the index it was logged at.
+async fn propose_checked(cluster: &Cluster, cmd: MetaCommand) -> Result<Result<u64, Refusal>, Refusal> {
+    let written = write(cluster, cmd).await?;
+    Ok(match written.data.error {
+        None => Ok(written.log_id.index),
+        Some(why) => Err(Refusal::new(ErrorCode::FencedLeaderEpoch, why)),
+    })
 }
 
 /// A metadata write, bounded by the controller timeout: a controller that lost its

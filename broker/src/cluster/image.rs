@@ -35,8 +35,11 @@ pub struct PartitionRecord {
     pub replicas: Vec<NodeId>,
     pub leader: NodeId,
     pub leader_epoch: i32,
-    /// The in-sync replicas. Until data replication runs, only the leader holds the data,
-    /// so the ISR is the leader alone (empty without a leader).
+    /// The in-sync replicas: the leader and the followers that hold everything up to
+    /// the leader's high watermark. Only they may be elected (unless the topic allows
+    /// unclean election). A fenced broker leaves it, except the last member, which stays
+    /// so that the partition waits for it rather than electing a replica without its
+    /// records.
     pub isr: Vec<NodeId>,
 }
 
@@ -55,7 +58,9 @@ pub enum MetaCommand {
         cluster_id: String,
     },
     /// A broker (re)starts or returns after being fenced: registered, unfenced, and given
-    /// back the leadership of partitions it prefers or that have none.
+    /// the leadership of partitions that have none and keep it in their ISR. A new
+    /// incarnation of a broker that was not fenced (a restart within its session) is
+    /// fenced first: the restarted process may have lost unsynced records.
     RegisterBroker {
         id: NodeId,
         native: String,
@@ -86,6 +91,15 @@ pub enum MetaCommand {
     SetTopicConfigs {
         name: String,
         configs: BTreeMap<String, String>,
+    },
+    /// A partition's leader changed its ISR (Kafka's AlterPartition): applied only if the
+    /// leader epoch is still the current one. A preferred replica back in the ISR takes
+    /// the leadership back (Kafka's preferred leader election).
+    SetIsr {
+        name: String,
+        partition: u32,
+        leader_epoch: i32,
+        isr: Vec<NodeId>,
     },
 }
 
@@ -150,6 +164,16 @@ impl Image {
                 kafka,
                 incarnation,
             } => {
+                let restarted = self
+                    .brokers
+                    .get(id)
+                    .is_some_and(|b| !b.fenced && b.incarnation != *incarnation);
+                if restarted {
+                    if let Some(b) = self.brokers.get_mut(id) {
+                        b.fenced = true;
+                    }
+                    self.fenced(*id);
+                }
                 let epoch = self.brokers.get(id).map_or(0, |b| b.epoch + 1);
                 self.brokers.insert(
                     *id,
@@ -215,46 +239,116 @@ impl Image {
                 }
                 None => Some(format!("topic '{name}' does not exist")),
             },
+            MetaCommand::SetIsr {
+                name,
+                partition,
+                leader_epoch,
+                isr,
+            } => self.set_isr(name, *partition, *leader_epoch, isr),
         };
         MetaReply { index, error }
     }
 
+    /// A new partition: every live replica is in sync (all are empty), the first leads.
     fn new_partition(&self, replicas: &[NodeId]) -> PartitionRecord {
-        let leader = replicas.iter().copied().find(|r| self.live(*r)).unwrap_or(NO_LEADER);
+        let isr: Vec<NodeId> = replicas.iter().copied().filter(|r| self.live(*r)).collect();
         PartitionRecord {
             replicas: replicas.to_vec(),
-            leader,
+            leader: isr.first().copied().unwrap_or(NO_LEADER),
             leader_epoch: 0,
-            isr: isr_of(leader),
+            isr,
         }
     }
 
-    /// `id` is fenced: every partition it leads moves to its first live replica.
+    /// `id` is fenced: it leaves every ISR (but the last member stays), and every
+    /// partition it led moves to a live in-sync replica (or, where the topic allows
+    /// unclean election and none is left, to any live replica; else to none).
     fn fenced(&mut self, id: NodeId) {
         let live: Vec<NodeId> = self.live_brokers();
-        for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
-            if p.leader == id {
-                let next = p
+        for t in self.topics.values_mut() {
+            let unclean = t.configs.get("unclean.leader.election.enable").map(String::as_str) == Some("true");
+            for p in t.partitions.iter_mut() {
+                if p.isr.len() > 1 {
+                    p.isr.retain(|r| *r != id);
+                }
+                if p.leader != id {
+                    continue;
+                }
+                let in_sync = p
                     .replicas
                     .iter()
                     .copied()
-                    .find(|r| live.contains(r))
-                    .unwrap_or(NO_LEADER);
-                p.set_leader(next);
+                    .find(|r| live.contains(r) && p.isr.contains(r));
+                match in_sync {
+                    Some(next) => p.set_leader(next),
+                    None => match p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|r| live.contains(r))
+                        .filter(|_| unclean)
+                    {
+                        Some(next) => {
+                            p.isr = vec![next];
+                            p.set_leader(next);
+                        }
+                        None => p.set_leader(NO_LEADER),
+                    },
+                }
             }
         }
     }
 
-    /// `id` is back: it leads the partitions that prefer it (Kafka's preferred leader
-    /// election, done at once rather than on a timer) and those that had no leader.
+    /// `id` is back: it leads the partitions that have no leader and keep it in their ISR
+    /// (or, with unclean election allowed, that have no live in-sync replica at all).
+    /// It becomes preferred leader again once it has caught up (see `set_isr`).
     fn unfenced(&mut self, id: NodeId) {
-        for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
-            let preferred = p.replicas.first() == Some(&id);
-            let orphaned = p.leader == NO_LEADER && p.replicas.contains(&id);
-            if (preferred || orphaned) && p.leader != id {
-                p.set_leader(id);
+        for t in self.topics.values_mut() {
+            let unclean = t.configs.get("unclean.leader.election.enable").map(String::as_str) == Some("true");
+            for p in t.partitions.iter_mut() {
+                if p.leader != NO_LEADER || !p.replicas.contains(&id) {
+                    continue;
+                }
+                if p.isr.contains(&id) {
+                    p.set_leader(id);
+                } else if unclean {
+                    p.isr = vec![id];
+                    p.set_leader(id);
+                }
             }
         }
+    }
+
+    fn set_isr(&mut self, name: &str, partition: u32, leader_epoch: i32, isr: &[NodeId]) -> Option<String> {
+        let live = self.live_brokers();
+        let Some(p) = self
+            .topics
+            .get_mut(name)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+        else {
+            return Some(format!("{name}-{partition} does not exist"));
+        };
+        if p.leader_epoch != leader_epoch || p.leader == NO_LEADER {
+            return Some(format!(
+                "{name}-{partition} is in leader epoch {}, not {leader_epoch}",
+                p.leader_epoch
+            ));
+        }
+        if !isr.contains(&p.leader) || isr.iter().any(|r| !p.replicas.contains(r)) {
+            return Some(format!(
+                "ISR {isr:?} must hold the leader and only replicas of {name}-{partition}"
+            ));
+        }
+        if isr.iter().any(|r| !p.isr.contains(r) && !live.contains(r)) {
+            return Some(format!("ISR {isr:?} adds a fenced broker to {name}-{partition}"));
+        }
+        // Kept in replica order, so every broker lists it the same way.
+        p.isr = p.replicas.iter().copied().filter(|r| isr.contains(r)).collect();
+        let preferred = p.replicas[0];
+        if p.leader != preferred && p.isr.contains(&preferred) && live.contains(&preferred) {
+            p.set_leader(preferred);
+        }
+        None
     }
 }
 
@@ -262,15 +356,6 @@ impl PartitionRecord {
     fn set_leader(&mut self, leader: NodeId) {
         self.leader = leader;
         self.leader_epoch += 1;
-        self.isr = isr_of(leader);
-    }
-}
-
-fn isr_of(leader: NodeId) -> Vec<NodeId> {
-    if leader == NO_LEADER {
-        Vec::new()
-    } else {
-        vec![leader]
     }
 }
 
@@ -342,21 +427,73 @@ mod tests {
     }
 
     #[test]
-    fn fencing_moves_leadership_with_a_higher_epoch_and_return_takes_it_back() {
+    fn fencing_moves_leadership_within_the_isr_and_a_caught_up_return_takes_it_back() {
         let mut image = three_brokers_one_topic();
         let before = image.topics["t"].partitions.clone();
         assert_eq!(before.iter().map(|p| p.leader).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(before[0].isr, vec![1, 2]);
         image.apply(5, &MetaCommand::FenceBroker { id: 1 });
         let p0 = &image.topics["t"].partitions[0];
         assert_eq!(p0.replicas, vec![1, 2]);
         assert_eq!((p0.leader, p0.leader_epoch, p0.isr.clone()), (2, 1, vec![2]));
-        // Partitions not led by the fenced broker are untouched.
+        // Partition 2 (replicas 3, 1) keeps its leader but loses 1 from its ISR.
+        assert_eq!(image.topics["t"].partitions[2].isr, vec![3]);
         assert_eq!(image.topics["t"].partitions[1], before[1]);
         assert_eq!(image.leader_counts().get(&1), None);
+        // Back, but not in sync: it follows until its leader adds it to the ISR.
         register(&mut image, 6, 1);
         let p0 = &image.topics["t"].partitions[0];
-        assert_eq!((p0.leader, p0.leader_epoch), (1, 2));
+        assert_eq!((p0.leader, p0.leader_epoch), (2, 1));
         assert_eq!(image.brokers[&1].epoch, 1);
+        let stale = MetaCommand::SetIsr {
+            name: "t".into(),
+            partition: 0,
+            leader_epoch: 0,
+            isr: vec![2, 1],
+        };
+        assert!(image.apply(7, &stale).error.is_some());
+        let caught_up = MetaCommand::SetIsr {
+            name: "t".into(),
+            partition: 0,
+            leader_epoch: 1,
+            isr: vec![2, 1],
+        };
+        assert_eq!(image.apply(8, &caught_up).error, None);
+        let p0 = &image.topics["t"].partitions[0];
+        assert_eq!((p0.leader, p0.leader_epoch, p0.isr.clone()), (1, 2, vec![1, 2]));
+    }
+
+    #[test]
+    fn a_restart_within_the_session_is_a_fence_and_unclean_election_is_opt_in() {
+        let mut image = three_brokers_one_topic();
+        // Broker 1 restarts (new incarnation) before it was fenced: it leaves the ISRs.
+        image.apply(
+            5,
+            &MetaCommand::RegisterBroker {
+                id: 1,
+                native: "127.0.0.1:9001".into(),
+                kafka: None,
+                incarnation: "again".into(),
+            },
+        );
+        let p0 = &image.topics["t"].partitions[0];
+        assert_eq!((p0.leader, p0.isr.clone()), (2, vec![2]));
+        // The last in-sync replica dies: no leader, unless the topic allows unclean.
+        image.apply(6, &MetaCommand::FenceBroker { id: 2 });
+        assert_eq!(image.topics["t"].partitions[0].leader, NO_LEADER);
+        let mut configs = BTreeMap::new();
+        configs.insert("unclean.leader.election.enable".to_owned(), "true".to_owned());
+        image.apply(
+            7,
+            &MetaCommand::SetTopicConfigs {
+                name: "t".into(),
+                configs,
+            },
+        );
+        // Broker 1 (out of sync) registers again: with unclean election it takes p0.
+        register(&mut image, 8, 1);
+        let p0 = &image.topics["t"].partitions[0];
+        assert_eq!((p0.leader, p0.isr.clone()), (1, vec![1]));
     }
 
     #[test]
@@ -366,7 +503,8 @@ mod tests {
         image.apply(6, &MetaCommand::FenceBroker { id: 2 });
         // Partition 0 lives on 1 and 2.
         let p0 = &image.topics["t"].partitions[0];
-        assert_eq!((p0.leader, p0.isr.is_empty()), (NO_LEADER, true));
+        // The last in-sync replica stays in the ISR: only it may lead again.
+        assert_eq!((p0.leader, p0.isr.clone()), (NO_LEADER, vec![2]));
         register(&mut image, 7, 2);
         assert_eq!(image.topics["t"].partitions[0].leader, 2);
     }

@@ -43,9 +43,10 @@ impl LocalReplicas {
                 .await;
                 return;
             }
-            MetaCommand::InitCluster { .. } | MetaCommand::RegisterBroker { .. } | MetaCommand::FenceBroker { .. } => {
-                return
-            }
+            MetaCommand::InitCluster { .. }
+            | MetaCommand::RegisterBroker { .. }
+            | MetaCommand::FenceBroker { .. }
+            | MetaCommand::SetIsr { .. } => return,
         };
         if name.starts_with("__") {
             return;

@@ -54,6 +54,9 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 500;
 /// How long a request that needs the controller waits for one (no quorum: it fails
 /// with REQUEST_TIMED_OUT after this).
 pub const DEFAULT_CONTROLLER_TIMEOUT_MS: u64 = 5000;
+/// Kafka's default `replica.lag.time.max.ms`. A dead follower leaves the ISR sooner, when
+/// it is fenced (`broker_session_timeout_ms`); this bounds a live but slow or cut-off one.
+pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -65,6 +68,13 @@ pub struct ClusterConfig {
     pub broker_session_timeout_ms: u64,
     pub broker_heartbeat_interval_ms: u64,
     pub controller_timeout_ms: u64,
+    /// A follower not caught up for this long leaves the ISR (Kafka's
+    /// `replica.lag.time.max.ms`).
+    pub replica_lag_time_max_ms: u64,
+    /// Peers this broker reaches at another address than the one they registered or
+    /// are listed with (`--peer-address ID=HOST:PORT`): through a proxy, say — the fault
+    /// tests cut links between brokers that way. Clients are not affected.
+    pub peer_addresses: BTreeMap<NodeId, String>,
 }
 
 impl Default for ClusterConfig {
@@ -75,6 +85,8 @@ impl Default for ClusterConfig {
             broker_session_timeout_ms: DEFAULT_SESSION_TIMEOUT_MS,
             broker_heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
             controller_timeout_ms: DEFAULT_CONTROLLER_TIMEOUT_MS,
+            replica_lag_time_max_ms: DEFAULT_REPLICA_LAG_TIME_MAX_MS,
+            peer_addresses: BTreeMap::new(),
         }
     }
 }
@@ -102,6 +114,23 @@ pub fn parse_voters(s: &str) -> std::result::Result<BTreeMap<NodeId, String>, St
         return Err("no voters given".into());
     }
     Ok(voters)
+}
+
+/// Parses one `--peer-address`: `ID=HOST:PORT`.
+pub fn parse_peer_address(s: &str) -> std::result::Result<(NodeId, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected ID=HOST:PORT"))?;
+    let id: NodeId = id
+        .trim()
+        .parse()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| format!("{s:?}: the node id must be a number 0 or more"))?;
+    if addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+        return Err(format!("{s:?}: expected ID=HOST:PORT"));
+    }
+    Ok((id, addr.trim().to_owned()))
 }
 
 /// Why a cluster request was refused: a code both protocols send, and a message.
@@ -145,6 +174,7 @@ pub struct Cluster {
     cfg: ClusterConfig,
     raft: Raft,
     image: Arc<ArcSwap<Image>>,
+    image_changed: Arc<tokio::sync::Notify>,
     storage: Arc<LogManager>,
     dir: std::path::PathBuf,
     /// A random id of this process, so the controller tells a restart from a duplicate.
@@ -188,6 +218,7 @@ impl Cluster {
         let sm = store::StateMachine::open(&dir, local::LocalReplicas::new(storage.clone()))
             .map_err(Error::io("open the metadata snapshot in", &dir))?;
         let image = sm.image.clone();
+        let image_changed = sm.changed.clone();
         let raft_config = openraft::Config {
             cluster_name: "runnel".into(),
             heartbeat_interval: 200,
@@ -207,6 +238,7 @@ impl Cluster {
         let network = network::Network {
             cluster_id: cluster_id.clone(),
             refused_by: refused_by.clone(),
+            peer_addresses: cfg.peer_addresses.clone(),
         };
         let raft = Raft::new(raft_id(cfg.node_id), raft_config, network, log, sm)
             .await
@@ -232,6 +264,7 @@ impl Cluster {
             cfg,
             raft,
             image,
+            image_changed,
             storage,
             dir,
             incarnation: uuid::Uuid::new_v4().to_string(),
@@ -269,6 +302,12 @@ impl Cluster {
     /// The metadata as this broker has applied it.
     pub fn image(&self) -> arc_swap::Guard<Arc<Image>> {
         self.image.load()
+    }
+
+    /// Notified whenever the image changes. Create the `notified()` future before reading
+    /// the image, so a change in between is not missed.
+    pub fn image_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.image_changed.clone()
     }
 
     /// The current controller (Raft leader) as this broker knows it.
@@ -313,6 +352,16 @@ impl Cluster {
             )),
             None => Ok(()),
         }
+    }
+
+    /// Whether the image holds this process's registration, unfenced: until then its
+    /// leaderships in the image belong to an earlier incarnation (a restart re-elects
+    /// them, with a raised epoch).
+    pub fn registered_in_image(&self) -> bool {
+        self.image()
+            .brokers
+            .get(&self.cfg.node_id)
+            .is_some_and(|b| !b.fenced && b.incarnation == self.incarnation)
     }
 
     /// Resolves once this broker is registered with the controller (the first time).
@@ -481,9 +530,12 @@ impl Cluster {
         }
     }
 
-    /// A broker's native address: from the image, else (a voter not yet registered)
-    /// from the voter list.
-    fn address_of(&self, id: NodeId) -> Option<String> {
+    /// Where this broker dials broker `id`'s native listener: `--peer-address` if given,
+    /// else the address it registered, else (a voter not yet registered) the voter list's.
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        if let Some(a) = self.cfg.peer_addresses.get(&id) {
+            return Some(a.clone());
+        }
         self.image()
             .brokers
             .get(&id)

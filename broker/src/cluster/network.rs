@@ -30,6 +30,8 @@ pub struct Network {
     /// Voters that refused this broker's messages as another cluster's (last answer per
     /// voter), and why.
     pub refused_by: Arc<Mutex<std::collections::BTreeMap<u64, String>>>,
+    /// Peers reached at another address than their own (`--peer-address`).
+    pub peer_addresses: std::collections::BTreeMap<super::NodeId, String>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -38,7 +40,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> RaftPeer {
         RaftPeer {
             target,
-            peer: Peer::new(node.addr.clone()),
+            peer: Peer::new(
+                self.peer_addresses
+                    .get(&super::node_id(target))
+                    .cloned()
+                    .unwrap_or_else(|| node.addr.clone()),
+            ),
             cluster_id: self.cluster_id.clone(),
             refused_by: self.refused_by.clone(),
         }

@@ -1,7 +1,7 @@
 //! Calls from one broker to another over the native protocol: the metadata quorum's Raft
-//! messages and brokers' requests to the controller. One connection per peer, one
-//! request at a time, every call bounded by a timeout; a failed call drops the
-//! connection and the next one dials again.
+//! messages, brokers' requests to the controller, and followers' fetches. One connection
+//! per peer, one request at a time, every call bounded by a timeout; a failed call drops
+//! the connection and the next one dials again.
 
 use std::time::Duration;
 
@@ -12,7 +12,8 @@ use runnel_protocol::{ErrorCode, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Responses between brokers carry metadata only: far below the client's limit.
+/// Responses between brokers carry metadata, or a follower's fetch (bounded by what it
+/// asks for, far below this).
 const MAX_PEER_RESPONSE_BYTES: u32 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +51,20 @@ impl Peer {
 
     /// Sends `req` and waits for its response (a request-level error is `Refused`).
     pub async fn call<R: Request>(&mut self, req: &R, timeout: Duration) -> Result<R::Response, PeerError> {
+        self.call_with_trailer(req, timeout).await.map(|(resp, _)| resp)
+    }
+
+    /// As `call`, also returning the response frame's trailer (a fetch's records),
+    /// writable in place.
+    pub async fn call_with_trailer<R: Request>(
+        &mut self,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<(R::Response, BytesMut), PeerError> {
         let result = match tokio::time::timeout(timeout, self.exchange(req)).await {
-            Ok(Ok(body)) => R::Response::decode(body).map_err(|e| self.io(std::io::Error::other(e))),
+            Ok(Ok((body, trailer))) => R::Response::decode(body)
+                .map(|r| (r, trailer))
+                .map_err(|e| self.io(std::io::Error::other(e))),
             Ok(Err(e)) => Err(self.io(e)),
             Err(_) => Err(PeerError::Timeout {
                 addr: self.addr.clone(),
@@ -59,7 +72,7 @@ impl Peer {
             }),
         };
         match result {
-            Ok(resp) if resp.error_code() != 0 => Err(PeerError::Refused {
+            Ok((resp, _)) if resp.error_code() != 0 => Err(PeerError::Refused {
                 addr: self.addr.clone(),
                 code: ErrorCode::from_i32(resp.error_code()),
                 message: resp.error_message().to_owned(),
@@ -79,7 +92,7 @@ impl Peer {
         }
     }
 
-    async fn exchange<R: Request>(&mut self, req: &R) -> std::io::Result<Bytes> {
+    async fn exchange<R: Request>(&mut self, req: &R) -> std::io::Result<(Bytes, BytesMut)> {
         if self.conn.is_none() {
             let s = TcpStream::connect(&self.addr).await?;
             s.set_nodelay(true)?;
@@ -106,16 +119,22 @@ impl Peer {
         if len > MAX_PEER_RESPONSE_BYTES || (len as usize) < RESPONSE_HEADER_BYTES - 4 {
             return Err(std::io::Error::other(format!("response frame of {len} bytes")));
         }
-        let mut whole = BytesMut::zeroed(4 + len as usize);
-        whole[..4].copy_from_slice(&prefix);
-        conn.read_exact(&mut whole[4..]).await?;
-        let resp = frame::parse_response(whole.freeze()).map_err(std::io::Error::other)?;
-        if resp.correlation_id != correlation_id {
+        let mut whole = BytesMut::zeroed(len as usize);
+        conn.read_exact(&mut whole).await?;
+        let got = i32::from_be_bytes(whole[..4].try_into().expect("4 bytes"));
+        let body_bytes = u32::from_be_bytes(whole[4..8].try_into().expect("4 bytes")) as usize;
+        if body_bytes > whole.len() - 8 {
             return Err(std::io::Error::other(format!(
-                "response for request {} while waiting for {correlation_id}",
-                resp.correlation_id
+                "response body of {body_bytes} bytes in a frame of {len}"
             )));
         }
-        Ok(resp.body)
+        if got != correlation_id {
+            return Err(std::io::Error::other(format!(
+                "response for request {got} while waiting for {correlation_id}"
+            )));
+        }
+        let mut body = whole.split_off(8);
+        let trailer = body.split_off(body_bytes);
+        Ok((body.freeze(), trailer))
     }
 }

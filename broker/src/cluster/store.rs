@@ -366,6 +366,8 @@ struct StoredSnapshot {
 pub struct StateMachine {
     dir: PathBuf,
     pub image: Arc<ArcSwap<Image>>,
+    /// Woken after every change of `image` (the replication layer follows it).
+    pub changed: Arc<tokio::sync::Notify>,
     last_applied: Arc<Mutex<Applied>>,
     snapshot: Arc<Mutex<Option<StoredSnapshot>>>,
     local: LocalReplicas,
@@ -383,6 +385,7 @@ impl StateMachine {
         Ok(StateMachine {
             dir: dir.to_owned(),
             image: Arc::new(ArcSwap::from_pointee(image)),
+            changed: Arc::new(tokio::sync::Notify::new()),
             last_applied: Arc::new(Mutex::new(applied)),
             snapshot: Arc::new(Mutex::new(stored)),
             local,
@@ -468,6 +471,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         if let Some(image) = next {
             self.image.store(Arc::new(image));
+            self.changed.notify_waiters();
         }
         Ok(replies)
     }
@@ -494,6 +498,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &io_err(e)))?
                 .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.image.store(Arc::new(stored.image.clone()));
+        self.changed.notify_waiters();
         *crate::sync::lock(&self.last_applied) = (meta.last_log_id, meta.last_membership.clone());
         self.local.reconcile_all(&stored.image).await;
         *crate::sync::lock(&self.snapshot) = Some(stored);

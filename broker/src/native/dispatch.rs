@@ -182,6 +182,12 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
             .await
         }
         ApiKey::Raft => reply(correlation_id, f.body, |r| crate::service::cluster::raft_message(b, r)).await,
+        ApiKey::OffsetForLeaderEpoch => {
+            reply(correlation_id, f.body, |r| async move {
+                handlers::offset_for_leader_epoch::handle(b, r)
+            })
+            .await
+        }
         ApiKey::ControllerWrite => {
             reply(correlation_id, f.body, |r| {
                 crate::cluster::controller::serve(&b.cluster, r)

@@ -29,10 +29,12 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest) -> (FetchResponse, 
                         partition: p.partition,
                         offset: p.fetch_offset,
                         max_bytes: p.max_bytes,
+                        current_leader_epoch: p.current_leader_epoch,
                     })
                     .collect(),
             })
             .collect(),
+        replica_id: req.replica_id,
     };
     let reads = fetch::fetch(broker, &fetch).await;
     let mut regions = Vec::new();

@@ -26,6 +26,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use std::collections::BTreeSet;
@@ -60,7 +61,7 @@ pub fn versions(key: ApiKey) -> RangeInclusive<i16> {
         ApiKey::DeleteRecords => delete_records::VERSIONS,
         ApiKey::BrokerStatus => broker_status::VERSIONS,
         ApiKey::DescribeCluster => describe_cluster::VERSIONS,
-        ApiKey::Raft | ApiKey::ControllerWrite => 0..=0,
+        ApiKey::Raft | ApiKey::ControllerWrite | ApiKey::OffsetForLeaderEpoch => 0..=0,
     }
 }
 

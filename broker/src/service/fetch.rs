@@ -33,6 +33,9 @@ pub struct Fetch {
     /// Record bytes for the whole response; 0: the broker's `fetch_max_bytes`.
     pub max_bytes: u32,
     pub topics: Vec<FetchTopic>,
+    /// A follower broker's fetch (its node id): read up to the log end, not the high
+    /// watermark, and count the offsets as its progress.
+    pub replica_id: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,6 +50,8 @@ pub struct FetchPartition {
     pub offset: i64,
     /// Record bytes for this partition; 0: the broker's default.
     pub max_bytes: u32,
+    /// A follower's view of the leader epoch (checked by the leader).
+    pub current_leader_epoch: Option<i32>,
 }
 
 /// One partition's answer: its bounds, and the region of whole batches to send.
@@ -68,6 +73,8 @@ struct Wanted {
     offset: i64,
     max_bytes: u64,
     log: super::Outcome<Arc<PartitionLog>>,
+    /// Consumers read up to the high watermark; followers up to the log end.
+    committed_only: bool,
 }
 
 /// Each topic's partitions read, in request order.
@@ -92,7 +99,20 @@ pub async fn fetch(broker: &Arc<Broker>, req: &Fetch) -> Vec<Vec<PartitionRead>>
                     0 => cfg.fetch_partition_default_bytes as u64,
                     n => n as u64,
                 },
-                log: super::cluster::led_partition(broker, &t.name, p.partition),
+                log: match req.replica_id {
+                    None => super::cluster::led_partition(broker, &t.name, p.partition),
+                    Some(replica) => broker
+                        .replication
+                        .follower_fetch(&crate::replication::FollowerFetch {
+                            replica,
+                            topic: &t.name,
+                            partition: p.partition,
+                            offset: p.offset,
+                            current_leader_epoch: p.current_leader_epoch,
+                        })
+                        .map_err(Failure::from),
+                },
+                committed_only: req.replica_id.is_none(),
             })
         })
         .collect();
@@ -181,12 +201,14 @@ fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<(usize, PartitionRead)>, 
                     failed = true;
                 } else if budget == 0 {
                     // Out of budget: report the bounds only, so the client knows to ask again.
-                    r.high_watermark = log.end_offset() as i64;
+                    r.high_watermark = log.high_watermark() as i64;
                     r.log_start_offset = log.start_offset() as i64;
                 } else {
-                    match log.read(w.offset as u64, budget) {
+                    let hw = log.high_watermark();
+                    let upto = if w.committed_only { hw } else { u64::MAX };
+                    match log.read_upto(w.offset as u64, budget, upto) {
                         Ok(read) => {
-                            r.high_watermark = read.end_offset as i64;
+                            r.high_watermark = hw as i64;
                             r.log_start_offset = read.start_offset as i64;
                             // A read returns at least one batch, however large; only the
                             // first partition with records may go over the budget that
@@ -202,7 +224,7 @@ fn read_all(wanted: &[Wanted], total_max: u64) -> (Vec<(usize, PartitionRead)>, 
                         }
                         Err(e) => {
                             r.failure = Some(Failure::from(&e));
-                            r.high_watermark = log.end_offset() as i64;
+                            r.high_watermark = log.high_watermark() as i64;
                             r.log_start_offset = log.start_offset() as i64;
                             failed = true;
                         }

@@ -39,6 +39,8 @@ pub struct Broker {
     pub net: Arc<Net>,
     /// The metadata quorum: brokers, topics' replicas and leaders.
     pub cluster: Arc<Cluster>,
+    /// Follower fetch, high watermarks and ISR upkeep of this broker's replicas.
+    pub replication: Arc<crate::replication::Replication>,
     /// The node id of this broker in Metadata (a broker started without `--node-id` is
     /// node 0).
     pub node_id: i32,
@@ -55,11 +57,12 @@ impl Broker {
         storage: Arc<LogManager>,
         groups: Arc<Coordinator>,
         net: Arc<Net>,
-        cluster: Arc<Cluster>,
+        replication: Arc<crate::replication::Replication>,
         advertised_host: String,
         advertised_port: u16,
         kafka_port: Option<u16>,
     ) -> Broker {
+        let cluster = replication.cluster().clone();
         let start_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_millis() as i64);
@@ -75,6 +78,7 @@ impl Broker {
                 (start_ms << 20) + i64::from(cluster.node_id()).rem_euclid(PRODUCER_ID_STRIDE),
             ),
             cluster,
+            replication,
         }
     }
 

@@ -15,6 +15,8 @@
 //! | compression.type        | producer        | producer, uncompressed, gzip, snappy, lz4, zstd |
 //! | flush.policy            | always          | always, interval, os      |
 //! | flush.ms                | 1000            | >= 1                      |
+//! | min.insync.replicas     | 1               | 1 ..= 2^31-1              |
+//! | unclean.leader.election.enable | false    | true, false               |
 
 use std::collections::BTreeMap;
 
@@ -89,6 +91,11 @@ pub struct LogConfig {
     pub compression_type: CompressionType,
     pub flush_policy: FlushPolicy,
     pub flush_ms: u64,
+    /// acks=all writes are refused while the partition has fewer in-sync replicas.
+    pub min_insync_replicas: u32,
+    /// Whether a replica outside the ISR may lead when no in-sync one is live (acknowledged
+    /// records may then be lost). Read by the controller from the topic's configs.
+    pub unclean_leader_election: bool,
 }
 
 impl Default for LogConfig {
@@ -105,6 +112,8 @@ impl Default for LogConfig {
             compression_type: CompressionType::Producer,
             flush_policy: FlushPolicy::Always,
             flush_ms: 1000,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
         }
     }
 }
@@ -123,6 +132,8 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "compression.type",
     "flush.policy",
     "flush.ms",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
 ];
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> Error {
@@ -196,6 +207,14 @@ impl LogConfig {
                 }
             }
             "flush.ms" => self.flush_ms = int_in(key, value, 1, i64::MAX)? as u64,
+            "min.insync.replicas" => self.min_insync_replicas = int_in(key, value, 1, I32_MAX)? as u32,
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(invalid(key, value, "must be true or false")),
+                }
+            }
             _ => {
                 return Err(invalid(
                     key,
@@ -238,6 +257,8 @@ impl LogConfig {
                 FlushPolicy::Os => "os".into(),
             },
             "flush.ms" => self.flush_ms.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election.to_string(),
             _ => return None,
         })
     }
@@ -246,6 +267,7 @@ impl LogConfig {
 /// The kind of a config's value, as Kafka's DescribeConfigs names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigKind {
+    Boolean,
     Int,
     Long,
     String,
@@ -276,6 +298,8 @@ pub fn key_info(key: &str) -> Option<ConfigKeyInfo> {
         "compression.type" => ("compression.type", ConfigKind::String, "producer keeps the producer's codec; uncompressed, gzip, snappy, lz4 or zstd makes the broker recompress batches that arrive in another codec."),
         "flush.policy" => ("log.flush.policy", ConfigKind::String, "always acknowledges after fdatasync (group commit); interval syncs every flush.ms; os leaves it to the page cache."),
         "flush.ms" => ("log.flush.interval.ms", ConfigKind::Long, "With flush.policy=interval, how often the log is synced."),
+        "min.insync.replicas" => ("min.insync.replicas", ConfigKind::Int, "acks=all writes are refused with NOT_ENOUGH_REPLICAS while fewer replicas than this are in sync."),
+        "unclean.leader.election.enable" => ("unclean.leader.election.enable", ConfigKind::Boolean, "Whether a replica outside the ISR may become leader when no in-sync replica is live; acknowledged records may be lost."),
         _ => return None,
     };
     Some(ConfigKeyInfo { broker_name, kind, doc })

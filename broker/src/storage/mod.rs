@@ -10,6 +10,7 @@
 //!   disk ([`sim`]: power loss and disk faults)
 
 pub mod config;
+pub mod epochs;
 pub mod flusher;
 mod index_file;
 pub mod io;
@@ -25,6 +26,6 @@ pub(crate) mod time_index;
 
 pub use config::{FlushPolicy, LogConfig, TimestampType};
 pub use flusher::Flusher;
-pub use log::{AppendInfo, DurableWait, PartitionLog, ReadResult};
+pub use log::{AppendInfo, DurableWait, PartitionLog, ReadResult, Role};
 pub use manager::{LogManager, NewTopic, StorageConfig, Topic};
 pub use segment::FileRegion;

@@ -112,7 +112,9 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     Ok(bases)
 }
 
-pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<Opened> {
+/// `max_epoch`: the newest leader epoch the log's history knows; a batch stamped with a
+/// newer one is damage (the epoch field is outside the CRC).
+pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool, max_epoch: i32) -> Result<Opened> {
     let checkpoint = if clean { u64::MAX } else { read_checkpoint(dir) };
     let bases = list_segments(dir)?;
     if bases.is_empty() {
@@ -144,7 +146,7 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
         }
         let seg = Segment::open(dir, base, cfg)?;
         let trusted = if clean || base < checkpoint {
-            let loaded = load_from_indexes(&seg)?;
+            let loaded = load_from_indexes(&seg, max_epoch)?;
             if loaded.is_none() {
                 warn!(dir = %dir.display(), segment = base, "index disagrees with the log; rebuilding it");
             }
@@ -154,7 +156,7 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
         };
         let (outcome, c) = match trusted {
             Some(x) => x,
-            None => rebuild(&seg, cfg)?,
+            None => rebuild(&seg, cfg, max_epoch)?,
         };
         cursor = c;
         let file_len = seg.size();
@@ -207,10 +209,10 @@ pub(crate) fn open_segments(dir: &Path, cfg: &LogConfig, clean: bool) -> Result<
 }
 
 /// Re-derives a live segment's state after its tail was cut (`truncate_to`).
-pub(crate) fn load_tail(seg: &Segment, cfg: &LogConfig) -> Result<IndexCursor> {
-    let (o, c) = match load_from_indexes(seg)? {
+pub(crate) fn load_tail(seg: &Segment, cfg: &LogConfig, max_epoch: i32) -> Result<IndexCursor> {
+    let (o, c) = match load_from_indexes(seg, max_epoch)? {
         Some(x) => x,
-        None => rebuild(seg, cfg)?,
+        None => rebuild(seg, cfg, max_epoch)?,
     };
     seg.reset_state(o.valid_bytes, o.next_offset, o.max_timestamp, o.first_batch_timestamp);
     Ok(c)
@@ -218,7 +220,7 @@ pub(crate) fn load_tail(seg: &Segment, cfg: &LogConfig) -> Result<IndexCursor> {
 
 /// Trusts the indexes if they are consistent and the log past the last offset-index entry
 /// scans cleanly to the end of the file; None if anything disagrees.
-fn load_from_indexes(seg: &Segment) -> Result<Option<(ScanOutcome, IndexCursor)>> {
+fn load_from_indexes(seg: &Segment, max_epoch: i32) -> Result<Option<(ScanOutcome, IndexCursor)>> {
     let size = seg.file().metadata().map_err(Error::io("stat", seg.log_path()))?.len();
     let (oi, ti) = (&seg.offset_index, &seg.time_index);
     if !oi.file().opened_whole() || !ti.file().opened_whole() || !oi.is_consistent(size, None) {
@@ -227,7 +229,7 @@ fn load_from_indexes(seg: &Segment) -> Result<Option<(ScanOutcome, IndexCursor)>
     let (pos, offset) = oi
         .last()
         .map_or((0, seg.base_offset()), |e| (e.position as u64, e.offset));
-    let mut outcome = seg.scan(pos, offset, None)?;
+    let mut outcome = seg.scan(pos, offset, None, max_epoch)?;
     if outcome.stopped.is_some() || !ti.is_consistent(Some(outcome.next_offset)) {
         return Ok(None);
     }
@@ -249,12 +251,17 @@ fn load_from_indexes(seg: &Segment) -> Result<Option<(ScanOutcome, IndexCursor)>
 }
 
 /// Rebuilds both indexes from a full validating scan.
-fn rebuild(seg: &Segment, cfg: &LogConfig) -> Result<(ScanOutcome, IndexCursor)> {
+fn rebuild(seg: &Segment, cfg: &LogConfig, max_epoch: i32) -> Result<(ScanOutcome, IndexCursor)> {
     seg.offset_index.file().truncate_entries(0);
     seg.time_index.file().truncate_entries(0);
     seg.make_active()?;
     let mut cursor = IndexCursor::fresh();
-    let outcome = seg.scan(0, seg.base_offset(), Some((&mut cursor, cfg.index_interval_bytes)))?;
+    let outcome = seg.scan(
+        0,
+        seg.base_offset(),
+        Some((&mut cursor, cfg.index_interval_bytes)),
+        max_epoch,
+    )?;
     seg.mark_index_built_here();
     Ok((outcome, cursor))
 }

@@ -434,6 +434,7 @@ impl Segment {
         start: u64,
         start_offset: u64,
         mut cursor: Option<(&mut IndexCursor, u64)>,
+        max_epoch: i32,
     ) -> Result<ScanOutcome> {
         let file_len = self
             .file
@@ -485,13 +486,12 @@ impl Segment {
                     break;
                 }
             };
-            // partitionLeaderEpoch is outside the CRC; the broker stamps it, so anything but
-            // a known epoch is damage.
-            if !(0..=super::log::INITIAL_LEADER_EPOCH).contains(&h.partition_leader_epoch) {
+            // partitionLeaderEpoch is outside the CRC; the broker stamps it (after recording
+            // a new epoch in the history), so anything but a known epoch is damage.
+            if !(0..=max_epoch).contains(&h.partition_leader_epoch) {
                 out.stopped = Some(format!(
-                    "batch at position {pos} has leader epoch {}, past the highest known epoch {}",
+                    "batch at position {pos} has leader epoch {}, past the highest known epoch {max_epoch}",
                     h.partition_leader_epoch,
-                    super::log::INITIAL_LEADER_EPOCH
                 ));
                 break;
             }

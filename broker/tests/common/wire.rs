@@ -174,8 +174,10 @@ impl Wire {
                         partition,
                         fetch_offset: offset,
                         max_bytes: 64 << 20,
+                        current_leader_epoch: None,
                     }],
                 }],
+                replica_id: None,
             },
             &[],
         );

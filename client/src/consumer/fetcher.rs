@@ -163,6 +163,7 @@ async fn fetch_from(
             partition: *partition,
             fetch_offset: *offset,
             max_bytes: config.max_partition_fetch_bytes,
+            current_leader_epoch: None,
         };
         match topics.last_mut() {
             Some(t) if *t.name == **topic => t.partitions.push(p),
@@ -177,6 +178,7 @@ async fn fetch_from(
         min_bytes: config.fetch_min_bytes,
         max_bytes: config.fetch_max_bytes,
         topics,
+        replica_id: None,
     };
     let fetched = match client
         .start_call_at(leader, &req, Vec::new(), config.fetch_max_wait)

@@ -25,6 +25,7 @@ pub const BROKER: i8 = 4;
 /// Kafka's config types (DescribeConfigs v3+).
 fn config_type(kind: ConfigKind) -> i8 {
     match kind {
+        ConfigKind::Boolean => 1,
         ConfigKind::String => 2,
         ConfigKind::Int => 3,
         ConfigKind::Long => 5,

@@ -36,10 +36,12 @@ pub async fn handle(broker: &Arc<Broker>, req: &Request, fetch: FetchRequest) ->
                         offset: p.fetch_offset,
                         // A placeholder stands for at most this many bytes.
                         max_bytes: (p.partition_max_bytes.max(0) as u32).min(MAX_PLACEHOLDER_BYTES as u32 / 2),
+                        current_leader_epoch: None,
                     })
                     .collect(),
             })
             .collect(),
+        replica_id: None,
     };
     let reads = service::fetch::fetch(broker, &wanted).await;
     let mut kept = Vec::with_capacity(reads.iter().map(Vec::len).sum());

@@ -34,6 +34,7 @@ use tokio::sync::{oneshot, Notify};
 use tracing::{error, info, warn};
 
 use super::config::{FlushPolicy, LogConfig, TimestampType};
+use super::epochs::EpochHistory;
 use super::flusher::Flusher;
 use super::io;
 use super::producers::{self, Check, ProducerTable};
@@ -43,11 +44,15 @@ use crate::error::{Error, Result};
 
 mod durability;
 mod read;
+mod replica;
 mod trim;
 
-/// The leader epoch stamped into every appended batch's `partitionLeaderEpoch`, as Kafka's
-/// leader does. A single broker is always leader in epoch 0; replication will raise it and
-/// keep the epoch history recovery checks against.
+pub use replica::Role;
+
+/// The leader epoch a log opens with, stamped into every appended batch's
+/// `partitionLeaderEpoch` as Kafka's leader does: a broker alone leads every partition in
+/// epoch 0. In a cluster the replication layer sets each log's role and epoch from the
+/// metadata (see `replica`).
 pub const INITIAL_LEADER_EPOCH: i32 = 0;
 
 pub(crate) fn now_ms() -> i64 {
@@ -76,46 +81,56 @@ pub struct ReadResult {
     pub records: u64,
 }
 
-/// Resolves when an append is durable under the log's flush policy.
+/// Resolves when an append is durable under the log's flush policy and, in a cluster,
+/// held by every in-sync replica (the high watermark passed it).
 #[must_use = "an append is not acknowledged until this resolves"]
-pub struct DurableWait(Option<oneshot::Receiver<Result<()>>>);
+pub struct DurableWait {
+    synced: Option<oneshot::Receiver<Result<()>>>,
+    replicated: Option<oneshot::Receiver<Result<()>>>,
+}
 
 impl DurableWait {
     /// Already durable (nothing was written).
     pub fn ready() -> DurableWait {
-        DurableWait(None)
+        DurableWait {
+            synced: None,
+            replicated: None,
+        }
     }
 
     /// Resolves to `error` (the write failed before it could be waited for).
     pub fn failed(error: Error) -> DurableWait {
         let (tx, rx) = oneshot::channel();
         let _ = tx.send(Err(error));
-        DurableWait(Some(rx))
+        DurableWait::from_receiver(rx)
     }
 
     /// Resolves with what is sent on the channel.
     pub fn from_receiver(rx: oneshot::Receiver<Result<()>>) -> DurableWait {
-        DurableWait(Some(rx))
+        DurableWait {
+            synced: Some(rx),
+            replicated: None,
+        }
     }
 
     /// Nothing to wait for.
     pub fn is_ready(&self) -> bool {
-        self.0.is_none()
+        self.synced.is_none() && self.replicated.is_none()
     }
 
     pub async fn wait(self) -> Result<()> {
-        match self.0 {
-            None => Ok(()),
-            Some(rx) => rx.await.unwrap_or(Err(Error::ShuttingDown)),
+        for rx in [self.synced, self.replicated].into_iter().flatten() {
+            rx.await.unwrap_or(Err(Error::ShuttingDown))?;
         }
+        Ok(())
     }
 
     /// For threads outside an async runtime.
     pub fn wait_blocking(self) -> Result<()> {
-        match self.0 {
-            None => Ok(()),
-            Some(rx) => rx.blocking_recv().unwrap_or(Err(Error::ShuttingDown)),
+        for rx in [self.synced, self.replicated].into_iter().flatten() {
+            rx.blocking_recv().unwrap_or(Err(Error::ShuttingDown))?;
         }
+        Ok(())
     }
 }
 
@@ -127,6 +142,8 @@ struct Writer {
     producers: Option<ProducerTable>,
     /// Scratch for `check_sequences` (kept, so an idempotent append allocates nothing).
     pending: Vec<BatchHeader>,
+    /// Which leader epochs the log holds and where each starts.
+    epochs: EpochHistory,
 }
 
 struct Waiter {
@@ -164,6 +181,8 @@ pub struct PartitionLog {
     /// Woken after every append (and truncation, and close): long-poll fetches wait here
     /// instead of polling.
     appended: Notify,
+    /// Leader or follower, and the epoch a leader stamps: see `replica`.
+    role: replica::RoleState,
 }
 
 /// The log's locks ignore poison (`crate::sync`): every published change is a single
@@ -177,7 +196,8 @@ impl PartitionLog {
     pub fn open(dir: &Path, config: LogConfig, flusher: Arc<Flusher>, clean: bool) -> Result<Arc<PartitionLog>> {
         // Its name in the parent is durable before anything is written in it.
         io::create_dir_durable(dir).map_err(Error::io("create log dir", dir))?;
-        let opened = recovery::open_segments(dir, &config, clean)?;
+        let mut epochs = EpochHistory::load(dir);
+        let opened = recovery::open_segments(dir, &config, clean, epochs.latest_epoch().max(INITIAL_LEADER_EPOCH))?;
         flusher
             .stats
             .recovery_truncated_bytes
@@ -190,6 +210,8 @@ impl PartitionLog {
         // Producer state of batches that recovery cut (or that never reached the disk)
         // must not come back when the log grows past them again.
         producers::remove_snapshots(dir, |o| o > end)?;
+        epochs.truncate_from_end(dir, end)?;
+        let role = replica::RoleState::open(dir, end);
         Ok(Arc::new(PartitionLog {
             dir: dir.to_owned(),
             config: ArcSwap::from_pointee(config),
@@ -198,6 +220,7 @@ impl PartitionLog {
                 cursor: opened.cursor,
                 producers: None,
                 pending: Vec::new(),
+                epochs,
             }),
             start_offset: AtomicU64::new(start),
             end_offset: AtomicU64::new(end),
@@ -209,6 +232,7 @@ impl PartitionLog {
             flusher,
             appended: Notify::new(),
             appends_since_sync: AtomicU64::new(0),
+            role,
         }))
     }
 
@@ -297,6 +321,7 @@ impl PartitionLog {
 
         let mut w = lock(&self.writer);
         self.check_open()?;
+        let epoch = self.role.leader_epoch_for_append(&self.dir)?;
         let idempotent = headers(batches).any(|h| h.producer_id >= 0);
         if idempotent {
             if let Some(dup) = self.check_sequences(&mut w, batches)? {
@@ -304,6 +329,10 @@ impl PartitionLog {
             }
         }
         let base = self.end_offset.load(Ordering::Relaxed);
+        if epoch > w.epochs.latest_epoch() {
+            // Durable before the first batch of the epoch, so recovery knows the epoch.
+            w.epochs.assign(&self.dir, epoch, base)?;
+        }
         let mut active = self.active();
         if self.should_roll(&active, &cfg, batches.len() as u64, base + records - 1, max_timestamp) {
             active = self.roll(&mut w, &cfg, base)?;
@@ -315,7 +344,7 @@ impl PartitionLog {
         while at < batches.len() {
             let h = BatchHeader::parse(&batches[at..]).expect("validated");
             batch::set_base_offset(&mut batches[at..], offset as i64);
-            batch::set_partition_leader_epoch(&mut batches[at..], INITIAL_LEADER_EPOCH);
+            batch::set_partition_leader_epoch(&mut batches[at..], epoch);
             offset += h.last_offset_delta as u64 + 1;
             at += h.total_bytes();
         }
@@ -352,34 +381,39 @@ impl PartitionLog {
         })
     }
 
-    /// Appends, and returns a wait that resolves once the append is durable under the
-    /// topic's flush policy (immediately for `interval` and `os`).
+    /// Appends (Kafka's acks=all), and returns a wait that resolves once the append is
+    /// durable under the topic's flush policy (at once for `interval` and `os`) and the
+    /// high watermark has passed it (at once while the leader is its only in-sync
+    /// replica). Refused with NOT_ENOUGH_REPLICAS, before anything is written, while
+    /// the ISR is smaller than `min.insync.replicas`.
     pub fn append_durable(self: &Arc<Self>, batches: &mut [u8]) -> Result<(AppendInfo, DurableWait)> {
+        self.role.check_min_isr(&self.config.load())?;
         let info = self.append(batches)?;
-        let wait = match self.config.load().flush_policy {
+        let mut wait = match self.config.load().flush_policy {
             FlushPolicy::Always => self.wait_durable(info.last_offset + 1),
-            FlushPolicy::Interval | FlushPolicy::Os => DurableWait(None),
+            FlushPolicy::Interval | FlushPolicy::Os => DurableWait::ready(),
         };
+        wait.replicated = self.wait_replicated(info.last_offset + 1);
         Ok((info, wait))
     }
 
     /// A wait that resolves once every offset below `end_offset` is synced.
     pub fn wait_durable(self: &Arc<Self>, end_offset: u64) -> DurableWait {
         if self.durable_offset() >= end_offset {
-            return DurableWait(None);
+            return DurableWait::ready();
         }
         let (tx, rx) = oneshot::channel();
         let mut s = lock(&self.sync);
         if self.durable_offset() >= end_offset {
-            return DurableWait(None);
+            return DurableWait::ready();
         }
         if self.closed.load(Ordering::Acquire) {
             let _ = tx.send(Err(Error::ShuttingDown));
-            return DurableWait(Some(rx));
+            return DurableWait::from_receiver(rx);
         }
         s.waiters.push(Waiter { end_offset, tx });
         self.schedule_sync(&mut s);
-        DurableWait(Some(rx))
+        DurableWait::from_receiver(rx)
     }
 
     fn schedule_sync(self: &Arc<Self>, s: &mut SyncState) {

@@ -8,10 +8,18 @@ impl PartitionLog {
     /// (at least one batch, however large), as one file region for `sendfile`.
     /// `offset == end_offset` returns no region; outside `[start, end]` is an error.
     pub fn read(&self, offset: u64, max_bytes: u64) -> Result<ReadResult> {
+        self.read_upto(offset, max_bytes, u64::MAX)
+    }
+
+    /// As [`read`](PartitionLog::read), serving nothing at or past `upto` (a consumer's
+    /// read stops at the high watermark); the result's end offset is the bound applied.
+    /// An offset between `upto` and the log end is no error: it returns no region.
+    pub fn read_upto(&self, offset: u64, max_bytes: u64, upto: u64) -> Result<ReadResult> {
         // The end offset first: everything below it is published (segment sizes are
         // published before it), and nothing at or past it is served, so a reader never
         // gets data beyond the end offset this read reports.
-        let end = self.end_offset();
+        let log_end = self.end_offset();
+        let end = upto.min(log_end);
         let segments = self.segments.load();
         let start = self.start_offset();
         let mut out = ReadResult {
@@ -20,10 +28,14 @@ impl PartitionLog {
             end_offset: end,
             records: 0,
         };
-        if offset < start || offset > end {
-            return Err(Error::OffsetOutOfRange { offset, start, end });
+        if offset < start || offset > log_end {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                start,
+                end: log_end,
+            });
         }
-        if offset == end {
+        if offset >= end {
             return Ok(out);
         }
         let first = segments

@@ -64,12 +64,14 @@ impl PartitionLog {
         // The cut must be durable before the checkpoint vouches for it again, or a crash
         // could bring truncated batches back as a valid tail.
         seg.sync_log()?;
-        let cursor = recovery::load_tail(&seg, &self.config.load())?;
+        let max_epoch = w.epochs.latest_epoch().max(INITIAL_LEADER_EPOCH);
+        let cursor = recovery::load_tail(&seg, &self.config.load(), max_epoch)?;
         seg.make_active()?;
         w.cursor = cursor;
         // The cut batches' producer state goes with them; rebuilt from what is left.
         w.producers = None;
         producers::remove_snapshots(&self.dir, |o| o > new_end)?;
+        w.epochs.truncate_from_end(&self.dir, new_end)?;
         let removed: Vec<Arc<Segment>> = segments[i + 1..].to_vec();
         {
             let mut s = lock(&self.sync);

@@ -1,0 +1,201 @@
+//! The leader's side: how far each follower has copied (the offset of its fetches), the
+//! high watermark (the lowest log end in the ISR), which followers lag past
+//! `replica.lag.time.max.ms` or have caught up, and the checks on a follower's fetch and
+//! OffsetForLeaderEpoch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runnel_protocol::ErrorCode;
+
+use super::Replication;
+use crate::cluster::{NodeId, Refusal};
+use crate::storage::PartitionLog;
+
+/// A follower's progress as its fetches tell it.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// Its log end offset: the offset it fetched from last.
+    leo: u64,
+    /// The last time it was caught up (Kafka's `lastCaughtUpTimeMs`): its fetch reached
+    /// the leader's end then, or reached the end the leader had at its previous fetch.
+    caught_up_at: Instant,
+    last_fetch_at: Instant,
+    leader_end_at_last_fetch: u64,
+}
+
+/// A partition this broker leads, in one leader epoch.
+pub(super) struct Leading {
+    pub log: Arc<PartitionLog>,
+    pub epoch: i32,
+    replicas: Vec<NodeId>,
+    isr: Mutex<Vec<NodeId>>,
+    progress: Mutex<HashMap<NodeId, Progress>>,
+    /// When this leadership began: in-sync followers not heard from yet count as caught
+    /// up then, so each gets a full lag time to start fetching.
+    since: Instant,
+}
+
+impl Leading {
+    pub fn new(log: Arc<PartitionLog>, epoch: i32, replicas: Vec<NodeId>, isr: Vec<NodeId>) -> Leading {
+        Leading {
+            log,
+            epoch,
+            replicas,
+            isr: Mutex::new(isr),
+            progress: Mutex::new(HashMap::new()),
+            since: Instant::now(),
+        }
+    }
+
+    /// The ISR as the image says; true if it changed.
+    pub fn set_isr(&self, isr: &[NodeId]) -> bool {
+        let mut current = crate::sync::lock(&self.isr);
+        if current.as_slice() == isr {
+            return false;
+        }
+        *current = isr.to_vec();
+        true
+    }
+
+    /// A fetch from follower `id` at `offset`.
+    fn on_fetch(&self, id: NodeId, offset: u64) {
+        let now = Instant::now();
+        let end = self.log.end_offset();
+        let mut progress = crate::sync::lock(&self.progress);
+        let p = progress.entry(id).or_insert(Progress {
+            leo: offset,
+            caught_up_at: self.since,
+            last_fetch_at: now,
+            leader_end_at_last_fetch: 0,
+        });
+        if offset >= end {
+            p.caught_up_at = now;
+        } else if offset >= p.leader_end_at_last_fetch {
+            p.caught_up_at = p.caught_up_at.max(p.last_fetch_at);
+        }
+        p.leo = offset;
+        p.last_fetch_at = now;
+        p.leader_end_at_last_fetch = end;
+    }
+
+    /// Moves the high watermark to the lowest log end among the ISR (this broker's is
+    /// its end offset); stays put while an in-sync follower has not fetched yet.
+    pub fn update_high_watermark(&self, me: NodeId) {
+        let isr = crate::sync::lock(&self.isr).clone();
+        let progress = crate::sync::lock(&self.progress);
+        let mut hw = self.log.end_offset();
+        for id in isr.iter().filter(|id| **id != me) {
+            match progress.get(id) {
+                Some(p) => hw = hw.min(p.leo),
+                None => return,
+            }
+        }
+        drop(progress);
+        self.log.advance_high_watermark(hw);
+    }
+
+    /// The ISR this leader wants, if it differs from the current one: in-sync followers
+    /// not caught up for `lag_max` leave; live followers that reached the high watermark
+    /// join.
+    pub fn wanted_isr(&self, me: NodeId, lag_max: Duration, live: impl Fn(NodeId) -> bool) -> Option<Vec<NodeId>> {
+        let isr = crate::sync::lock(&self.isr).clone();
+        let progress = crate::sync::lock(&self.progress);
+        let hw = self.log.high_watermark();
+        let caught_up_at = |id: &NodeId| progress.get(id).map_or(self.since, |p| p.caught_up_at);
+        let wanted: Vec<NodeId> = self
+            .replicas
+            .iter()
+            .copied()
+            .filter(|id| {
+                if *id == me {
+                    return true;
+                }
+                if isr.contains(id) {
+                    caught_up_at(id).elapsed() <= lag_max
+                } else {
+                    live(*id)
+                        && progress
+                            .get(id)
+                            .is_some_and(|p| p.leo >= hw && p.caught_up_at.elapsed() <= lag_max)
+                }
+            })
+            .collect();
+        let mut sorted_now = isr.clone();
+        sorted_now.sort_unstable();
+        let mut sorted_wanted = wanted.clone();
+        sorted_wanted.sort_unstable();
+        (sorted_now != sorted_wanted).then_some(wanted)
+    }
+}
+
+/// A follower's fetch of one partition, as the leader checks it.
+pub struct FollowerFetch<'a> {
+    pub replica: NodeId,
+    pub topic: &'a str,
+    pub partition: u32,
+    pub offset: i64,
+    pub current_leader_epoch: Option<i32>,
+}
+
+impl Replication {
+    fn check_epoch(&self, topic: &str, partition: u32, asked: Option<i32>) -> Result<Arc<Leading>, Refusal> {
+        let Some(state) = self.leading_state(topic, partition) else {
+            return Err(Refusal::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!("broker {} does not lead {topic}-{partition}", self.node_id()),
+            ));
+        };
+        match asked {
+            Some(e) if e < state.epoch => Err(Refusal::new(
+                ErrorCode::FencedLeaderEpoch,
+                format!(
+                    "{topic}-{partition} is in leader epoch {}, the fetch in {e}",
+                    state.epoch
+                ),
+            )),
+            Some(e) if e > state.epoch => Err(Refusal::new(
+                ErrorCode::UnknownLeaderEpoch,
+                format!(
+                    "{topic}-{partition}: this leader is in epoch {}, the fetch in {e} (its metadata is behind)",
+                    state.epoch
+                ),
+            )),
+            _ => Ok(state),
+        }
+    }
+
+    /// Checks a follower's fetch and records its progress (moving the high watermark);
+    /// the log to read from, up to its end.
+    pub fn follower_fetch(&self, f: &FollowerFetch<'_>) -> Result<Arc<PartitionLog>, Refusal> {
+        let state = self.check_epoch(f.topic, f.partition, f.current_leader_epoch)?;
+        if !state.replicas.contains(&f.replica) || f.replica == self.node_id() {
+            return Err(Refusal::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!("broker {} is not a follower of {}-{}", f.replica, f.topic, f.partition),
+            ));
+        }
+        if f.offset >= 0 {
+            state.on_fetch(f.replica, f.offset as u64);
+            state.update_high_watermark(self.node_id());
+        }
+        Ok(state.log.clone())
+    }
+
+    /// OffsetForLeaderEpoch on a partition this broker leads: the largest epoch at or
+    /// below `epoch` in its log, and where it ends (`(-1, -1)`: none).
+    pub fn epoch_end_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        current_leader_epoch: i32,
+        epoch: i32,
+    ) -> Result<(i32, i64), Refusal> {
+        let state = self.check_epoch(topic, partition, Some(current_leader_epoch))?;
+        Ok(state
+            .log
+            .epoch_end_offset(epoch)
+            .map_or((-1, -1), |(e, end)| (e, end as i64)))
+    }
+}
