@@ -3,6 +3,8 @@
 //! Payloads are random: the disk (and any compressing layer below it) writes zeros faster,
 //! which would flatter every figure.
 
+pub mod faults;
+
 use bytes::BytesMut;
 use rand::{Rng, RngCore, SeedableRng};
 use runnel_protocol::{BatchBuilder, BatchOptions, Compression};

@@ -22,7 +22,8 @@ pub struct Lag {
 
 pub fn lag(log: &PartitionLog, committed: Option<i64>, now_ms: i64) -> Result<Lag> {
     let start = log.start_offset() as i64;
-    let end = log.end_offset() as i64;
+    // Lag is measured to what consumers can read: the high watermark.
+    let end = log.high_watermark() as i64;
     let Some(committed) = committed else {
         return Ok(Lag {
             start_offset: start,

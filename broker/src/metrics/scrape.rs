@@ -215,6 +215,13 @@ impl Collector for BrokerCollector {
             None,
             parts().map(|(l, log)| (l, ConstGauge::new(log.end_offset() as i64))),
         )?;
+        family(
+            &mut encoder,
+            "log_high_watermark",
+            "Offset below which every in-sync replica holds a partition's records (what consumers read up to)",
+            None,
+            parts().map(|(l, log)| (l, ConstGauge::new(log.high_watermark() as i64))),
+        )?;
         group_metrics(&mut encoder, broker.as_ref())
     }
 }

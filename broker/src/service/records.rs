@@ -61,10 +61,11 @@ pub async fn list_offset(broker: &Arc<Broker>, topic: &str, partition: u32, spec
             })
         }
         OffsetSpec::Latest => {
+            // What consumers can read up to (Kafka's read_uncommitted answer).
             return Ok(Found {
-                offset: log.end_offset() as i64,
+                offset: log.high_watermark() as i64,
                 ..NONE
-            })
+            });
         }
         OffsetSpec::MaxTimestamp => match log.max_timestamp() {
             max if max < 0 => return Ok(NONE),
