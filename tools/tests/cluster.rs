@@ -1,9 +1,9 @@
 //! The native client and the CLI against a cluster of three `runnel-broker` processes
 //! (the binary cargo built beside this test): produce and consume through any bootstrap
 //! broker, each request going to its partition's leader, and carrying on when a leader is
-//! killed (its partitions get new leaders; data is not replicated yet, so the test checks
-//! that every record sent after the kill is acknowledged and readable, and that nothing is
-//! read twice). Every wait is bounded.
+//! killed (its partitions get new leaders, which hold every acknowledged record: the
+//! test checks that everything sent before and after the kill is readable, once). Every
+//! wait is bounded.
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
@@ -284,19 +284,15 @@ async fn native_client_and_cli_follow_partition_leaders_and_carry_on_after_a_lea
         "{:?}",
         d.partitions
     );
-    // Everything sent after the kill is there, once (what the dead leader held is not:
-    // no replication yet).
-    let got = read_until(&b.addr(1), "t", 6, |v| {
-        v.iter().filter(|v| v.starts_with('b')).count() >= 600
-    })
-    .await;
-    let b_values: BTreeSet<&String> = got.iter().filter(|v| v.starts_with('b')).collect();
-    let b_total = got.iter().filter(|v| v.starts_with('b')).count();
-    assert_eq!(b_total, b_values.len(), "no record read twice");
+    // Everything acknowledged is there, once: what the dead leader held was on its
+    // in-sync follower too.
+    let got = read_until(&b.addr(1), "t", 6, |v| v.len() >= 1200).await;
+    let unique: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(got.len(), unique.len(), "no record read twice");
     assert_eq!(
-        b_values.len(),
-        600,
-        "every record acknowledged after the kill is readable"
+        unique.len(),
+        1200,
+        "every record acknowledged before and after the kill is readable"
     );
 }
 
@@ -427,10 +423,8 @@ async fn a_group_keeps_consuming_while_its_coordinator_is_killed_and_restarted()
         auto_offset_reset: OffsetReset::Earliest,
         fetch_max_wait: Duration::from_millis(100),
         group: GroupConfig {
-            auto_commit_interval: Duration::from_millis(200),
-            // Until the offsets log is replicated, the restarted coordinator loads the
-            // group as it left it, with the member's earlier incarnation holding the
-            // partitions until its session ends: keep that short here.
+            // Commits only where the test makes them, so what the group holds is known.
+            auto_commit_interval: Duration::from_secs(3600),
             session_timeout: Duration::from_secs(6),
             ..GroupConfig::default()
         },
@@ -443,13 +437,24 @@ async fn a_group_keeps_consuming_while_its_coordinator_is_killed_and_restarted()
     consume_all(&mut consumer, &first, "before the kill").await;
     commit_eventually(&mut consumer, "before the kill").await;
 
-    // Kill -9 the coordinator: the group is served by another broker, and the member
-    // goes on receiving what is produced.
+    // Kill -9 the coordinator: the group is served by another broker, which has the
+    // commits (the offsets log is replicated), and the member goes on receiving what is
+    // produced, nothing twice.
     b.kill9(victim);
     let killed = Instant::now();
+    let interim = wait_coordinator(&admin, &group, "a new coordinator", |id| id != victim).await;
+    let committed = admin.committed_offsets(&group).await.unwrap();
+    assert_eq!(
+        committed.values().sum::<i64>(),
+        200,
+        "the commits made on the killed coordinator, on the new one: {committed:?}"
+    );
     let second = send_all(&producer, "gt", "b", 200).await;
     let delivered = consume_all(&mut consumer, &second, "coordinator killed").await;
-    let interim = wait_coordinator(&admin, &group, "a new coordinator", |id| id != victim).await;
+    assert_eq!(
+        delivered, 200,
+        "no record delivered twice across the coordinator's failover"
+    );
     eprintln!(
         "coordinator {victim} killed: group moved to {interim}, 200 new records consumed ({delivered} deliveries) in {:?}",
         killed.elapsed()
@@ -461,6 +466,12 @@ async fn a_group_keeps_consuming_while_its_coordinator_is_killed_and_restarted()
     b.spawn(victim);
     wait_live(&admin, 3).await;
     wait_coordinator(&admin, &group, "the restarted coordinator", |id| id == victim).await;
+    let committed = admin.committed_offsets(&group).await.unwrap();
+    assert_eq!(
+        committed.values().sum::<i64>(),
+        400,
+        "the commit made on the interim coordinator, on the restarted one: {committed:?}"
+    );
     let restarted = Instant::now();
     let third = send_all(&producer, "gt", "c", 200).await;
     let delivered = consume_all(&mut consumer, &third, "coordinator restarted").await;
@@ -468,10 +479,9 @@ async fn a_group_keeps_consuming_while_its_coordinator_is_killed_and_restarted()
         "coordinator {victim} back: 200 new records consumed ({delivered} deliveries) in {:?}",
         restarted.elapsed()
     );
-    // Its commits land on the restarted coordinator: once the member has read to the
-    // end, what it commits there is the end of both partitions. (Commits made on the
-    // interim coordinator are not in the restarted one's log until the offsets log is
-    // replicated, so the member may re-read from its earlier commit first.)
+    // The commit made on the interim coordinator is on the restarted one (it copied the
+    // offsets log while it followed), and its new commits land there: once the member
+    // has read to the end, what it commits is the end of both partitions.
     let start = Instant::now();
     loop {
         while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await {

@@ -5,7 +5,8 @@
 //! (members, epochs, owned partitions, target). The latest record of a key wins; a record
 //! without a value deletes the key. Records are appended under the group's shard lock,
 //! so the log's order is the order of the changes, and acknowledged only once durable
-//! (the log syncs every append; concurrent commits share a sync).
+//! (the log syncs every append; concurrent commits share a sync) and replicated to the
+//! partition's in-sync replicas, as an acks=all produce.
 //!
 //! Bounded size: once a partition of the log has taken more than
 //! `max(offsets_segment_bytes, 2 × live state)` bytes since its last snapshot, the
@@ -89,7 +90,7 @@ impl Records {
     }
 
     /// Appends the records (in batches) to `log`; returns the bytes written and the wait
-    /// for all of them to be durable.
+    /// for all of them to be durable and held by every in-sync replica.
     pub fn append_to(self, log: &std::sync::Arc<PartitionLog>) -> Result<(u64, DurableWait)> {
         let now = crate::storage::log::now_ms();
         let mut written = 0u64;
@@ -113,7 +114,7 @@ impl Records {
             written += buf.len() as u64;
             end = log.append(&mut buf)?.last_offset + 1;
         }
-        Ok((written, log.wait_durable(end)))
+        Ok((written, log.wait_acknowledged(end)))
     }
 }
 

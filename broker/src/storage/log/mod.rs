@@ -389,12 +389,18 @@ impl PartitionLog {
     pub fn append_durable(self: &Arc<Self>, batches: &mut [u8]) -> Result<(AppendInfo, DurableWait)> {
         self.role.check_min_isr(&self.config.load())?;
         let info = self.append(batches)?;
+        Ok((info, self.wait_acknowledged(info.last_offset + 1)))
+    }
+
+    /// A wait that resolves once every offset below `end_offset` may be acknowledged to
+    /// an acks=all writer: durable under the flush policy and below the high watermark.
+    pub fn wait_acknowledged(self: &Arc<Self>, end_offset: u64) -> DurableWait {
         let mut wait = match self.config.load().flush_policy {
-            FlushPolicy::Always => self.wait_durable(info.last_offset + 1),
+            FlushPolicy::Always => self.wait_durable(end_offset),
             FlushPolicy::Interval | FlushPolicy::Os => DurableWait::ready(),
         };
-        wait.replicated = self.wait_replicated(info.last_offset + 1);
-        Ok((info, wait))
+        wait.replicated = self.wait_replicated(end_offset);
+        wait
     }
 
     /// A wait that resolves once every offset below `end_offset` is synced.
