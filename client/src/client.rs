@@ -85,6 +85,10 @@ struct Inner {
     others: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
     /// A route refresh is running (at most one at a time).
     refreshing: AtomicBool,
+    /// Route refreshes so far: each asks the next broker in turn, so a broker with stale
+    /// metadata (one cut off from the cluster) cannot keep the client on a deposed
+    /// leader.
+    refreshes: AtomicU64,
     /// Group → `host:port` of its coordinator, from FindCoordinator.
     coordinators: Mutex<HashMap<String, Arc<str>>>,
 }
@@ -94,9 +98,11 @@ struct Inner {
 struct Routes {
     /// Broker id → `host:port` of its native listener (shared, so a route costs no copy).
     brokers: HashMap<i32, Arc<str>>,
-    /// Topic → each partition's leader's broker id, by partition (looked up by `&str`
-    /// on every batch and fetch: no key is built).
-    leaders: HashMap<String, Vec<i32>>,
+    /// Topic → each partition's leader's broker id and leader epoch, by partition
+    /// (looked up by `&str` on every batch and fetch: no key is built). An answer with an
+    /// older epoch than the one held (from a broker whose metadata is behind) does not
+    /// replace it (Kafka's KIP-320).
+    leaders: HashMap<String, Vec<(i32, i32)>>,
     /// The bootstrap broker's id: its partitions are reached on the bootstrap connection,
     /// whatever address it advertises.
     bootstrap_id: Option<i32>,
@@ -140,6 +146,7 @@ impl Client {
                 routes: Mutex::new(Routes::default()),
                 others: tokio::sync::Mutex::new(HashMap::new()),
                 refreshing: AtomicBool::new(false),
+                refreshes: AtomicU64::new(0),
                 coordinators: Mutex::new(HashMap::new()),
             }),
         };
@@ -211,7 +218,7 @@ impl Client {
     /// The address of `topic`/`partition`'s leader, if Metadata named one.
     pub(crate) fn leader_of(&self, topic: &str, partition: u32) -> Option<Arc<str>> {
         let routes = crate::sync::lock(&self.inner.routes);
-        let id = routes.leaders.get(topic)?.get(partition as usize)?;
+        let (id, _) = routes.leaders.get(topic)?.get(partition as usize)?;
         if routes.bootstrap_id == Some(*id) {
             return None;
         }
@@ -251,6 +258,22 @@ impl Client {
             let _ = client.refresh_metadata(topics).await;
             client.inner.refreshing.store(false, Ordering::Release);
         });
+    }
+
+    /// The broker the next route refresh asks: the bootstrap broker and every other
+    /// known broker in turn (`None`: the bootstrap broker).
+    fn next_metadata_source(&self) -> Option<Arc<str>> {
+        let turn = self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+        let routes = crate::sync::lock(&self.inner.routes);
+        let mut others: Vec<(i32, Arc<str>)> = routes
+            .brokers
+            .iter()
+            .filter(|(id, _)| Some(**id) != routes.bootstrap_id)
+            .map(|(id, a)| (*id, a.clone()))
+            .collect();
+        others.sort();
+        let k = (turn % (others.len() as u64 + 1)) as usize;
+        (k > 0).then(|| others[k - 1].1.clone())
     }
 
     /// Sends a request and returns its response, or the request-level error it carries.
@@ -335,7 +358,20 @@ impl Client {
     /// deleted topic stays deleted; Kafka's clients likewise only create on use), and a
     /// topic the broker no longer knows is forgotten.
     async fn refresh_metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
-        let resp = self.metadata_with(topics, false).await?;
+        let req = MetadataRequest {
+            allow_auto_topic_creation: false,
+            topics: topics.clone(),
+        };
+        let resp = match self.next_metadata_source() {
+            Some(addr) => match self.call_at(&addr, &req, Duration::ZERO).await {
+                Ok(resp) => {
+                    self.learn_routes(&resp);
+                    resp
+                }
+                Err(_) => self.metadata_with(topics, false).await?,
+            },
+            None => self.metadata_with(topics, false).await?,
+        };
         let gone: Vec<&str> = resp
             .topics
             .iter()
@@ -365,6 +401,13 @@ impl Client {
         if from_bootstrap {
             crate::sync::lock(&self.inner.routes).bootstrap_id = Some(resp.answered_by);
         }
+        self.learn_routes(&resp);
+        Ok(resp)
+    }
+
+    /// Takes brokers and partition leaders from a Metadata answer: a partition's leader
+    /// is replaced only by one of the same or a newer leader epoch.
+    fn learn_routes(&self, resp: &MetadataResponse) {
         {
             let mut routes = crate::sync::lock(&self.inner.routes);
             for b in &resp.brokers {
@@ -373,11 +416,15 @@ impl Client {
                     .insert(b.node_id, Arc::from(format!("{}:{}", b.host, b.port)));
             }
             for t in resp.topics.iter().filter(|t| t.error_code == 0) {
-                let mut leaders = vec![-1; t.partitions.len()];
+                let held = routes.leaders.remove(&t.name).unwrap_or_default();
+                let mut leaders = vec![(-1, -1); t.partitions.len()];
                 for p in &t.partitions {
-                    if let Some(l) = leaders.get_mut(p.partition as usize) {
-                        *l = p.leader_id;
-                    }
+                    let i = p.partition as usize;
+                    let Some(l) = leaders.get_mut(i) else { continue };
+                    *l = match held.get(i) {
+                        Some(&(id, epoch)) if epoch > p.leader_epoch && id >= 0 => (id, epoch),
+                        _ => (p.leader_id, p.leader_epoch),
+                    };
                 }
                 routes.leaders.insert(t.name.clone(), leaders);
             }
@@ -389,7 +436,6 @@ impl Client {
                 self.inner.partitions_version.fetch_add(1, Ordering::Release);
             }
         }
-        Ok(resp)
     }
 
     /// Sends a request any broker can answer to the bootstrap broker or, if it cannot be
@@ -574,7 +620,10 @@ pub(crate) fn leader_moved(e: &Error) -> bool {
     matches!(
         e.code(),
         Some(ErrorCode::NotLeaderOrFollower | ErrorCode::LeaderNotAvailable | ErrorCode::FencedLeaderEpoch)
-    ) || matches!(e, Error::Connect { .. } | Error::Disconnected { .. })
+    ) || matches!(
+        e,
+        Error::Connect { .. } | Error::Disconnected { .. } | Error::Timeout(_)
+    )
 }
 
 /// The group's coordinator moved, is loading, or could not be reached: find it again.

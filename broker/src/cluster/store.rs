@@ -62,6 +62,20 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, value: &impl Serialize, sync:
     Ok(())
 }
 
+/// The last committed log id, a hint written without a sync (a restart applies up to it
+/// at once; without it openraft learns the commit from the leader): a power cut may
+/// leave it torn or empty, which counts as no hint.
+fn read_committed_hint(dir: &Path) -> Option<LogId<Nid>> {
+    let path = dir.join("committed.json");
+    match read_json(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring an unreadable committed-index hint (written unsynced; a power cut tears it)");
+            None
+        }
+    }
+}
+
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> std::io::Result<Option<T>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
@@ -198,7 +212,7 @@ impl LogStore {
                 entries,
                 purged,
                 vote: read_json(&dir.join("vote.json"))?,
-                committed: read_json(&dir.join("committed.json"))?,
+                committed: read_committed_hint(dir),
             })),
         })
     }

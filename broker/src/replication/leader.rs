@@ -31,6 +31,11 @@ pub(super) struct Leading {
     pub epoch: i32,
     replicas: Vec<NodeId>,
     isr: Mutex<Vec<NodeId>>,
+    /// An ISR change sent to the controller and not yet seen in the image. Until it is,
+    /// the high watermark counts the members of both (Kafka's "maximal ISR", KIP-497):
+    /// a follower being added may already be in the controller's ISR — and be elected
+    /// from it — so nothing it does not hold may count as committed.
+    pending: Mutex<Option<Vec<NodeId>>>,
     progress: Mutex<HashMap<NodeId, Progress>>,
     /// When this leadership began: in-sync followers not heard from yet count as caught
     /// up then, so each gets a full lag time to start fetching.
@@ -44,6 +49,7 @@ impl Leading {
             epoch,
             replicas,
             isr: Mutex::new(isr),
+            pending: Mutex::new(None),
             progress: Mutex::new(HashMap::new()),
             since: Instant::now(),
         }
@@ -57,6 +63,11 @@ impl Leading {
         }
         *current = isr.to_vec();
         true
+    }
+
+    /// An ISR change is on its way to the controller (`Some`), or answered (`None`).
+    pub fn set_pending(&self, isr: Option<Vec<NodeId>>) {
+        *crate::sync::lock(&self.pending) = isr;
     }
 
     /// A fetch from follower `id` at `offset`.
@@ -81,9 +92,19 @@ impl Leading {
     }
 
     /// Moves the high watermark to the lowest log end among the ISR (this broker's is
-    /// its end offset); stays put while an in-sync follower has not fetched yet.
+    /// its end offset), counting the members of an ISR change in flight too; stays put
+    /// while an in-sync follower has not fetched yet.
     pub fn update_high_watermark(&self, me: NodeId) {
-        let isr = crate::sync::lock(&self.isr).clone();
+        let mut isr = crate::sync::lock(&self.isr).clone();
+        if let Some(pending) = crate::sync::lock(&self.pending).as_ref() {
+            isr.extend(
+                pending
+                    .iter()
+                    .filter(|id| !isr.contains(id))
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
+        }
         let progress = crate::sync::lock(&self.progress);
         let mut hw = self.log.end_offset();
         for id in isr.iter().filter(|id| **id != me) {

@@ -165,6 +165,9 @@ impl Replication {
                     };
                     if state.set_isr(&part.isr) {
                         log.set_isr_size(part.isr.len());
+                        if !crate::sync::lock(&self.altering).contains(&key) {
+                            state.set_pending(None);
+                        }
                     }
                     state.update_high_watermark(me);
                 } else {
@@ -261,6 +264,7 @@ impl Replication {
             if !crate::sync::lock(&self.altering).insert(key.clone()) {
                 continue;
             }
+            state.set_pending(Some(wanted.clone()));
             let this = self.clone();
             let task = tokio::spawn(async move {
                 let call = crate::cluster::controller::ControllerCall::AlterPartition {
@@ -270,18 +274,31 @@ impl Replication {
                     leader_epoch: state.epoch,
                     isr: wanted.clone(),
                 };
-                match this.cluster.call_controller(call).await {
+                // Whether the controller has answered for sure (applied, or refused);
+                // a lost answer may still have been committed.
+                let settled = match this.cluster.call_controller(call).await {
                     Ok(results) => {
                         if let Some(Err(r)) = results.first() {
                             warn!(topic = %key.0, partition = key.1, error = %r.message, "ISR change refused");
                         }
+                        true
                     }
-                    Err(r) => warn!(topic = %key.0, partition = key.1, error = %r.message, "ISR change failed"),
-                }
-                crate::sync::lock(&this.altering).remove(&key);
+                    Err(r) => {
+                        warn!(topic = %key.0, partition = key.1, error = %r.message, "ISR change failed");
+                        false
+                    }
+                };
+                // The image first (the ISR as the controller has it now), then the
+                // pending change dropped: the high watermark never counts fewer members
+                // than the controller's ISR may hold. An unsettled change stays pending
+                // until the image's ISR next changes (`reconcile`).
                 if !this.stopped.load(Ordering::Acquire) {
                     this.reconcile();
                 }
+                if settled {
+                    state.set_pending(None);
+                }
+                crate::sync::lock(&this.altering).remove(&key);
             });
             let mut tasks = crate::sync::lock(&self.alter_tasks);
             tasks.retain(|t| !t.is_finished());

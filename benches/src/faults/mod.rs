@@ -14,6 +14,8 @@
 //!
 //! Every wait is bounded; processes are killed when the cluster is dropped.
 
+pub mod workload;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -195,7 +197,16 @@ impl FaultCluster {
     /// Starts `n` brokers (ids 1..=n, all controller voters) with proxies between every
     /// pair.
     pub fn start(n: i32, opts: Options) -> FaultCluster {
-        let root = tempfile::tempdir().expect("a temporary directory");
+        // RUNNEL_FAULTS_KEEP=1 keeps the data directories and logs for a post-mortem.
+        let keep = std::env::var_os("RUNNEL_FAULTS_KEEP").is_some();
+        let root = tempfile::Builder::new()
+            .prefix("runnel-faults-")
+            .disable_cleanup(keep)
+            .tempdir()
+            .expect("a temporary directory");
+        if keep {
+            eprintln!("fault cluster in {} (kept)", root.path().display());
+        }
         let nodes: Vec<Node> = (1..=n)
             .map(|id| Node {
                 id,
