@@ -63,6 +63,9 @@ struct Args {
     topic: String,
     #[arg(long, default_value_t = 4)]
     partitions: u32,
+    /// Replicas of each partition when the topic is created (-1: the broker's default).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    replication_factor: i32,
     /// Bytes per message value (random; e2e puts a timestamp in the first 8)
     #[arg(long, default_value_t = 100)]
     message_size: usize,
@@ -193,7 +196,10 @@ async fn run(args: Args) -> Result<(), String> {
             .ok_or_else(|| format!("--topic-config {kv:?}: expected KEY=VALUE"))?;
         configs.insert(k.to_owned(), v.to_owned());
     }
-    match admin.create_topic(&args.topic, args.partitions, configs).await {
+    match admin
+        .create_replicated_topic(&args.topic, args.partitions, args.replication_factor, configs)
+        .await
+    {
         Ok(()) => {}
         Err(e) if e.code() == Some(runnel_client::ErrorCode::TopicAlreadyExists) => {}
         Err(e) => return Err(err(e)),

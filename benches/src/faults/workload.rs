@@ -192,14 +192,28 @@ impl Writer {
 
 /// Each partition's high watermark once it has reached its leader's log end (the
 /// writer has stopped; a newly elected leader's high watermark catches up as its
-/// followers fetch). Bounded.
-pub async fn settled_high_watermarks(admin: &Admin, topic: &str, partitions: u32) -> BTreeMap<u32, i64> {
+/// followers fetch). The log end is asked of the leader itself: a broker's Metadata
+/// reports its own copy's. Bounded.
+pub async fn settled_high_watermarks(
+    c: &FaultCluster,
+    admin: &Admin,
+    topic: &str,
+    partitions: u32,
+) -> BTreeMap<u32, i64> {
     let start = Instant::now();
     loop {
-        let ends: BTreeMap<u32, i64> = match admin.describe_topic(topic).await {
-            Ok(d) => d.partitions.iter().map(|p| (p.partition, p.end_offset)).collect(),
-            Err(_) => BTreeMap::new(),
-        };
+        let mut ends = BTreeMap::new();
+        if let Ok(d) = admin.describe_topic(topic).await {
+            for p in d.partitions.iter().filter(|p| p.leader >= 0) {
+                if let Ok(on_leader) = Admin::connect(c.addr(p.leader)).await {
+                    if let Ok(d) = on_leader.describe_topic(topic).await {
+                        if let Some(x) = d.partitions.iter().find(|x| x.partition == p.partition) {
+                            ends.insert(p.partition, x.end_offset);
+                        }
+                    }
+                }
+            }
+        }
         let mut hw = BTreeMap::new();
         for p in 0..partitions {
             if let Ok(Some(h)) = admin.list_offset(topic, p, Offset::Latest).await {
@@ -211,7 +225,7 @@ pub async fn settled_high_watermarks(admin: &Admin, topic: &str, partitions: u32
         }
         assert!(
             start.elapsed() < LIMIT,
-            "{topic}: high watermarks {hw:?} never reached the log ends {ends:?}"
+            "{topic}: high watermarks {hw:?} never reached the leaders' log ends {ends:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -219,8 +233,9 @@ pub async fn settled_high_watermarks(admin: &Admin, topic: &str, partitions: u32
 
 /// Reads every partition from offset 0 to its high watermark: `(partition, seq)` per
 /// record, in offset order.
-pub async fn read_back(bootstrap: &str, admin: &Admin, topic: &str, partitions: u32) -> BTreeMap<u32, Vec<u64>> {
-    let hw = settled_high_watermarks(admin, topic, partitions).await;
+pub async fn read_back(c: &FaultCluster, admin: &Admin, topic: &str, partitions: u32) -> BTreeMap<u32, Vec<u64>> {
+    let hw = settled_high_watermarks(c, admin, topic, partitions).await;
+    let bootstrap = c.bootstrap();
     let cfg = ConsumerConfig {
         auto_offset_reset: OffsetReset::Earliest,
         ..Default::default()
@@ -277,7 +292,7 @@ impl Report {
 /// (present exactly once, in the order sent), then compares the replicas byte for byte
 /// below the high watermark once every replica is back in sync.
 pub async fn verify(c: &FaultCluster, admin: &Admin, topic: &str, partitions: u32, sent: &Sent) -> Report {
-    let got = read_back(&c.bootstrap(), admin, topic, partitions).await;
+    let got = read_back(c, admin, topic, partitions).await;
     let mut r = Report::default();
     for p in 0..partitions {
         let values = got.get(&p).cloned().unwrap_or_default();

@@ -103,6 +103,8 @@ pub struct Metrics {
     pub latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
     apis: Vec<OnceLock<ApiHandles>>,
     pub produce_batch_bytes: Histogram,
+    /// Record batch bytes sent to follower brokers (with `sendfile`), all partitions.
+    pub replica_bytes_out: Counter,
     pub connections: Gauge,
     pub in_flight: Gauge,
     pub slow_requests: Counter,
@@ -133,6 +135,7 @@ impl Metrics {
             apis: (0..2 * API_KEYS).map(|_| OnceLock::new()).collect(),
             // 64 B to 64 MiB.
             produce_batch_bytes: Histogram::new(exponential_buckets(64.0, 4.0, 11)),
+            replica_bytes_out: Counter::default(),
             connections: Gauge::default(),
             in_flight: Gauge::default(),
             slow_requests: Counter::default(),
@@ -159,6 +162,12 @@ impl Metrics {
                 "Record batch bytes sent to consumers",
                 Unit::Bytes,
                 m.bytes_out.clone(),
+            );
+            r.register_with_unit(
+                "replication_fetched",
+                "Record batch bytes sent to follower brokers (with sendfile)",
+                Unit::Bytes,
+                m.replica_bytes_out.clone(),
             );
             r.register(
                 "requests",

@@ -156,14 +156,18 @@ pub async fn fetch(broker: &Arc<Broker>, req: &Fetch) -> Vec<Vec<PartitionRead>>
     }
 }
 
-/// Counts what a fetch sends (records and bytes per topic or partition) and the error
-/// codes in its answer.
+/// Counts what a fetch sends (records and bytes per topic or partition to consumers, bytes
+/// to followers) and the error codes in its answer.
 fn count(broker: &Broker, req: &Fetch, reads: &[(usize, PartitionRead)]) {
     for (ti, r) in reads {
         if let Some(f) = &r.failure {
             metrics::note_error(f.code);
         }
         if let Some(region) = &r.region {
+            if req.replica_id.is_some() {
+                broker.metrics().replica_bytes_out.inc_by(region.len);
+                continue;
+            }
             let traffic = broker.metrics().traffic(&req.topics[*ti].name, r.partition);
             traffic.records_out.inc_by(r.records);
             traffic.bytes_out.inc_by(region.len);
