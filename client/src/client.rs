@@ -89,6 +89,10 @@ struct Inner {
     /// metadata (one cut off from the cluster) cannot keep the client on a deposed
     /// leader.
     refreshes: AtomicU64,
+    /// Bumped (and `routes_changed` notified) whenever a partition's leader changes, so
+    /// a producer backing off after a leader error sends again at once.
+    routes_version: AtomicU64,
+    routes_changed: tokio::sync::Notify,
     /// Group → `host:port` of its coordinator, from FindCoordinator.
     coordinators: Mutex<HashMap<String, Arc<str>>>,
 }
@@ -147,6 +151,8 @@ impl Client {
                 others: tokio::sync::Mutex::new(HashMap::new()),
                 refreshing: AtomicBool::new(false),
                 refreshes: AtomicU64::new(0),
+                routes_version: AtomicU64::new(0),
+                routes_changed: tokio::sync::Notify::new(),
                 coordinators: Mutex::new(HashMap::new()),
             }),
         };
@@ -258,6 +264,16 @@ impl Client {
             let _ = client.refresh_metadata(topics).await;
             client.inner.refreshing.store(false, Ordering::Release);
         });
+    }
+
+    /// Bumped whenever a partition's leader changes in the routes.
+    pub(crate) fn routes_version(&self) -> u64 {
+        self.inner.routes_version.load(Ordering::Acquire)
+    }
+
+    /// Notified whenever `routes_version` moves.
+    pub(crate) fn routes_changed(&self) -> &tokio::sync::Notify {
+        &self.inner.routes_changed
     }
 
     /// The broker the next route refresh asks: the bootstrap broker and every other
@@ -415,6 +431,7 @@ impl Client {
                     .brokers
                     .insert(b.node_id, Arc::from(format!("{}:{}", b.host, b.port)));
             }
+            let mut moved = false;
             for t in resp.topics.iter().filter(|t| t.error_code == 0) {
                 let held = routes.leaders.remove(&t.name).unwrap_or_default();
                 let mut leaders = vec![(-1, -1); t.partitions.len()];
@@ -425,8 +442,13 @@ impl Client {
                         Some(&(id, epoch)) if epoch > p.leader_epoch && id >= 0 => (id, epoch),
                         _ => (p.leader_id, p.leader_epoch),
                     };
+                    moved |= held.get(i).is_some_and(|h| h.0 != l.0);
                 }
                 routes.leaders.insert(t.name.clone(), leaders);
+            }
+            if moved {
+                self.inner.routes_version.fetch_add(1, Ordering::AcqRel);
+                self.inner.routes_changed.notify_waiters();
             }
         }
         let mut cache = crate::sync::lock(&self.inner.partitions);

@@ -28,6 +28,9 @@ pub(super) struct Batch {
     pub(super) seq: Option<Sequenced>,
 }
 
+/// The longest backoff after a leader error (see `retry`).
+const LEADER_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub(super) enum Queued {
     Fresh(OpenBatch),
     Retry(Batch),
@@ -40,6 +43,9 @@ pub(super) struct PartitionQueue {
     /// Requests of this partition sent and not yet completed.
     pub(super) in_flight: usize,
     pub(super) retry_at: Option<Instant>,
+    /// The client's routes version when the backoff began: a leader change since ends
+    /// it (the retry goes to the new leader at once).
+    pub(super) retry_routes: u64,
     pub(super) seq: Sequences,
 }
 
@@ -96,7 +102,7 @@ impl Inner {
     /// Takes the next batch of every partition that may send now: not in flight, not
     /// backing off, and with a sealed batch, or an open one past its linger (or a flush
     /// or close under way). Returns them and when to look again.
-    pub(super) fn take_ready(&self) -> (Vec<(PartitionKey, Queued)>, Option<Instant>) {
+    pub(super) fn take_ready(&self, routes_version: u64) -> (Vec<(PartitionKey, Queued)>, Option<Instant>) {
         let now = Instant::now();
         let mut st = self.lock();
         let hurry = st.flushing > 0 || self.closed.load(Ordering::Acquire);
@@ -116,7 +122,7 @@ impl Inner {
                 q.seq.renumbering = false;
             }
             if let Some(at) = q.retry_at {
-                if at > now {
+                if at > now && q.retry_routes >= routes_version {
                     soonest(at);
                     continue;
                 }
@@ -172,18 +178,26 @@ impl Inner {
     }
 
     /// Puts a batch back at the head of its partition's queue after a retriable error.
-    pub(super) fn retry(&self, tp: &PartitionKey, mut batch: Batch, error: &Error) {
+    /// A leader error (the leader moved or cannot be reached) backs off at most
+    /// `LEADER_RETRY_MAX`, each retry refreshing the routes from the next broker, so a
+    /// new leader is found soon after it is elected; `routes_version` is the client's
+    /// before that refresh.
+    pub(super) fn retry(&self, tp: &PartitionKey, mut batch: Batch, error: &Error, routes_version: u64) {
         batch.attempts += 1;
         let cfg = &self.config;
-        let backoff = cfg
+        let mut backoff = cfg
             .retry_backoff
             .saturating_mul(1 << batch.attempts.min(16))
             .min(cfg.retry_backoff_max);
+        if crate::client::leader_moved(error) {
+            backoff = backoff.min(LEADER_RETRY_MAX);
+        }
         debug!(topic = %tp.0, partition = tp.1, attempt = batch.attempts, ?backoff, error = %error, "retrying batch");
         let mut st = self.lock();
         let q = st.queues.entry(tp.clone()).or_default();
         q.in_flight = q.in_flight.saturating_sub(1);
         q.retry_at = Some(Instant::now() + backoff);
+        q.retry_routes = routes_version;
         match batch.seq {
             // Back in send order among the other retries (ahead of every fresh batch).
             Some(s) => {
@@ -208,7 +222,7 @@ impl Inner {
     /// it after. Otherwise the broker's numbering has a gap nothing will fill (a batch
     /// failed for good, or the broker lost batches in a crash): move to the next epoch,
     /// which renumbers it.
-    pub(super) fn out_of_order(&self, tp: &PartitionKey, batch: Batch, error: &Error) {
+    pub(super) fn out_of_order(&self, tp: &PartitionKey, batch: Batch, error: &Error, routes_version: u64) {
         if let (Some(pid), Some(s)) = (self.producer_id, batch.seq) {
             let mut st = self.lock();
             let q = st.queues.entry(tp.clone()).or_default();
@@ -217,6 +231,6 @@ impl Inner {
                 next_epoch(pid, &mut q.seq, s.epoch);
             }
         }
-        self.retry(tp, batch, error);
+        self.retry(tp, batch, error, routes_version);
     }
 }

@@ -9,7 +9,10 @@ pub(super) async fn run_sender(inner: Arc<Inner>) {
         let woken = inner.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let (ready, next) = inner.take_ready();
+        let rerouted = inner.client.routes_changed().notified();
+        tokio::pin!(rerouted);
+        rerouted.as_mut().enable();
+        let (ready, next) = inner.take_ready(inner.client.routes_version());
         if !ready.is_empty() {
             // Encoding (and compression) happens here, outside the accumulator's lock.
             let mut batches = Vec::with_capacity(ready.len());
@@ -62,6 +65,7 @@ pub(super) async fn run_sender(inner: Arc<Inner>) {
             Some(at) => {
                 tokio::select! {
                     _ = &mut woken => {}
+                    _ = &mut rerouted => {}
                     _ = tokio::time::sleep_until(at) => {}
                 }
             }
@@ -167,6 +171,8 @@ pub(super) async fn finish_request(
         Ok(None) => Ok(None),
         Err(e) => Err(e),
     };
+    // Read before the refreshes below start: a leader change they find ends the backoff.
+    let routes_version = inner.client.routes_version();
     for (tp, batch) in batches {
         let result = match &outcome {
             Err(e) => Err(e.clone()),
@@ -180,9 +186,9 @@ pub(super) async fn finish_request(
         }
         match result {
             Err(e) if in_time && batch.seq.is_some() && e.code() == Some(ErrorCode::OutOfOrderSequenceNumber) => {
-                inner.out_of_order(&tp, batch, &e)
+                inner.out_of_order(&tp, batch, &e, routes_version)
             }
-            Err(e) if e.is_retriable() && in_time => inner.retry(&tp, batch, &e),
+            Err(e) if e.is_retriable() && in_time => inner.retry(&tp, batch, &e, routes_version),
             Err(e) => {
                 if is_unknown_topic(&e) {
                     inner.client.forget_topic(&tp.0);
