@@ -128,6 +128,14 @@ async fn round(c: &mut FaultCluster, w: &Writer, p: u32, fault: Fault, hold: Dur
     tokio::time::sleep(Duration::from_millis(5)).await;
     let before = before.max(w.acked_in(p));
     let at = Instant::now();
+    if std::env::var_os("RUNNEL_FAULTS_KEEP").is_some() {
+        eprintln!(
+            "{fault:?} of broker {leader} (partition {p}) at {}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        );
+    }
     match fault {
         Fault::Kill => c.kill9(leader),
         Fault::Term => {
@@ -202,6 +210,9 @@ async fn campaign(args: &Args, opts: Options, plan: &[(Fault, u32)]) -> (Report,
             let p = n % args.topic_partitions;
             n += 1;
             let took = round(&mut c, &w, p, *fault, Duration::from_millis(args.partition_hold_ms)).await;
+            if std::env::var_os("RUNNEL_FAULTS_KEEP").is_some() {
+                eprintln!("  {fault:?} round {i}: {took:?}");
+            }
             h.record(took.as_micros() as u64).expect("in range");
             if (i + 1) % 10 == 0 || i + 1 == *rounds {
                 eprintln!(

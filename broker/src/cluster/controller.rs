@@ -94,6 +94,10 @@ pub struct ControllerState {
     term: Mutex<Option<(u64, Instant)>>,
     /// Where placement starts next, so leaders of successive topics rotate.
     cursor: AtomicUsize,
+    /// The controller this broker last saw, while another broker was it.
+    last_leader: Mutex<Option<NodeId>>,
+    /// The controller before this broker's current term, if another broker.
+    previous: Mutex<Option<NodeId>>,
 }
 
 /// Serves a `ControllerWrite` request from another broker.
@@ -574,19 +578,31 @@ pub async fn run(cluster: Weak<Cluster>) {
         };
         if leader != Some(super::raft_id(cluster.node_id())) {
             *crate::sync::lock(&cluster.controller.term) = None;
+            if let Some(l) = leader {
+                *crate::sync::lock(&cluster.controller.last_leader) = Some(super::node_id(l));
+            }
             continue;
         }
-        let since = {
+        let (since, new_term) = {
             let mut t = crate::sync::lock(&cluster.controller.term);
             match *t {
-                Some((held, since)) if held == term => since,
+                Some((held, since)) if held == term => (since, false),
                 _ => {
                     info!(term, "this broker is the controller");
                     *t = Some((term, Instant::now()));
-                    Instant::now()
+                    (Instant::now(), true)
                 }
             }
         };
+        if new_term {
+            // The previous controller gets 1.5 heartbeat intervals, not a full session,
+            // to be heard from in this term: the quorum elected a new leader because it
+            // stopped hearing from that broker (dead, paused or cut off), and a full
+            // session on top of the election would leave its partitions leaderless for
+            // both. Alive, it heartbeats well within that.
+            let previous = crate::sync::lock(&cluster.controller.last_leader).take();
+            *crate::sync::lock(&cluster.controller.previous) = previous.filter(|p| *p != cluster.node_id());
+        }
         if cluster.image().cluster_id.is_none() {
             if let Err(e) = start_cluster(&cluster).await {
                 warn!(error = %e.message, "could not start the cluster's metadata; retrying");
@@ -623,6 +639,8 @@ async fn start_cluster(cluster: &Arc<Cluster>) -> Result<(), Refusal> {
 
 async fn fence_silent(cluster: &Cluster, since: Instant) {
     let session = Duration::from_millis(cluster.cfg.broker_session_timeout_ms);
+    let previous = *crate::sync::lock(&cluster.controller.previous);
+    let previous_grace = Duration::from_millis(3 * cluster.cfg.broker_heartbeat_interval_ms / 2).min(session);
     let silent: Vec<NodeId> = {
         let image = cluster.image();
         let heard = crate::sync::lock(&cluster.controller.heard);
@@ -632,7 +650,12 @@ async fn fence_silent(cluster: &Cluster, since: Instant) {
             .filter(|b| !b.fenced)
             .filter(|b| {
                 let last = heard.get(&b.id).map_or(since, |(at, _)| (*at).max(since));
-                last.elapsed() > session
+                let limit = if Some(b.id) == previous && last == since {
+                    previous_grace
+                } else {
+                    session
+                };
+                last.elapsed() > limit
             })
             .map(|b| b.id)
             .collect()

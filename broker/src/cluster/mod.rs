@@ -51,6 +51,12 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// partitions while a heartbeat delayed by a loaded machine does not fence anyone.
 pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 500;
+/// The metadata quorum's Raft heartbeat, and its election timeouts (a follower that has
+/// not heard from the leader for 0.6–0.9 s stands for election): short, so that a dead
+/// controller is replaced in about a second and a half (openraft also waits out the
+/// leader's lease before granting votes).
+const RAFT_HEARTBEAT_MS: u64 = 150;
+
 /// How long a request that needs the controller waits for one (no quorum: it fails
 /// with REQUEST_TIMED_OUT after this).
 pub const DEFAULT_CONTROLLER_TIMEOUT_MS: u64 = 5000;
@@ -221,9 +227,9 @@ impl Cluster {
         let image_changed = sm.changed.clone();
         let raft_config = openraft::Config {
             cluster_name: "runnel".into(),
-            heartbeat_interval: 200,
-            election_timeout_min: 1000,
-            election_timeout_max: 1600,
+            heartbeat_interval: RAFT_HEARTBEAT_MS,
+            election_timeout_min: 600,
+            election_timeout_max: 900,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
             max_in_snapshot_log_to_keep: 100,
             ..Default::default()
@@ -400,15 +406,60 @@ impl Cluster {
                 })
                 .await
             {
-                Ok(_) => info!(
-                    ms = started.elapsed().as_millis() as u64,
-                    "controlled shutdown: leaderships moved to other brokers"
-                ),
+                Ok(_) => {
+                    info!(
+                        ms = started.elapsed().as_millis() as u64,
+                        "controlled shutdown: leaderships moved to other brokers"
+                    );
+                    self.hand_over_metadata().await;
+                }
                 Err(e) => warn!(error = %e.message, "controlled shutdown: could not move leaderships"),
             }
         }
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "metadata Raft node did not stop cleanly");
+        }
+    }
+
+    /// When this broker is the controller and stopping, waits (at most a heartbeat
+    /// interval or two) until every live voter holds the whole metadata log: the fence
+    /// that moved this broker's leaderships is committed here, but a voter that has not
+    /// received it yet would otherwise learn it only after a new election, seconds later,
+    /// and go on following the old leaders meanwhile.
+    async fn hand_over_metadata(&self) {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(raft_id(self.cfg.node_id)) {
+            return;
+        }
+        let Some(last) = m.last_log_index else { return };
+        let live: Vec<u64> = self
+            .image()
+            .live_brokers()
+            .into_iter()
+            .filter(|id| *id != self.cfg.node_id && self.is_voter(*id))
+            .map(raft_id)
+            .collect();
+        let wait = Duration::from_millis(2 * self.cfg.broker_heartbeat_interval_ms);
+        let held = self
+            .raft
+            .wait(Some(wait))
+            .metrics(
+                |m| {
+                    m.replication.as_ref().is_some_and(|r| {
+                        live.iter()
+                            .all(|id| r.get(id).is_some_and(|l| l.is_some_and(|l| l.index >= last)))
+                    })
+                },
+                "every live voter holds the metadata log",
+            )
+            .await;
+        match held {
+            // They hold the records; the next Raft heartbeat tells them they are
+            // committed.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(RAFT_HEARTBEAT_MS)).await,
+            Err(_) => warn!(
+                "stopping before every live voter received the last metadata records; they learn them at the next election"
+            ),
         }
     }
 

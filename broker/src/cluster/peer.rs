@@ -49,6 +49,11 @@ impl Peer {
         &self.addr
     }
 
+    /// Drops the connection (a call on it was abandoned half-way); the next call dials.
+    pub fn reset(&mut self) {
+        self.conn = None;
+    }
+
     /// Sends `req` and waits for its response (a request-level error is `Refused`).
     pub async fn call<R: Request>(&mut self, req: &R, timeout: Duration) -> Result<R::Response, PeerError> {
         self.call_with_trailer(req, timeout).await.map(|(resp, _)| resp)

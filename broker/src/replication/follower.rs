@@ -166,7 +166,19 @@ async fn fetch_once(r: &Replication, peer: &mut Peer, parts: &[(PartitionKey, Fo
         replica_id: Some(r.node_id()),
     };
     let timeout = Duration::from_millis(FETCH_MAX_WAIT_MS as u64) + Duration::from_secs(5);
-    let (resp, mut trailer): (FetchResponse, _) = peer.call_with_trailer(&req, timeout).await?;
+    let changed = r.follow_changed.notified();
+    tokio::pin!(changed);
+    changed.as_mut().enable();
+    let answer = tokio::select! {
+        answer = peer.call_with_trailer(&req, timeout) => answer,
+        _ = &mut changed => {
+            // The set of partitions changed while the leader held the poll: start over
+            // (the connection, with an answer still to come, goes).
+            peer.reset();
+            return Ok(());
+        }
+    };
+    let (resp, mut trailer): (FetchResponse, _) = answer?;
     let mut waits: Vec<DurableWait> = Vec::new();
     for t in resp.topics {
         for p in t.partitions {

@@ -67,6 +67,10 @@ pub struct Replication {
     altering: Mutex<BTreeSet<PartitionKey>>,
     alter_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Woken when the partitions followed change, so a fetcher in a long poll starts
+    /// over with the new set (a partition that just moved to its leader is fetched at
+    /// once, not after the poll).
+    follow_changed: tokio::sync::Notify,
 }
 
 impl Replication {
@@ -83,6 +87,7 @@ impl Replication {
             altering: Mutex::new(BTreeSet::new()),
             alter_tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            follow_changed: tokio::sync::Notify::new(),
         });
         tokio::spawn(run(Arc::downgrade(&r)));
         r
@@ -191,6 +196,7 @@ impl Replication {
                         continue;
                     }
                     info!(topic = %name, partition = p, leader = part.leader, epoch = part.leader_epoch, "following");
+                    self.follow_changed.notify_waiters();
                     following.insert(
                         key,
                         Following {
@@ -320,8 +326,8 @@ impl Replication {
         }
     }
 
-    /// Stops the fetchers and ISR changes (shutdown) and writes the high-watermark
-    /// checkpoints.
+    /// Stops leading, fetching and changing ISRs (shutdown, after the controlled shutdown
+    /// moved the leaderships) and writes the high-watermark checkpoints.
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
         for (_, task) in crate::sync::lock(&self.fetchers).drain() {
@@ -331,6 +337,12 @@ impl Replication {
             task.abort();
         }
         self.checkpoint();
+        // Nothing led here is served any more: appends still waiting for the ISR are
+        // answered now (NOT_LEADER_OR_FOLLOWER, and the producer retries on the new
+        // leader) rather than at their timeout.
+        for state in crate::sync::lock(&self.leading).drain().map(|(_, s)| s) {
+            state.log.become_follower(state.epoch);
+        }
     }
 }
 

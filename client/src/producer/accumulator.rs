@@ -29,7 +29,7 @@ pub(super) struct Batch {
 }
 
 /// The longest backoff after a leader error (see `retry`).
-const LEADER_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(250);
+const LEADER_RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub(super) enum Queued {
     Fresh(OpenBatch),
