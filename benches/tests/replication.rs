@@ -21,6 +21,7 @@ fn options() -> Options {
     Options {
         args: vec!["--replica-lag-time-max-ms".into(), "2000".into()],
         power_loss: None,
+        kafka: false,
     }
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,6 +237,7 @@ async fn main() {
     let opts = Options {
         args: vec!["--replica-lag-time-max-ms".into(), "5000".into()],
         power_loss: None,
+        kafka: false,
     };
     println!("3 brokers on one machine: they share its 2 cores and 1 disk");
     let plan = [

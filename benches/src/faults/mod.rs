@@ -173,11 +173,15 @@ pub struct Options {
     pub args: Vec<String>,
     /// Run data directories on the simulated disk (`strict` or `torn` power loss).
     pub power_loss: Option<&'static str>,
+    /// Give every broker a Kafka listener too (`Node::kafka`).
+    pub kafka: bool,
 }
 
 pub struct Node {
     pub id: i32,
     pub addr: SocketAddr,
+    /// The Kafka listener, when the cluster runs with `kafka`.
+    pub kafka: Option<SocketAddr>,
     pub dir: PathBuf,
     child: Option<Child>,
     paused: bool,
@@ -211,6 +215,7 @@ impl FaultCluster {
             .map(|id| Node {
                 id,
                 addr: free_addr(),
+                kafka: opts.kafka.then(free_addr),
                 dir: root.path().join(format!("broker-{id}")),
                 child: None,
                 paused: false,
@@ -265,9 +270,10 @@ impl FaultCluster {
             .map(|((_, to), p)| format!("{to}={}", p.addr))
             .collect();
         let n = self.node(id);
+        let kafka = n.kafka.map_or_else(|| "off".to_owned(), |a| a.to_string());
         let mut cmd = Command::new(&self.bin);
         cmd.args(["--node-id", &id.to_string(), "--controller-voters", &self.voters])
-            .args(["--listen", &n.addr.to_string(), "--kafka-listen", "off"])
+            .args(["--listen", &n.addr.to_string(), "--kafka-listen", &kafka])
             .args(["--metrics-listen", "off"])
             .arg("--data-dir")
             .arg(&n.dir)
@@ -294,6 +300,15 @@ impl FaultCluster {
 
     pub fn dir(&self, id: i32) -> &Path {
         &self.node(id).dir
+    }
+
+    /// Every broker's Kafka listener: a `bootstrap.servers` list (`kafka` clusters).
+    pub fn kafka_bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.kafka.map(|a| a.to_string()))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Every broker's address: a bootstrap list.

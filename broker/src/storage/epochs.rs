@@ -112,7 +112,7 @@ impl EpochHistory {
             let _ = io::remove_file(&tmp);
             Error::io("write leader-epoch checkpoint", &path)(e)
         })?;
-        super::log::sync_dir(dir)
+        io::sync_dir(dir).map_err(Error::io("fsync dir", dir))
     }
 }
 
