@@ -63,6 +63,7 @@ pub fn native_request(data: &[u8]) {
         ApiKey::DeleteRecords => drop(decode::<DeleteRecordsRequest>(body)),
         ApiKey::BrokerStatus => drop(decode::<BrokerStatusRequest>(body)),
         ApiKey::DescribeCluster => drop(decode::<DescribeClusterRequest>(body)),
+        ApiKey::OffsetForLeaderEpoch => drop(decode::<OffsetForLeaderEpochRequest>(body)),
         ApiKey::Raft => {
             if let Some(r) = decode::<RaftRequest>(body) {
                 let _ = crate::cluster::network::decode_payload(r.kind, &r.payload);
