@@ -95,25 +95,20 @@ impl Leading {
     /// its end offset), counting the members of an ISR change in flight too; stays put
     /// while an in-sync follower has not fetched yet.
     pub fn update_high_watermark(&self, me: NodeId) {
-        let mut isr = crate::sync::lock(&self.isr).clone();
-        if let Some(pending) = crate::sync::lock(&self.pending).as_ref() {
-            isr.extend(
-                pending
-                    .iter()
-                    .filter(|id| !isr.contains(id))
-                    .copied()
-                    .collect::<Vec<_>>(),
-            );
-        }
+        // Locks in the order `wanted_isr` takes them; nothing is copied (this runs on
+        // every follower fetch).
+        let isr = crate::sync::lock(&self.isr);
+        let pending = crate::sync::lock(&self.pending);
         let progress = crate::sync::lock(&self.progress);
         let mut hw = self.log.end_offset();
-        for id in isr.iter().filter(|id| **id != me) {
+        let members = isr.iter().chain(pending.iter().flatten());
+        for id in members.filter(|id| **id != me) {
             match progress.get(id) {
                 Some(p) => hw = hw.min(p.leo),
                 None => return,
             }
         }
-        drop(progress);
+        drop((isr, pending, progress));
         self.log.advance_high_watermark(hw);
     }
 

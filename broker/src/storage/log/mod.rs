@@ -333,10 +333,6 @@ impl PartitionLog {
             // Durable before the first batch of the epoch, so recovery knows the epoch.
             w.epochs.assign(&self.dir, epoch, base)?;
         }
-        let mut active = self.active();
-        if self.should_roll(&active, &cfg, batches.len() as u64, base + records - 1, max_timestamp) {
-            active = self.roll(&mut w, &cfg, base)?;
-        }
         // Pass 2: stamp offsets and the leader epoch. The CRC covers neither, so nothing is
         // re-encoded.
         let mut offset = base;
@@ -348,32 +344,8 @@ impl PartitionLog {
             offset += h.last_offset_delta as u64 + 1;
             at += h.total_bytes();
         }
-        let position = active.size();
-        if let Err(e) = active.write_at_end(batches) {
-            // A short write (disk full) leaves bytes past the published size; cut them so
-            // the next append and recovery start from a batch boundary.
-            let _ = io::set_len(active.file(), active.log_path(), position);
-            return Err(e);
-        }
-        // Pass 3: index entries, then publish.
-        let mut at = 0;
-        while at < batches.len() {
-            let h = BatchHeader::parse(&batches[at..]).expect("validated");
-            w.cursor
-                .on_batch(&active, cfg.index_interval_bytes, &h, position + at as u64);
-            if idempotent {
-                if let Some(p) = w.producers.as_mut() {
-                    p.record(&h, h.base_offset as u64);
-                }
-            }
-            at += h.total_bytes();
-        }
-        let seg_max_ts = active.max_timestamp().max(max_timestamp);
-        active.publish(position + batches.len() as u64, offset, seg_max_ts);
-        self.end_offset.store(offset, Ordering::Release);
-        drop(w);
-        self.appends_since_sync.fetch_add(1, Ordering::Relaxed);
-        self.appended.notify_waiters();
+        debug_assert_eq!(offset, base + records);
+        self.write_stamped(w, &cfg, batches, base, offset, max_timestamp)?;
         Ok(AppendInfo {
             base_offset: base,
             last_offset: offset - 1,
@@ -433,6 +405,51 @@ impl PartitionLog {
                 let _ = w.tx.send(Err(Error::ShuttingDown));
             }
         }
+    }
+
+    /// Writes batches already stamped with offsets `base..next` to the active segment
+    /// (rolling first when due) in one `write(2)`, adds their index entries and producer
+    /// state, and publishes the new end; then releases the writer lock and wakes readers.
+    /// Shared by the leader's append and the follower's.
+    fn write_stamped(
+        self: &Arc<Self>,
+        mut w: std::sync::MutexGuard<'_, Writer>,
+        cfg: &LogConfig,
+        batches: &[u8],
+        base: u64,
+        next: u64,
+        max_timestamp: i64,
+    ) -> Result<()> {
+        let mut active = self.active();
+        if self.should_roll(&active, cfg, batches.len() as u64, next - 1, max_timestamp) {
+            active = self.roll(&mut w, cfg, base)?;
+        }
+        let position = active.size();
+        if let Err(e) = active.write_at_end(batches) {
+            // A short write (disk full) leaves bytes past the published size; cut them so
+            // the next append and recovery start from a batch boundary.
+            let _ = io::set_len(active.file(), active.log_path(), position);
+            return Err(e);
+        }
+        // Index entries and producer state (`record` skips batches without a producer
+        // id), then publish.
+        let mut at = 0;
+        while at < batches.len() {
+            let h = BatchHeader::parse(&batches[at..]).expect("validated");
+            w.cursor
+                .on_batch(&active, cfg.index_interval_bytes, &h, position + at as u64);
+            if let Some(p) = w.producers.as_mut() {
+                p.record(&h, h.base_offset as u64);
+            }
+            at += h.total_bytes();
+        }
+        let seg_max_ts = active.max_timestamp().max(max_timestamp);
+        active.publish(position + batches.len() as u64, next, seg_max_ts);
+        self.end_offset.store(next, Ordering::Release);
+        drop(w);
+        self.appends_since_sync.fetch_add(1, Ordering::Relaxed);
+        self.appended.notify_waiters();
+        Ok(())
     }
 
     /// Idempotent producers' batches must follow their previous ones (see

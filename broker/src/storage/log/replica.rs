@@ -262,33 +262,7 @@ impl PartitionLog {
             }
             next = h.next_offset() as u64;
         }
-        let mut active = self.active();
-        if self.should_roll(&active, &cfg, batches.len() as u64, next - 1, max_timestamp) {
-            active = self.roll(&mut w, &cfg, base)?;
-        }
-        let position = active.size();
-        if let Err(e) = active.write_at_end(batches) {
-            let _ = io::set_len(active.file(), active.log_path(), position);
-            return Err(e);
-        }
-        let mut at = 0;
-        while at < batches.len() {
-            let h = BatchHeader::parse(&batches[at..]).expect("validated");
-            w.cursor
-                .on_batch(&active, cfg.index_interval_bytes, &h, position + at as u64);
-            if h.producer_id >= 0 {
-                if let Some(p) = w.producers.as_mut() {
-                    p.record(&h, h.base_offset as u64);
-                }
-            }
-            at += h.total_bytes();
-        }
-        let seg_max_ts = active.max_timestamp().max(max_timestamp);
-        active.publish(position + batches.len() as u64, next, seg_max_ts);
-        self.end_offset.store(next, Ordering::Release);
-        drop(w);
-        self.appends_since_sync.fetch_add(1, Ordering::Relaxed);
-        self.appended.notify_waiters();
+        self.write_stamped(w, &cfg, batches, base, next, max_timestamp)?;
         Ok(AppendInfo {
             base_offset: base,
             last_offset: next - 1,
