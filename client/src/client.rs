@@ -266,6 +266,32 @@ impl Client {
         });
     }
 
+    /// A broker named `leader` (in `epoch`) as the partition's leader in an error
+    /// answer (KIP-951): taken when it is newer than the route held and the client knows
+    /// that broker's address; true if the route moved (the next send goes there without
+    /// a metadata round trip).
+    pub(crate) fn learn_leader(&self, topic: &str, partition: u32, leader: i32, epoch: i32) -> bool {
+        let mut routes = crate::sync::lock(&self.inner.routes);
+        if !routes.brokers.contains_key(&leader) {
+            return false;
+        }
+        let Some(l) = routes
+            .leaders
+            .get_mut(topic)
+            .and_then(|ls| ls.get_mut(partition as usize))
+        else {
+            return false;
+        };
+        if epoch <= l.1 && l.0 >= 0 {
+            return false;
+        }
+        *l = (leader, epoch);
+        drop(routes);
+        self.inner.routes_version.fetch_add(1, Ordering::AcqRel);
+        self.inner.routes_changed.notify_waiters();
+        true
+    }
+
     /// Bumped whenever a partition's leader changes in the routes.
     pub(crate) fn routes_version(&self) -> u64 {
         self.inner.routes_version.load(Ordering::Acquire)

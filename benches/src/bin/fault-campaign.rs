@@ -18,6 +18,10 @@
 //! cargo build --release --workspace
 //! target/release/fault-campaign --kills 200 --sigterms 20 --partitions 50 --power-losses 50
 //! ```
+//!
+//! `RUNNEL_FAULTS_KEEP=1` keeps the brokers' data and logs and prints each round;
+//! `RUNNEL_CAMPAIGN_LOG=runnel_client=debug` (a tracing filter) logs the campaign's own
+//! clients to stderr.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +29,10 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use runnel_bench::faults::workload::{self, wait_partitions, Report, Writer, LIMIT};
 use runnel_bench::faults::{FaultCluster, Options};
-use runnel_client::{Acks, Admin, ClientConfig};
+use runnel_client::{Acks, Admin, Client, ClientConfig};
+use runnel_protocol::messages::{
+    OffsetForLeaderEpochPartition, OffsetForLeaderEpochRequest, OffsetForLeaderEpochTopic,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Replication fault campaign: kills, SIGTERMs, partitions and power losses of leaders")]
@@ -81,10 +88,38 @@ async fn admin_avoiding(c: &FaultCluster, not: i32) -> Admin {
     }
 }
 
-/// The leader of partition `p`, as a broker other than `not` sees it (bounded).
-async fn leader_of(c: &FaultCluster, p: u32) -> i32 {
+/// The leader of partition `p` and its epoch (bounded).
+async fn leader_of(c: &FaultCluster, p: u32) -> (i32, i32) {
     let admin = admin_avoiding(c, -1).await;
-    wait_partitions(&admin, TOPIC, "a leader", |x| x.partition != p || x.leader >= 0).await[p as usize].leader
+    let x = &wait_partitions(&admin, TOPIC, "a leader", |x| x.partition != p || x.leader >= 0).await[p as usize];
+    (x.leader, x.leader_epoch)
+}
+
+/// The offset where partition `p`'s leader epoch `epoch` ended — the first offset a
+/// later leader wrote — as the current leader's epoch history says; `None` while
+/// `epoch` is still the current one.
+async fn epoch_end(c: &FaultCluster, p: u32, epoch: i32) -> Option<i64> {
+    let (leader, now) = leader_of(c, p).await;
+    if now == epoch {
+        return None;
+    }
+    let client = Client::connect(c.addr(leader), ClientConfig::default()).await.ok()?;
+    let resp = client
+        .call(&OffsetForLeaderEpochRequest {
+            topics: vec![OffsetForLeaderEpochTopic {
+                name: TOPIC.into(),
+                partitions: vec![OffsetForLeaderEpochPartition {
+                    partition: p,
+                    current_leader_epoch: now,
+                    leader_epoch: epoch,
+                }],
+            }],
+            replica_id: -1,
+        })
+        .await
+        .ok()?;
+    let r = resp.topics.first()?.partitions.first()?;
+    (r.error_code == 0 && r.end_offset >= 0).then_some(r.end_offset)
 }
 
 /// Waits until partition `p` has a record acknowledged after `since_count` was read: the
@@ -121,7 +156,7 @@ enum Fault {
 /// One round: the fault on partition `p`'s leader, the unavailability it caused, and the
 /// leader's return.
 async fn round(c: &mut FaultCluster, w: &Writer, p: u32, fault: Fault, hold: Duration) -> Duration {
-    let leader = leader_of(c, p).await;
+    let (leader, epoch) = leader_of(c, p).await;
     let before = w.acked_in(p);
     // Bring the partition's last acknowledgements in before the fault: the count is read
     // first, so an answer already in flight is not taken for the new leader's.
@@ -138,9 +173,8 @@ async fn round(c: &mut FaultCluster, w: &Writer, p: u32, fault: Fault, hold: Dur
     }
     match fault {
         Fault::Kill => c.kill9(leader),
-        Fault::Term => {
-            c.term(leader, Duration::from_secs(30));
-        }
+        // Not waited for here: the clients go on during the controlled shutdown.
+        Fault::Term => c.send_term(leader),
         Fault::Partition => c.isolate(leader),
         Fault::PowerLoss => {
             c.power_loss(leader);
@@ -158,12 +192,22 @@ async fn round(c: &mut FaultCluster, w: &Writer, p: u32, fault: Fault, hold: Dur
         }
         _ => {
             let took = first_ack_after(w, p, before, at).await;
+            if let Fault::Term = fault {
+                tokio::task::block_in_place(|| c.reap(leader, Duration::from_secs(30)));
+            }
             c.spawn(leader);
             took
         }
     };
     all_in_sync(c).await;
-    took
+    // The first acknowledgement the new leader gave (an answer the old leader gave just
+    // after the fault — a SIGTERMed one still serves until its leaderships move — is
+    // not the end of the unavailability). Without a new epoch (the partition healed
+    // before anyone took over), the first acknowledgement after the fault.
+    match epoch_end(c, p, epoch).await.and_then(|end| w.first_ack_from(p, end)) {
+        Some(t) if t >= at => t - at,
+        _ => took,
+    }
 }
 
 fn summary(what: &str, h: &Histogram<u64>) {
@@ -233,9 +277,19 @@ async fn campaign(args: &Args, opts: Options, plan: &[(Fault, u32)]) -> (Report,
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = Args::parse();
+    if let Ok(filter) = std::env::var("RUNNEL_CAMPAIGN_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let started = Instant::now();
     let opts = Options {
-        args: vec!["--replica-lag-time-max-ms".into(), "5000".into()],
+        args: std::env::var("RUNNEL_CAMPAIGN_BROKER_ARGS")
+            .map_or_else(|_| Vec::new(), |a| a.split_whitespace().map(String::from).collect())
+            .into_iter()
+            .chain(["--replica-lag-time-max-ms".to_string(), "5000".to_string()])
+            .collect(),
         power_loss: None,
         kafka: false,
     };

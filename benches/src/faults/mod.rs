@@ -349,8 +349,20 @@ impl FaultCluster {
 
     /// SIGTERM (controlled shutdown); waits up to `limit` for the exit.
     pub fn term(&mut self, id: i32, limit: Duration) -> Option<ExitStatus> {
+        self.send_term(id);
+        self.reap(id, limit)
+    }
+
+    /// SIGTERM without waiting: the controlled shutdown runs while the caller watches
+    /// the clients (then [`FaultCluster::reap`]).
+    pub fn send_term(&self, id: i32) {
+        let _ = kill(self.pid(id), Signal::SIGTERM);
+    }
+
+    /// Waits for a broker that was signalled to exit; killed if still running after
+    /// `limit` (`None` then).
+    pub fn reap(&mut self, id: i32, limit: Duration) -> Option<ExitStatus> {
         let mut c = self.node_mut(id).child.take().expect("running");
-        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
         wait_exit(&mut c, limit).or_else(|| {
             let _ = c.kill();
             let _ = c.wait();

@@ -82,6 +82,22 @@ pub async fn wait_partitions(
 pub struct Sent {
     pub acked: BTreeMap<u32, Vec<u64>>,
     pub failed: BTreeMap<u32, Vec<u64>>,
+    /// Each acknowledgement's offset and when it arrived, per partition, in arrival
+    /// order (which broker acknowledged follows from the offset: see
+    /// [`Writer::first_ack_from`]).
+    pub acked_at: BTreeMap<u32, Vec<(i64, Instant)>>,
+}
+
+impl Sent {
+    fn record(&mut self, p: u32, n: u64, r: runnel_client::Result<runnel_client::RecordMetadata>) {
+        match r {
+            Ok(m) => {
+                self.acked.entry(p).or_default().push(n);
+                self.acked_at.entry(p).or_default().push((m.offset, Instant::now()));
+            }
+            Err(_) => self.failed.entry(p).or_default().push(n),
+        }
+    }
 }
 
 /// An idempotent acks=all producer writing `{partition}-{seq}` round-robin until stopped.
@@ -142,19 +158,11 @@ impl Writer {
                     seq += 1;
                 }
                 if let Some((p, n, r)) = pending.next().await {
-                    let mut st = st.lock().unwrap();
-                    match r {
-                        Ok(_) => st.acked.entry(p).or_default().push(n),
-                        Err(_) => st.failed.entry(p).or_default().push(n),
-                    }
+                    st.lock().unwrap().record(p, n, r);
                 }
             }
             while let Some((p, n, r)) = pending.next().await {
-                let mut st = st.lock().unwrap();
-                match r {
-                    Ok(_) => st.acked.entry(p).or_default().push(n),
-                    Err(_) => st.failed.entry(p).or_default().push(n),
-                }
+                st.lock().unwrap().record(p, n, r);
             }
             producer.close().await;
         });
@@ -168,6 +176,19 @@ impl Writer {
     /// Records acknowledged in partition `p` so far.
     pub fn acked_in(&self, p: u32) -> usize {
         self.sent.lock().unwrap().acked.get(&p).map_or(0, Vec::len)
+    }
+
+    /// When the first record of partition `p` at or past `offset` was acknowledged, if
+    /// one was: with `offset` where a new leader's epoch begins, the first record that
+    /// leader acknowledged.
+    pub fn first_ack_from(&self, p: u32, offset: i64) -> Option<Instant> {
+        let st = self.sent.lock().unwrap();
+        st.acked_at
+            .get(&p)?
+            .iter()
+            .filter(|(o, _)| *o >= offset)
+            .map(|(_, t)| *t)
+            .min()
     }
 
     /// Waits until `n` more records are acknowledged than now (bounded).

@@ -63,11 +63,11 @@ pub(crate) async fn handle(
     };
     produce::append(broker, acks, req.timeout_ms, parts, order)
         .await
-        .map(response)
+        .map(|outcome| response(broker, outcome))
 }
 
 /// The native form of a produce's answer.
-fn response(outcome: Outcome<Vec<(String, Vec<PartitionResult>)>>) -> ProduceResponse {
+fn response(broker: &Broker, outcome: Outcome<Vec<(String, Vec<PartitionResult>)>>) -> ProduceResponse {
     let topics = match outcome {
         Ok(topics) => topics,
         Err(f) => return ProduceResponse::with_error(f.code, f.message),
@@ -76,7 +76,6 @@ fn response(outcome: Outcome<Vec<(String, Vec<PartitionResult>)>>) -> ProduceRes
         topics: topics
             .into_iter()
             .map(|(name, partitions)| ProduceTopicResult {
-                name,
                 partitions: partitions
                     .into_iter()
                     .map(|p| {
@@ -92,11 +91,21 @@ fn response(outcome: Outcome<Vec<(String, Vec<PartitionResult>)>>) -> ProduceRes
                                 r.base_offset = a.base_offset;
                                 r.log_append_time_ms = a.log_append_time_ms;
                             }
-                            Err(f) => (r.error_code, r.error_message) = (f.code.code(), f.message),
+                            Err(f) => {
+                                if matches!(f.code, ErrorCode::NotLeaderOrFollower | ErrorCode::FencedLeaderEpoch) {
+                                    let l = crate::service::cluster::leadership(broker, &name, p.partition);
+                                    if l.leader >= 0 && l.leader != broker.node_id {
+                                        r.current_leader_id = Some(l.leader);
+                                        r.current_leader_epoch = Some(l.leader_epoch);
+                                    }
+                                }
+                                (r.error_code, r.error_message) = (f.code.code(), f.message);
+                            }
                         }
                         r
                     })
                     .collect(),
+                name,
             })
             .collect(),
         ..Default::default()

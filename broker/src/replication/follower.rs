@@ -31,32 +31,57 @@ const PARTITION_MAX_BYTES: u32 = 4 << 20;
 const FETCH_MAX_BYTES: u32 = 16 << 20;
 /// Pause after a failed exchange (the leader down or moving) before trying again.
 const BACKOFF: Duration = Duration::from_millis(100);
+/// First pause when the leader refused every partition (it has not applied its
+/// leadership yet, typically for a millisecond or two): doubled up to `BACKOFF`.
+const REFUSED_PAUSE: Duration = Duration::from_millis(2);
 
 pub(super) async fn run(replication: Weak<Replication>, leader: NodeId) {
     let mut peer: Option<Peer> = None;
+    let mut refused_pause = REFUSED_PAUSE;
     loop {
         let Some(r) = replication.upgrade() else { return };
         let parts = r.followed_from(leader);
         if parts.is_empty() {
             return;
         }
-        let Some(addr) = r.cluster.address_of(leader) else {
-            drop(r);
-            tokio::time::sleep(BACKOFF).await;
-            continue;
+        // Subscribed before the exchange: a change of the followed set during it ends a
+        // pause below at once.
+        let changed = r.follow_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let pause = match r.cluster.address_of(leader) {
+            None => Some(BACKOFF),
+            Some(addr) => {
+                let p = match &mut peer {
+                    Some(p) if p.addr() == addr => p,
+                    _ => peer.insert(Peer::new(addr)),
+                };
+                let ok = match truncate_diverged(&r, p, &parts).await {
+                    Ok(()) => fetch_once(&r, p, &parts).await,
+                    Err(e) => Err(e),
+                };
+                match ok {
+                    Ok(true) => {
+                        refused_pause = REFUSED_PAUSE;
+                        None
+                    }
+                    Ok(false) => {
+                        let pause = refused_pause;
+                        refused_pause = (refused_pause * 2).min(BACKOFF);
+                        Some(pause)
+                    }
+                    Err(e) => {
+                        debug!(leader, error = %e, "follower fetch failed");
+                        Some(BACKOFF)
+                    }
+                }
+            }
         };
-        let p = match &mut peer {
-            Some(p) if p.addr() == addr => p,
-            _ => peer.insert(Peer::new(addr)),
-        };
-        let ok = match truncate_diverged(&r, p, &parts).await {
-            Ok(()) => fetch_once(&r, p, &parts).await,
-            Err(e) => Err(e),
-        };
-        drop(r);
-        if let Err(e) = ok {
-            debug!(leader, error = %e, "follower fetch failed");
-            tokio::time::sleep(BACKOFF).await;
+        if let Some(pause) = pause {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = changed => {}
+            }
         }
     }
 }
@@ -135,12 +160,13 @@ async fn truncate_diverged(
     Ok(())
 }
 
-/// One long-poll fetch of every truncated partition; appends what came back.
-async fn fetch_once(r: &Replication, peer: &mut Peer, parts: &[(PartitionKey, Following)]) -> Result<(), PeerError> {
+/// One long-poll fetch of every truncated partition; appends what came back. False if
+/// there was nothing to fetch (the leader refused every partition's OffsetForLeaderEpoch)
+/// or the leader refused every partition's fetch: the caller pauses before the next.
+async fn fetch_once(r: &Replication, peer: &mut Peer, parts: &[(PartitionKey, Following)]) -> Result<bool, PeerError> {
     let ready: Vec<&(PartitionKey, Following)> = parts.iter().filter(|(_, f)| f.truncated).collect();
     if ready.is_empty() {
-        tokio::time::sleep(BACKOFF).await;
-        return Ok(());
+        return Ok(false);
     }
     let mut topics: Vec<FetchTopic> = Vec::new();
     for ((topic, partition), f) in &ready {
@@ -175,11 +201,12 @@ async fn fetch_once(r: &Replication, peer: &mut Peer, parts: &[(PartitionKey, Fo
             // The set of partitions changed while the leader held the poll: start over
             // (the connection, with an answer still to come, goes).
             peer.reset();
-            return Ok(());
+            return Ok(true);
         }
     };
     let (resp, mut trailer): (FetchResponse, _) = answer?;
     let mut waits: Vec<DurableWait> = Vec::new();
+    let mut served = false;
     for t in resp.topics {
         for p in t.partitions {
             let records = trailer.split_to((p.records_bytes as usize).min(trailer.len()));
@@ -199,6 +226,7 @@ async fn fetch_once(r: &Replication, peer: &mut Peer, parts: &[(PartitionKey, Fo
                     continue;
                 }
             }
+            served = true;
             let mut records = records;
             if !records.is_empty() {
                 if let Err(e) = f.log.append_as_follower(&mut records) {
@@ -220,5 +248,5 @@ async fn fetch_once(r: &Replication, peer: &mut Peer, parts: &[(PartitionKey, Fo
             warn!(error = %e, "follower sync failed");
         }
     }
-    Ok(())
+    Ok(served)
 }

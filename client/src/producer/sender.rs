@@ -181,8 +181,17 @@ pub(super) async fn finish_request(
         };
         let in_time = batch.created.elapsed() < inner.config.delivery_timeout;
         if result.as_ref().err().is_some_and(crate::client::leader_moved) {
-            // Retried below; the retry goes to the leader the refreshed routes name.
-            inner.client.refresh_routes(&tp.0);
+            // Retried below; the retry goes to the leader the answer names or, without
+            // one, the leader the refreshed routes name.
+            let hinted = match &outcome {
+                Ok(Some(resp)) => {
+                    leader_hint(resp, &tp).is_some_and(|(id, epoch)| inner.client.learn_leader(&tp.0, tp.1, id, epoch))
+                }
+                _ => false,
+            };
+            if !hinted {
+                inner.client.refresh_routes(&tp.0);
+            }
         }
         match result {
             Err(e) if in_time && batch.seq.is_some() && e.code() == Some(ErrorCode::OutOfOrderSequenceNumber) => {
@@ -198,6 +207,17 @@ pub(super) async fn finish_request(
             Ok(r) => inner.complete(&tp, batch, Ok(r)),
         }
     }
+}
+
+/// The current leader a NOT_LEADER_OR_FOLLOWER answer for `tp` names, if any.
+fn leader_hint(resp: &ProduceResponse, tp: &PartitionKey) -> Option<(i32, i32)> {
+    let p = resp
+        .topics
+        .iter()
+        .filter(|t| *t.name == *tp.0)
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition == tp.1)?;
+    Some((p.current_leader_id?, p.current_leader_epoch?))
 }
 
 pub(super) fn partition_result(resp: &ProduceResponse, tp: &PartitionKey) -> Result<(i64, i64)> {
