@@ -17,7 +17,7 @@ pub enum AcksArg {
     None,
     /// Acknowledged once in the broker's log (page cache)
     Leader,
-    /// Acknowledged once durable under the topic's flush policy
+    /// Acknowledged once every in-sync replica holds it (durable under the topic's flush policy)
     All,
 }
 

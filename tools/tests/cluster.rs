@@ -505,3 +505,128 @@ async fn a_group_keeps_consuming_while_its_coordinator_is_killed_and_restarted()
     consumer.close().await.unwrap();
     producer.close().await;
 }
+
+/// Reads a child's stdout lines on a thread of its own, into a channel.
+fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for `child` to exit, at most `limit` (killed then, and the test fails).
+fn exit_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_produce_and_consume_carry_on_across_a_leader_kill() {
+    use std::io::Write;
+    let mut b = Brokers::start(3);
+    let started = Instant::now();
+    let admin = loop {
+        match Admin::connect(b.addr(1)).await {
+            Ok(a) => break a,
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(30), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    wait_live(&admin, 3).await;
+    let out = runnel(&b.addr(1), &["topic", "create", "lines", "-p", "1", "-r", "3"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let leader = wait_topic(&admin, "lines").await.partitions[0].leader;
+    // Both CLI processes bootstrap from every broker but the leader about to die.
+    let bootstrap = (1..=3)
+        .filter(|id| *id != leader)
+        .map(|id| b.addr(id))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .arg("--broker")
+            .arg(&bootstrap)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut consumer = cli(&["consume", "lines", "--from", "beginning"]);
+    let consumed = lines_of(&mut consumer);
+    let mut producer = cli(&["produce", "lines"]);
+    let mut input = producer.stdin.take().unwrap();
+
+    // Lines before the kill, read back by the consumer as they come.
+    for i in 0..300 {
+        writeln!(input, "line-{i}").unwrap();
+    }
+    input.flush().unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 300 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        seen.push(
+            consumed
+                .recv_timeout(left)
+                .expect("the consumer printed the first lines"),
+        );
+    }
+
+    // The leader dies; the same producer and consumer processes carry on.
+    b.kill9(leader);
+    for i in 300..600 {
+        writeln!(input, "line-{i}").unwrap();
+        if i % 50 == 0 {
+            input.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    drop(input);
+    // Exit 0 only if every line was acknowledged (acks=all: by every in-sync replica).
+    let status = exit_within(&mut producer, Duration::from_secs(90), "runnel produce");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut producer.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "runnel produce failed across the kill: {err}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 600 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumed.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = consumer.kill();
+                let _ = consumer.wait();
+                let mut err = String::new();
+                std::io::Read::read_to_string(&mut consumer.stderr.take().unwrap(), &mut err).unwrap();
+                panic!("the consumer printed {} of 600 lines: {err}", seen.len())
+            }
+        }
+    }
+    let _ = consumer.kill();
+    let _ = consumer.wait();
+    // Once each, in the order written: the idempotent producer's retries did not
+    // duplicate, and the consumer resumed at its position on the new leader.
+    let want: Vec<String> = (0..600).map(|i| format!("line-{i}")).collect();
+    assert_eq!(seen, want);
+    let d = admin.describe_topic("lines").await.unwrap();
+    assert_ne!(d.partitions[0].leader, leader, "leadership moved off the killed broker");
+}

@@ -65,28 +65,39 @@ impl Consumer {
     }
 }
 
+/// The pause between fetches while a partition's leader is being found again.
+const LEADER_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 pub(super) async fn fetch_loop(
     client: Client,
     config: ConsumerConfig,
     mut positions: Vec<(PartitionKey, i64)>,
     tx: mpsc::Sender<Result<Chunk>>,
 ) {
+    // Since when fetches have failed with leader errors in a row (a failover: the
+    // leader's connection lost, a stale route).
+    let mut failing_since: Option<tokio::time::Instant> = None;
     loop {
         let chunk = match fetch_once(&client, &config, &mut positions).await {
-            Ok(chunk) => chunk,
+            Ok(chunk) => {
+                failing_since = None;
+                chunk
+            }
             Err(e)
-                if matches!(
-                    e.code(),
-                    Some(ErrorCode::NotLeaderOrFollower | ErrorCode::FencedLeaderEpoch)
-                ) =>
+                if crate::client::leader_moved(&e)
+                    && failing_since.get_or_insert_with(tokio::time::Instant::now).elapsed()
+                        < client.config().request_timeout =>
             {
-                // A stale route: the partition's leader moved and the routes are being
-                // refreshed. Kafka's consumers handle this themselves; so does this one.
-                debug!(error = %e, "partition leader moved; fetching from the new one");
-                tokio::time::sleep(config.retry_backoff).await;
+                // The partition's leader moved or died and the routes are being
+                // refreshed: Kafka's consumers carry on by themselves through a
+                // failover, and so does this one. Only when it lasts past the request
+                // timeout does the application hear of it (and fetching goes on).
+                debug!(error = %e, "partition leader moved or unreachable; fetching from the new one");
+                tokio::time::sleep(config.retry_backoff.min(LEADER_RETRY_PAUSE)).await;
                 continue;
             }
             Err(e) => {
+                failing_since = None;
                 debug!(error = %e, "fetch failed; retrying");
                 if tx.send(Err(e)).await.is_err() {
                     return;
