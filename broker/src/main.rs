@@ -198,6 +198,34 @@ struct Args {
         value_delimiter = ','
     )]
     topic_defaults: Vec<String>,
+
+    /// TLS certificate chain (PEM): the native, Kafka and metrics listeners speak TLS
+    /// (1.2 and 1.3); needs --tls-key. SIGHUP reads the files again
+    #[arg(long, env = "RUNNEL_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The TLS certificate's private key (PEM)
+    #[arg(long, env = "RUNNEL_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) clients must present a certificate from (mutual TLS): the
+    /// certificate's subject becomes the connection's principal
+    #[arg(long, env = "RUNNEL_TLS_CLIENT_CA", value_name = "PEM", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// A plaintext native listener beside the TLS ones (loopback tools, inter-broker
+    /// traffic on a private network; see --peer-address)
+    #[arg(long, env = "RUNNEL_PLAINTEXT_LISTEN", value_name = "ADDR", requires = "tls_cert")]
+    plaintext_listen: Option<SocketAddr>,
+
+    /// A plaintext Kafka listener beside the TLS ones
+    #[arg(
+        long,
+        env = "RUNNEL_KAFKA_PLAINTEXT_LISTEN",
+        value_name = "ADDR",
+        requires = "tls_cert"
+    )]
+    kafka_plaintext_listen: Option<SocketAddr>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -330,6 +358,17 @@ fn settings(args: Args) -> Settings {
         default_replication_factor
     );
     server.advertised_host = args.advertised_host.or(file.advertised_host);
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        let files = runnel_broker::net::tls::TlsFiles {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        };
+        let tls = runnel_broker::net::tls::Tls::load(files).unwrap_or_else(|e| fail(format!("TLS: {e}")));
+        server.tls = Some(std::sync::Arc::new(tls));
+    }
+    server.plaintext_listen = args.plaintext_listen;
+    server.kafka_plaintext_listen = args.kafka_plaintext_listen;
     (server.kafka_listen, server.kafka_listen_is_default) =
         listen_setting("kafka", args.kafka_listen.or(file.kafka_listen), DEFAULT_KAFKA_LISTEN);
     let metrics_listen_is_default;
@@ -475,6 +514,7 @@ fn main() {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGHUP);
     if let Err(e) = signals.thread_block() {
         fail(format!("cannot block signals: {e}"));
     }
@@ -513,6 +553,7 @@ fn main() {
         runtime.spawn(runnel_broker::metrics::http::serve(
             listener,
             metrics.clone(),
+            server_config.tls.clone(),
             std::future::pending(),
         ));
         Some(bound)
@@ -540,7 +581,18 @@ fn main() {
             topics = storage.topics().len(),
             "runnel-broker started"
         );
-        let signal = tokio::task::spawn_blocking(move || signals.wait());
+        // SIGHUP reads the TLS files again; SIGINT and SIGTERM stop the broker.
+        let tls = server.tls();
+        let signal = tokio::task::spawn_blocking(move || loop {
+            match signals.wait() {
+                Ok(Signal::SIGHUP) => match tls.as_ref().map(|t| t.reload()) {
+                    Some(Ok(())) => info!("SIGHUP: TLS certificate, key and client CA read again"),
+                    Some(Err(e)) => error!(error = %e, "SIGHUP: TLS files not reloaded; the previous ones stay in use"),
+                    None => info!("SIGHUP: nothing to reload (no TLS)"),
+                },
+                other => return other,
+            }
+        });
         let cluster = server.broker().cluster.clone();
         let failed = tokio::select! {
             signal = signal => {

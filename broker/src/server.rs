@@ -35,6 +35,9 @@ pub struct Server {
     local_addr: SocketAddr,
     kafka_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
+    plaintext_addr: Option<SocketAddr>,
+    kafka_plaintext_addr: Option<SocketAddr>,
+    tls: Option<Arc<crate::net::tls::Tls>>,
     /// Each connection task holds a clone; `recv` returns `None` once all have ended.
     connections_done: mpsc::Receiver<()>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -103,6 +106,16 @@ impl Server {
             })?),
         };
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let tls = config.tls.clone();
+        if tls.is_some() {
+            if crate::net::tls::kernel_tls_available() {
+                info!("TLS on: kernel TLS is available but not used; fetches over TLS copy through user space");
+            } else {
+                info!("TLS on: this kernel has no kernel TLS (no tls ULP); fetches over TLS copy through user space");
+            }
+        }
+        let plaintext_listener = bind_extra(config.plaintext_listen, "--plaintext-listen").await?;
+        let kafka_plaintext_listener = bind_extra(config.kafka_plaintext_listen, "--kafka-plaintext-listen").await?;
         let groups = {
             let storage = storage.clone();
             let cfg = config.group.clone();
@@ -176,10 +189,13 @@ impl Server {
         metrics.attach(Arc::downgrade(&source));
         if let (Some(listener), Some(addr)) = (metrics_listener, metrics_addr) {
             let stopping = net.clone();
-            tokio::spawn(crate::metrics::http::serve(listener, metrics.clone(), async move {
-                stopping.shutting_down().await
-            }));
-            info!(listen = %addr, "listening (metrics: /metrics, /health, /ready)");
+            tokio::spawn(crate::metrics::http::serve(
+                listener,
+                metrics.clone(),
+                tls.clone(),
+                async move { stopping.shutting_down().await },
+            ));
+            info!(listen = %addr, tls = tls.is_some(), "listening (metrics: /metrics, /health, /ready)");
         }
         let alone = {
             let c = broker.cluster.config();
@@ -210,24 +226,52 @@ impl Server {
             net.clone(),
             broker.clone(),
             listener,
-            done_tx,
+            tls.clone(),
+            done_tx.clone(),
         ));
-        info!(listen = %local_addr, "listening (native protocol)");
+        info!(listen = %local_addr, tls = tls.is_some(), "listening (native protocol)");
         if let (Some(listener), Some(addr)) = (kafka_listener, kafka_addr) {
             tokio::spawn(listener::accept_loop::<crate::kafka::Kafka>(
                 net.clone(),
                 broker.clone(),
                 listener,
+                tls.clone(),
                 kafka_done,
             ));
-            info!(listen = %addr, "listening (Kafka protocol)");
+            info!(listen = %addr, tls = tls.is_some(), "listening (Kafka protocol)");
         }
+        let plaintext_addr = plaintext_listener.as_ref().map(|(_, a)| *a);
+        let kafka_plaintext_addr = kafka_plaintext_listener.as_ref().map(|(_, a)| *a);
+        if let Some((listener, addr)) = plaintext_listener {
+            tokio::spawn(listener::accept_loop::<Native>(
+                net.clone(),
+                broker.clone(),
+                listener,
+                None,
+                done_tx.clone(),
+            ));
+            info!(listen = %addr, "listening (native protocol, plaintext)");
+        }
+        if let Some((listener, addr)) = kafka_plaintext_listener {
+            tokio::spawn(listener::accept_loop::<crate::kafka::Kafka>(
+                net.clone(),
+                broker.clone(),
+                listener,
+                None,
+                done_tx,
+            ));
+            info!(listen = %addr, "listening (Kafka protocol, plaintext)");
+        }
+
         metrics.ready.store(true, std::sync::atomic::Ordering::Release);
         Ok(Server {
             broker,
             local_addr,
             kafka_addr,
             metrics_addr,
+            plaintext_addr,
+            kafka_plaintext_addr,
+            tls,
             connections_done,
             accept_task,
         })
@@ -245,6 +289,21 @@ impl Server {
     /// The metrics endpoint's bound address, if this server runs one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The plaintext native listener beside a TLS one, if configured.
+    pub fn plaintext_addr(&self) -> Option<SocketAddr> {
+        self.plaintext_addr
+    }
+
+    /// The plaintext Kafka listener beside a TLS one, if configured.
+    pub fn kafka_plaintext_addr(&self) -> Option<SocketAddr> {
+        self.kafka_plaintext_addr
+    }
+
+    /// The listeners' TLS (to reload its files on SIGHUP), if on.
+    pub fn tls(&self) -> Option<Arc<crate::net::tls::Tls>> {
+        self.tls.clone()
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -284,4 +343,20 @@ impl Drop for Server {
         self.broker.net.stop();
         self.accept_task.abort();
     }
+}
+
+/// Binds an extra plaintext listener, if asked for: the listener and its address.
+async fn bind_extra(
+    addr: Option<SocketAddr>,
+    flag: &'static str,
+) -> Result<Option<(tokio::net::TcpListener, SocketAddr)>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let io = |source| Error::Io {
+        op: flag,
+        path: addr.to_string().into(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(io)?;
+    let local = listener.local_addr().map_err(io)?;
+    Ok(Some((listener, local)))
 }

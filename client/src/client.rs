@@ -52,6 +52,9 @@ pub struct ClientConfig {
     /// typo never creates a topic; [`crate::ProducerConfig`]'s default turns it on, as
     /// Kafka producers do.
     pub auto_create_topics: bool,
+    /// Speak TLS to the brokers, trusting these CAs (and presenting a certificate, for
+    /// mutual TLS). Default `None`: plaintext.
+    pub tls: Option<crate::TlsConfig>,
 }
 
 impl Default for ClientConfig {
@@ -63,6 +66,7 @@ impl Default for ClientConfig {
             client_id: concat!("runnel-client ", env!("CARGO_PKG_VERSION")).into(),
             metadata_max_age: Duration::from_secs(300),
             auto_create_topics: false,
+            tls: None,
         }
     }
 }
@@ -201,7 +205,7 @@ impl Client {
             return Ok(c.clone());
         }
         let cfg = &self.inner.config;
-        let c = Arc::new(Connection::open(&self.inner.addr, cfg.connect_timeout, cfg.max_response_frame_bytes).await?);
+        let c = Arc::new(Connection::open(&self.inner.addr, cfg).await?);
         *conn = Some(c.clone());
         Ok(c)
     }
@@ -216,7 +220,7 @@ impl Client {
             return Ok(c.clone());
         }
         let cfg = &self.inner.config;
-        let c = Arc::new(Connection::open(addr, cfg.connect_timeout, cfg.max_response_frame_bytes).await?);
+        let c = Arc::new(Connection::open(addr, cfg).await?);
         others.insert(addr.to_owned(), c.clone());
         Ok(c)
     }

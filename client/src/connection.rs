@@ -11,13 +11,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use runnel_protocol::frame::{self, RequestHeader, ResponseFrame, RESPONSE_HEADER_BYTES};
 use runnel_protocol::Request;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,6 +29,11 @@ type Waiter = (i32, oneshot::Sender<Result<ResponseFrame>>);
 struct Outgoing {
     parts: Vec<Bytes>,
     waiter: Option<Waiter>,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 pub(crate) struct Connection {
@@ -60,22 +63,44 @@ impl Shared {
 }
 
 impl Connection {
-    pub(crate) async fn open(
-        addr: &str,
-        connect_timeout: Duration,
-        max_response_frame_bytes: u32,
-    ) -> Result<Connection> {
+    /// Connects to `addr` (TLS when `config.tls` says so; the handshake counts in the
+    /// connect timeout).
+    pub(crate) async fn open(addr: &str, config: &crate::ClientConfig) -> Result<Connection> {
+        let connect_timeout = config.connect_timeout;
+        let max_response_frame_bytes = config.max_response_frame_bytes;
         let connect_err = |reason: String| Error::Connect {
             addr: addr.to_owned(),
             reason,
         };
-        let sock = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(connect_err(e.to_string())),
+        let connect = async {
+            let sock = TcpStream::connect(addr).await.map_err(|e| connect_err(e.to_string()))?;
+            let _ = sock.set_nodelay(true);
+            match &config.tls {
+                None => Ok(Stream::Plain(sock)),
+                Some(tls) => tls.connect(addr, sock).await.map(|s| Stream::Tls(Box::new(s))),
+            }
+        };
+        let stream = match tokio::time::timeout(connect_timeout, connect).await {
+            Ok(r) => r?,
             Err(_) => return Err(connect_err(format!("no answer within {connect_timeout:?}"))),
         };
-        let _ = sock.set_nodelay(true);
-        let (rd, wr) = sock.into_split();
+        match stream {
+            Stream::Plain(sock) => {
+                let (rd, wr) = sock.into_split();
+                Ok(Connection::start(addr, rd, wr, max_response_frame_bytes))
+            }
+            Stream::Tls(tls) => {
+                let (rd, wr) = tokio::io::split(*tls);
+                Ok(Connection::start(addr, rd, wr, max_response_frame_bytes))
+            }
+        }
+    }
+
+    fn start<R, W>(addr: &str, rd: R, wr: W, max_response_frame_bytes: u32) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let dead = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             addr: addr.to_owned(),
@@ -85,12 +110,12 @@ impl Connection {
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         tokio::spawn(write_loop(wr, rx, shared.clone()));
         tokio::spawn(read_loop(rd, shared, max_response_frame_bytes));
-        Ok(Connection {
+        Connection {
             addr: addr.to_owned(),
             queue,
             next_correlation_id: AtomicI32::new(1),
             dead,
-        })
+        }
     }
 
     pub(crate) fn is_dead(&self) -> bool {
@@ -148,7 +173,7 @@ impl Connection {
     }
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, shared: Arc<Shared>) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Outgoing>, shared: Arc<Shared>) {
     while let Some(out) = rx.recv().await {
         if let Some(w) = out.waiter {
             // Registered before the bytes leave, so the reader always finds it.
@@ -160,6 +185,14 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
                 return;
             }
         }
+        // A TLS stream holds encrypted bytes until flushed (a plain socket's flush does
+        // nothing); once the queue is drained, so pipelined requests share records.
+        if rx.is_empty() {
+            if let Err(e) = wr.flush().await {
+                shared.fail_all(&format!("write failed: {e}"));
+                return;
+            }
+        }
         if shared.dead.load(Ordering::Acquire) {
             return;
         }
@@ -167,7 +200,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, sh
     let _ = wr.shutdown().await;
 }
 
-async fn read_loop(mut rd: OwnedReadHalf, shared: Arc<Shared>, max_frame_bytes: u32) {
+async fn read_loop<R: AsyncRead + Unpin>(mut rd: R, shared: Arc<Shared>, max_frame_bytes: u32) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         loop {

@@ -45,6 +45,7 @@ pub mod group;
 pub mod partitioner;
 mod producer;
 mod sync;
+mod tls;
 
 pub use admin::{
     Admin, BrokerStatus, ClusterBroker, ClusterDescription, ConfigEntry, GroupCoordinator, GroupDescription,
@@ -58,6 +59,7 @@ pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata, MAX_IDEMPOTENT_IN_FLIGHT,
 };
 pub use runnel_protocol::{Compression, ErrorCode, Header, DEFAULT_BROKER_ADDR};
+pub use tls::TlsConfig;
 
 /// A partition as the producer and consumer key their state: the topic shared (`Arc`),
 /// so keys clone without allocating. The public [`TopicPartition`] owns its name.

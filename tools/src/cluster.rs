@@ -13,7 +13,9 @@ pub enum ClusterCommand {
 }
 
 pub async fn run(broker: &str, cmd: ClusterCommand) -> Result<(), String> {
-    let admin = Admin::connect(broker).await.map_err(|e| e.to_string())?;
+    let admin = Admin::connect_with(broker, crate::client_config())
+        .await
+        .map_err(|e| e.to_string())?;
     match cmd {
         ClusterCommand::Describe => {
             let c = admin.describe_cluster().await.map_err(|e| e.to_string())?;

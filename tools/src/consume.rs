@@ -93,6 +93,7 @@ pub async fn run(broker: &str, args: ConsumeArgs) -> Result<(), String> {
             start_without_commit: Some(args.from),
             ..GroupConfig::default()
         },
+        client: crate::client_config(),
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::connect(broker, config).await.map_err(err)?;

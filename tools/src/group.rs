@@ -42,7 +42,7 @@ fn dash(v: Option<i64>) -> String {
 
 pub async fn run(broker: &str, cmd: GroupCommand) -> Result<(), String> {
     let err = |e: runnel_client::Error| e.to_string();
-    let admin = Admin::connect(broker).await.map_err(err)?;
+    let admin = Admin::connect_with(broker, crate::client_config()).await.map_err(err)?;
     match cmd {
         GroupCommand::List => {
             let groups = admin.list_groups().await.map_err(err)?;

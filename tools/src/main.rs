@@ -26,8 +26,43 @@ struct Cli {
     #[arg(long, global = true, env = "RUNNEL_BROKER", default_value = runnel_client::DEFAULT_BROKER_ADDR)]
     broker: String,
 
+    /// Speak TLS to the brokers, trusting the CA certificates in this PEM file
+    #[arg(long, global = true, env = "RUNNEL_TLS_CA", value_name = "PEM")]
+    tls_ca: Option<std::path::PathBuf>,
+
+    /// This client's certificate chain (PEM), for brokers that require one (mutual TLS)
+    #[arg(long, global = true, env = "RUNNEL_TLS_CERT", value_name = "PEM", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// The client certificate's private key (PEM)
+    #[arg(
+        long,
+        global = true,
+        env = "RUNNEL_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// The connection settings every command uses (TLS from the global flags).
+static CLIENT: std::sync::OnceLock<runnel_client::ClientConfig> = std::sync::OnceLock::new();
+
+/// The client settings from the command line, for every connection the CLI opens.
+pub(crate) fn client_config() -> runnel_client::ClientConfig {
+    CLIENT.get().cloned().unwrap_or_default()
+}
+
+fn tls_config(cli: &Cli) -> Result<Option<runnel_client::TlsConfig>, String> {
+    let tls = match (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
+        (None, _, _) => return Ok(None),
+        (Some(ca), Some(cert), Some(key)) => runnel_client::TlsConfig::with_client_cert(ca, cert, key),
+        (Some(ca), _, _) => runnel_client::TlsConfig::from_ca_file(ca),
+    };
+    tls.map(Some).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +119,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match tls_config(&cli) {
+        Ok(tls) => {
+            let _ = CLIENT.set(runnel_client::ClientConfig {
+                tls,
+                ..Default::default()
+            });
+        }
+        Err(e) => {
+            eprintln!("runnel: TLS: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -80,7 +80,7 @@ const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
 /// request's own fields, so a record the broker would accept is never refused here. A
 /// topic that cannot be described keeps the default (producing then reports why).
 async fn request_bytes_for(broker: &str, topic: &str) -> usize {
-    let Ok(admin) = runnel_client::Admin::connect(broker).await else {
+    let Ok(admin) = runnel_client::Admin::connect_with(broker, crate::client_config()).await else {
         return MIN_REQUEST_BYTES;
     };
     let max_message_bytes = admin
@@ -121,6 +121,10 @@ pub async fn run(broker: &str, args: ProduceArgs) -> Result<(), String> {
         batch_size_bytes: args.batch_bytes.max(1),
         max_request_bytes,
         buffer_memory_bytes: defaults.buffer_memory_bytes.max(max_request_bytes),
+        client: runnel_client::ClientConfig {
+            auto_create_topics: defaults.client.auto_create_topics,
+            ..crate::client_config()
+        },
         ..defaults
     };
     let producer = Producer::connect(broker, config).await.map_err(|e| e.to_string())?;

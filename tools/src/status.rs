@@ -48,7 +48,7 @@ fn rate(before: u64, after: u64, secs: f64) -> f64 {
 
 pub async fn run(broker: &str, args: StatusArgs) -> Result<(), String> {
     let err = |e: runnel_client::Error| e.to_string();
-    let admin = Admin::connect(broker).await.map_err(err)?;
+    let admin = Admin::connect_with(broker, crate::client_config()).await.map_err(err)?;
     let first: BrokerStatus = admin.broker_status().await.map_err(err)?;
     let at = Instant::now();
     tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;

@@ -75,7 +75,9 @@ fn parse_trim_offset(s: &str) -> Result<TrimTo, String> {
 }
 
 pub async fn run(broker: &str, cmd: TopicCommand) -> Result<(), String> {
-    let admin = Admin::connect(broker).await.map_err(|e| e.to_string())?;
+    let admin = Admin::connect_with(broker, crate::client_config())
+        .await
+        .map_err(|e| e.to_string())?;
     match cmd {
         TopicCommand::Create {
             name,

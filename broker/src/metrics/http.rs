@@ -20,8 +20,13 @@ use super::Metrics;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serves until `stop` resolves.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: impl std::future::Future<Output = ()>) {
+/// Serves until `stop` resolves; HTTPS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    tls: Option<Arc<crate::net::tls::Tls>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
     loop {
         let (sock, peer) = tokio::select! {
@@ -36,15 +41,33 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: impl std:
             },
         };
         let metrics = metrics.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let m = metrics.clone();
             let service = service_fn(move |req| {
-                let metrics = metrics.clone();
+                let metrics = m.clone();
                 async move { Ok::<_, Infallible>(answer(&metrics, req)) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(sock), service)
-                .await
-            {
+            let served = match tls {
+                None => {
+                    http1::Builder::new()
+                        .serve_connection(TokioIo::new(sock), service)
+                        .await
+                }
+                Some(tls) => match tls.accept(sock).await {
+                    Ok(stream) => {
+                        http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
+                    Err(e) => {
+                        metrics.tls_handshake_failures.inc();
+                        debug!(%peer, error = %e, "metrics TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = served {
                 debug!(%peer, error = %e, "metrics connection failed");
             }
         });

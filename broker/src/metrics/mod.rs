@@ -108,6 +108,10 @@ pub struct Metrics {
     pub connections: Gauge,
     pub in_flight: Gauge,
     pub slow_requests: Counter,
+    /// TLS handshakes that failed or timed out (each closed its connection).
+    pub tls_handshake_failures: Counter,
+    /// Record bytes copied through user space to TLS connections (no `sendfile`).
+    pub tls_copied_bytes: Counter,
     /// Recovery finished and the listeners are up (`/ready`).
     pub ready: AtomicBool,
     started: Instant,
@@ -139,6 +143,8 @@ impl Metrics {
             connections: Gauge::default(),
             in_flight: Gauge::default(),
             slow_requests: Counter::default(),
+            tls_handshake_failures: Counter::default(),
+            tls_copied_bytes: Counter::default(),
             ready: AtomicBool::new(false),
             started: Instant::now(),
             source: OnceLock::new(),
@@ -201,6 +207,17 @@ impl Metrics {
                 "slow_requests",
                 "Requests over slow_request_ms (not counting long-poll and group waits)",
                 m.slow_requests.clone(),
+            );
+            r.register(
+                "tls_handshake_failures",
+                "TLS handshakes that failed or did not finish in time",
+                m.tls_handshake_failures.clone(),
+            );
+            r.register_with_unit(
+                "tls_copied",
+                "Record bytes fetched over TLS, copied through user space (no sendfile)",
+                Unit::Bytes,
+                m.tls_copied_bytes.clone(),
             );
         }
         Arc::new(m)

@@ -60,6 +60,14 @@ pub struct ServerConfig {
     pub default_replication_factor: u16,
     /// This broker's node id, the controller voters, session and heartbeat timing.
     pub cluster: crate::cluster::ClusterConfig,
+    /// TLS for `listen`, `kafka_listen` and `metrics_listen` (HTTPS), its files already
+    /// read ([`super::tls::Tls::load`]); `None`: plaintext.
+    pub tls: Option<std::sync::Arc<super::tls::Tls>>,
+    /// A plaintext native listener beside the TLS one (loopback tools, inter-broker
+    /// traffic on a private network), as Kafka's named listeners allow.
+    pub plaintext_listen: Option<SocketAddr>,
+    /// A plaintext Kafka listener beside the TLS one.
+    pub kafka_plaintext_listen: Option<SocketAddr>,
 }
 
 pub const DEFAULT_PORT_ADDR: &str = runnel_protocol::DEFAULT_BROKER_ADDR;
@@ -87,6 +95,9 @@ impl Default for ServerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             cluster: crate::cluster::ClusterConfig::default(),
+            tls: None,
+            plaintext_listen: None,
+            kafka_plaintext_listen: None,
         }
     }
 }
@@ -94,6 +105,13 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Checks the limits against each other; a one-line reason when they do not fit.
     pub fn validate(&self) -> Result<(), String> {
+        if self.tls.is_none() && (self.plaintext_listen.is_some() || self.kafka_plaintext_listen.is_some()) {
+            return Err(
+                "--plaintext-listen and --kafka-plaintext-listen are for a broker with --tls-cert: \
+                        its listeners are all plaintext already"
+                    .into(),
+            );
+        }
         if self.max_request_frame_bytes < 1024 {
             return Err("max_request_frame_bytes must be at least 1024".into());
         }

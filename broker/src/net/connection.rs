@@ -31,15 +31,14 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use runnel_protocol::frame::{self, FrameError};
 use runnel_protocol::ErrorCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::order::ApplyOrder;
-use super::reply::{write_reply, Reply};
+use super::reply::{CopyingWriter, Reply, ReplyWriter};
 use super::stats::ServerStats;
 use super::Net;
 use crate::metrics::{self, RequestInfo};
@@ -108,13 +107,35 @@ enum Close {
     WriterGone,
 }
 
+/// Serves a plaintext connection (fetches with `sendfile`).
 pub(crate) async fn run<P: Protocol>(net: Arc<Net>, service: Arc<P::Service>, sock: TcpStream, peer: SocketAddr) {
     let (rd, wr) = sock.into_split();
+    serve::<P, _, _>(net, service, rd, wr, peer).await;
+}
+
+/// Serves a connection whose TLS handshake is done (fetches copy through the TLS layer).
+pub(crate) async fn run_tls<P: Protocol>(
+    net: Arc<Net>,
+    service: Arc<P::Service>,
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    peer: SocketAddr,
+) {
+    let (rd, wr) = tokio::io::split(stream);
+    serve::<P, _, _>(net, service, rd, CopyingWriter::new(wr), peer).await;
+}
+
+async fn serve<P: Protocol, R: AsyncRead + Unpin, W: ReplyWriter>(
+    net: Arc<Net>,
+    service: Arc<P::Service>,
+    rd: R,
+    wr: W,
+    peer: SocketAddr,
+) {
     let (tx, rx) = mpsc::channel(net.config.max_in_flight_requests);
     let in_flight = Arc::new(AtomicUsize::new(0));
     net.metrics.connections.inc();
-    let writer = tokio::spawn(write_loop::<P>(net.clone(), wr, rx, in_flight.clone(), peer));
-    let close = read_loop::<P>(&net, &service, rd, tx, &in_flight, peer).await;
+    let writer = tokio::spawn(write_loop::<P, W>(net.clone(), wr, rx, in_flight.clone(), peer));
+    let close = read_loop::<P, R>(&net, &service, rd, tx, &in_flight, peer).await;
     match &close {
         Close::Peer | Close::Shutdown | Close::WriterGone => debug!(%peer, ?close, "connection closing"),
         Close::Idle => info!(%peer, idle_timeout_ms = net.config.idle_timeout_ms, "closing idle connection"),
@@ -133,10 +154,10 @@ pub(crate) async fn run<P: Protocol>(net: Arc<Net>, service: Arc<P::Service>, so
 
 // Long by choice: the reader's whole state machine (budget, frame boundaries, own
 // buffers for large frames, idle and shutdown) reads top to bottom in one place.
-async fn read_loop<P: Protocol>(
+async fn read_loop<P: Protocol, R: AsyncRead + Unpin>(
     net: &Arc<Net>,
     service: &Arc<P::Service>,
-    mut rd: OwnedReadHalf,
+    mut rd: R,
     tx: mpsc::Sender<InFlight>,
     in_flight: &AtomicUsize,
     peer: SocketAddr,
@@ -290,9 +311,9 @@ async fn take_budget(budget: &Arc<Semaphore>, bytes: usize, net: &Net) -> Option
     }
 }
 
-async fn write_loop<P: Protocol>(
+async fn write_loop<P: Protocol, W: ReplyWriter>(
     net: Arc<Net>,
-    mut wr: OwnedWriteHalf,
+    mut wr: W,
     mut rx: mpsc::Receiver<InFlight>,
     in_flight: Arc<AtomicUsize>,
     peer: SocketAddr,
@@ -326,7 +347,7 @@ async fn write_loop<P: Protocol>(
                 ServerStats::add(&net.stats.connections_rejected, 1);
                 break;
             }
-            if let Err(e) = write_reply(&mut wr, &reply, &net.stats).await {
+            if let Err(e) = wr.write_reply(&reply, &net.stats).await {
                 debug!(%peer, error = %e, "write failed; closing connection");
                 return;
             }

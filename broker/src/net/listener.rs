@@ -5,18 +5,23 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use super::connection::{self, Protocol};
+use super::tls::{self, Tls};
 use super::{stats::ServerStats, Net};
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
 
+/// Accepts connections on `listener`: plaintext, or TLS when `tls` is given (the
+/// handshake runs in the connection's own task, bounded by its timeout; one that fails
+/// closes that connection only).
 pub(crate) async fn accept_loop<P: Protocol>(
     net: Arc<Net>,
     service: Arc<P::Service>,
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     done: mpsc::Sender<()>,
 ) {
     let limit = Arc::new(Semaphore::new(net.config.max_connections));
@@ -47,8 +52,22 @@ pub(crate) async fn accept_loop<P: Protocol>(
         let net = net.clone();
         let service = service.clone();
         let done = done.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection::run::<P>(net, service, sock, peer).await;
+            match tls {
+                None => connection::run::<P>(net, service, sock, peer).await,
+                Some(tls) => match tls.accept(sock).await {
+                    Ok(stream) => {
+                        debug!(%peer, principal = tls::principal(&stream).as_deref(), "TLS connection");
+                        connection::run_tls::<P>(net, service, stream, peer).await
+                    }
+                    Err(e) => {
+                        ServerStats::add(&net.stats.tls_handshake_failures, 1);
+                        net.metrics.tls_handshake_failures.inc();
+                        info!(%peer, error = %e, "TLS handshake failed; connection closed");
+                    }
+                },
+            }
             drop(permit);
             drop(done);
         });

@@ -1,14 +1,19 @@
-//! A response ready to send, and the one function that writes responses to sockets.
+//! A response ready to send, and the two ways of writing responses to connections.
 //!
-//! This is the only code that emits record bytes to clients on the fetch path, and it
-//! does so with `sendfile(2)` from the segment file: the bytes never enter user space.
-//! `tests/zero_copy.rs` checks that through the server's byte counters.
+//! This is the only code that emits record bytes to clients on the fetch path. On a
+//! plaintext connection it does so with `sendfile(2)` from the segment file: the bytes
+//! never enter user space (`tests/zero_copy.rs` checks that through the server's byte
+//! counters). On a TLS connection the bytes must be encrypted on their way, so they are
+//! read from the file into a buffer and written through the TLS layer
+//! ([`CopyingWriter`], counted apart).
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
@@ -65,17 +70,91 @@ impl Reply {
     }
 }
 
-/// Writes one reply: the head with `write`, each region with `sendfile` at its place.
-pub async fn write_reply(sock: &mut OwnedWriteHalf, reply: &Reply, stats: &ServerStats) -> io::Result<()> {
-    let mut at = 0;
-    for (region, &to) in reply.regions.iter().zip(&reply.region_at) {
-        sock.write_all(&reply.head[at..to]).await?;
-        at = to;
-        send_region(sock.as_ref(), region, stats).await?;
+/// Where a connection's replies go: the socket's write half, or a TLS stream's.
+pub(crate) trait ReplyWriter: Send + 'static {
+    /// Writes one reply: its head, with each file region at its place.
+    fn write_reply<'a>(
+        &'a mut self,
+        reply: &'a Reply,
+        stats: &'a ServerStats,
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a;
+
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_;
+}
+
+/// A plaintext socket: the head with `write`, each region with `sendfile`.
+impl ReplyWriter for OwnedWriteHalf {
+    async fn write_reply(&mut self, reply: &Reply, stats: &ServerStats) -> io::Result<()> {
+        let mut at = 0;
+        for (region, &to) in reply.regions.iter().zip(&reply.region_at) {
+            self.write_all(&reply.head[at..to]).await?;
+            at = to;
+            send_region(self.as_ref(), region, stats).await?;
+        }
+        self.write_all(&reply.head[at..]).await?;
+        ServerStats::add(&stats.bytes_written, reply.head.len() as u64);
+        Ok(())
     }
-    sock.write_all(&reply.head[at..]).await?;
-    ServerStats::add(&stats.bytes_written, reply.head.len() as u64);
-    Ok(())
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        AsyncWriteExt::shutdown(self).await
+    }
+}
+
+/// Bytes read from a segment file per write through a TLS stream (a TLS record holds
+/// 16 KiB; a few per write keep the syscalls few).
+const COPY_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A stream that cannot take `sendfile` (TLS): file regions are read into one buffer,
+/// reused for the connection's life, and written through the stream.
+pub(crate) struct CopyingWriter<W> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W> CopyingWriter<W> {
+    pub(crate) fn new(inner: W) -> CopyingWriter<W> {
+        CopyingWriter { inner, buf: Vec::new() }
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> ReplyWriter for CopyingWriter<W> {
+    async fn write_reply(&mut self, reply: &Reply, stats: &ServerStats) -> io::Result<()> {
+        let mut at = 0;
+        for (region, &to) in reply.regions.iter().zip(&reply.region_at) {
+            self.inner.write_all(&reply.head[at..to]).await?;
+            at = to;
+            if self.buf.is_empty() {
+                self.buf = vec![0; COPY_CHUNK_BYTES];
+            }
+            let mut pos = region.position;
+            let mut left = region.len;
+            while left > 0 {
+                let want = (left as usize).min(self.buf.len());
+                // Page-cache reads, as `sendfile`'s are: the region was just written
+                // or read.
+                let n = region.file.read_at(&mut self.buf[..want], pos)?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "segment file ended inside a fetched region (truncated during the fetch)",
+                    ));
+                }
+                self.inner.write_all(&self.buf[..n]).await?;
+                pos += n as u64;
+                left -= n as u64;
+                ServerStats::add(&stats.bytes_copied, n as u64);
+            }
+        }
+        self.inner.write_all(&reply.head[at..]).await?;
+        self.inner.flush().await?;
+        ServerStats::add(&stats.bytes_written, reply.head.len() as u64);
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.inner.shutdown().await
+    }
 }
 
 /// Sends a file region to a non-blocking socket with `sendfile`, waiting for the socket

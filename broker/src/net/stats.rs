@@ -9,6 +9,10 @@ pub struct ServerStats {
     pub bytes_written: AtomicU64,
     /// Record bytes sent from segment files with `sendfile(2)`, never through user space.
     pub bytes_sendfile: AtomicU64,
+    /// Record bytes read from segment files into user space to go out through TLS.
+    pub bytes_copied: AtomicU64,
+    /// TLS handshakes that failed or did not finish in time (the connection closed).
+    pub tls_handshake_failures: AtomicU64,
     /// Request bytes read from sockets.
     pub bytes_read: AtomicU64,
     /// Kafka produce record bytes copied out of their request (the frame was still
