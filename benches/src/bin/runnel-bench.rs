@@ -111,6 +111,16 @@ struct Args {
     /// spent during the timed part, and per GB of message values moved
     #[arg(long, conflicts_with = "embedded")]
     broker_pid: Option<u32>,
+    /// Connect with TLS, trusting the CA certificates in this PEM file
+    #[arg(long, value_name = "PEM", conflicts_with = "embedded")]
+    tls_ca: Option<std::path::PathBuf>,
+}
+
+/// The connection settings of every client the benchmark opens (TLS from --tls-ca).
+static CLIENT: std::sync::OnceLock<runnel_client::ClientConfig> = std::sync::OnceLock::new();
+
+fn client_config() -> runnel_client::ClientConfig {
+    CLIENT.get().cloned().unwrap_or_default()
 }
 
 /// Nanoseconds since the epoch: comparable between producer and consumer tasks.
@@ -147,6 +157,20 @@ impl Shared {
 
 fn main() {
     let args = Args::parse();
+    if let Some(ca) = &args.tls_ca {
+        match runnel_client::TlsConfig::from_ca_file(ca) {
+            Ok(tls) => {
+                let _ = CLIENT.set(runnel_client::ClientConfig {
+                    tls: Some(tls),
+                    ..Default::default()
+                });
+            }
+            Err(e) => {
+                eprintln!("runnel-bench: --tls-ca: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -182,7 +206,7 @@ async fn run(args: Args) -> Result<(), String> {
         args.broker.clone()
     };
     let err = |e: runnel_client::Error| e.to_string();
-    let admin = Admin::connect(&broker).await.map_err(err)?;
+    let admin = Admin::connect_with(&broker, client_config()).await.map_err(err)?;
     let flush = match args.flush {
         Flush::Always => "always",
         Flush::Interval => "interval",
@@ -296,6 +320,10 @@ async fn produce_all(
             linger: Duration::from_millis(args.linger_ms),
             max_in_flight_per_partition: args.max_in_flight,
             idempotence: args.idempotence,
+            client: runnel_client::ClientConfig {
+                auto_create_topics: true,
+                ..client_config()
+            },
             ..ProducerConfig::default()
         };
         let p = Producer::connect(broker, config).await.map_err(|e| e.to_string())?;
@@ -393,9 +421,15 @@ fn ack(
 /// Reads its share of the partitions (p % consumers == k) until told to stop.
 async fn consume(broker: &str, args: &Args, s: &Shared, k: usize) -> Result<(), String> {
     let err = |e: runnel_client::Error| e.to_string();
-    let mut c = Consumer::connect(broker, ConsumerConfig::default())
-        .await
-        .map_err(err)?;
+    let mut c = Consumer::connect(
+        broker,
+        ConsumerConfig {
+            client: client_config(),
+            ..ConsumerConfig::default()
+        },
+    )
+    .await
+    .map_err(err)?;
     let mine: Vec<(String, u32)> = (0..args.partitions)
         .filter(|p| *p as usize % args.consumers.max(1) == k)
         .map(|p| (args.topic.clone(), p))
