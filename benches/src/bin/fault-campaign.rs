@@ -137,10 +137,12 @@ async fn first_ack_after(w: &Writer, p: u32, since_count: usize, fault_at: Insta
     }
 }
 
+/// Every replica back in sync and every partition led by its preferred replica again
+/// (which follows once it is in sync): the next round's leader is the one it faults.
 async fn all_in_sync(c: &FaultCluster) {
     let admin = admin_avoiding(c, -1).await;
     wait_partitions(&admin, TOPIC, "every replica back in sync", |x| {
-        x.leader >= 0 && x.isr.len() == x.replicas.len()
+        x.leader >= 0 && x.isr.len() == x.replicas.len() && x.replicas.first() == Some(&x.leader)
     })
     .await;
 }
