@@ -31,13 +31,25 @@ fetched() {
   done
   echo "$sum"
 }
+# CPU seconds the three brokers used so far (utime + stime of each, from /proc).
+broker_cpu() {
+  local ticks=0 pid t
+  for id in 1 2 3; do
+    pid=$(cat "$dir/broker-$id.pid")
+    t=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    ticks=$((ticks + t))
+  done
+  echo "scale=2; $ticks / $(getconf CLK_TCK)" | bc
+}
 for rf in 1 3; do
   for acks in leader all; do
     before=$(fetched)
+    cpu=$(broker_cpu)
     echo "## RF $rf, acks $acks"
     target/release/runnel-bench produce --broker "$bootstrap" --topic "rf$rf-$acks" --partitions 6 \
       --replication-factor "$rf" --message-size 1024 --count "$count" --acks "$acks" --flush os
     echo "bytes sent to followers with sendfile: $(( $(fetched) - before ))"
+    echo "brokers' CPU: $(echo "$(broker_cpu) - $cpu" | bc) s for $((count / 1000000)) M records of 1 KiB"
   done
 done
 echo "## RF 3, acks all, at 50 000 records/s"

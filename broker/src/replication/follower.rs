@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use super::{Following, PartitionKey, Replication};
 use crate::cluster::peer::{Peer, PeerError};
 use crate::cluster::NodeId;
-use crate::storage::{DurableWait, FlushPolicy};
+use crate::storage::{DurableWait, FlushPolicy, Role};
 
 /// How long the leader holds a follower's fetch when there is nothing new.
 const FETCH_MAX_WAIT_MS: u32 = 500;
@@ -229,16 +229,25 @@ async fn fetch_once(r: &Replication, peer: &mut Peer, parts: &[(PartitionKey, Fo
             served = true;
             let mut records = records;
             if !records.is_empty() {
-                if let Err(e) = f.log.append_as_follower(&mut records) {
-                    warn!(topic = %key.0, partition = key.1, error = %e, "could not append the leader's batches");
-                    r.mark_truncated(&key, f.epoch, false);
-                    continue;
+                match f.log.append_as_follower(&mut records, f.epoch) {
+                    Ok(_) => {}
+                    Err(crate::Error::NotLeader(e)) => {
+                        // The partition moved to another leader while this answer was on
+                        // its way: the next leader's fetcher takes over.
+                        debug!(topic = %key.0, partition = key.1, error = %e, "late answer from a previous leader dropped");
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(topic = %key.0, partition = key.1, error = %e, "could not append the leader's batches");
+                        r.mark_truncated(&key, f.epoch, false);
+                        continue;
+                    }
                 }
                 if f.log.config().flush_policy == FlushPolicy::Always {
                     waits.push(f.log.wait_durable(f.log.end_offset()));
                 }
             }
-            if p.high_watermark >= 0 {
+            if p.high_watermark >= 0 && f.log.role() == (Role::Follower { epoch: f.epoch }) {
                 f.log.set_follower_high_watermark(p.high_watermark as u64);
             }
         }

@@ -95,7 +95,7 @@ impl Leading {
     /// its end offset), counting the members of an ISR change in flight too; stays put
     /// while an in-sync follower has not fetched yet.
     pub fn update_high_watermark(&self, me: NodeId) {
-        // Locks in the order `wanted_isr` takes them; nothing is copied (this runs on
+        // Locks in the order `begin_isr_change` takes them; nothing is copied (this runs on
         // every follower fetch).
         let isr = crate::sync::lock(&self.isr);
         let pending = crate::sync::lock(&self.pending);
@@ -108,16 +108,41 @@ impl Leading {
                 None => return,
             }
         }
-        drop((isr, pending, progress));
+        // Moved while the locks are held: an ISR change that adds a follower (checked
+        // against this high watermark under the same locks) cannot slip in between the
+        // computation and the move, and leave acknowledged records it does not hold.
         self.log.advance_high_watermark(hw);
+        drop((isr, pending, progress));
     }
 
-    /// The ISR this leader wants, if it differs from the current one: in-sync followers
+    /// The ISR this leader wants, if it differs from the current one — in-sync followers
     /// not caught up for `lag_max` leave; live followers that reached the high watermark
-    /// join.
-    pub fn wanted_isr(&self, me: NodeId, lag_max: Duration, live: impl Fn(NodeId) -> bool) -> Option<Vec<NodeId>> {
-        let isr = crate::sync::lock(&self.isr).clone();
+    /// join — recorded as the pending change before the high watermark can move again:
+    /// a joining follower holds everything below it, and from then on the high
+    /// watermark waits for it too (the maximal ISR).
+    pub fn begin_isr_change(
+        &self,
+        me: NodeId,
+        lag_max: Duration,
+        live: impl Fn(NodeId) -> bool,
+    ) -> Option<Vec<NodeId>> {
+        // The order `update_high_watermark` takes them in.
+        let isr = crate::sync::lock(&self.isr);
+        let mut pending = crate::sync::lock(&self.pending);
         let progress = crate::sync::lock(&self.progress);
+        let wanted = self.wanted_isr(&isr, &progress, me, lag_max, live)?;
+        *pending = Some(wanted.clone());
+        Some(wanted)
+    }
+
+    fn wanted_isr(
+        &self,
+        isr: &[NodeId],
+        progress: &HashMap<NodeId, Progress>,
+        me: NodeId,
+        lag_max: Duration,
+        live: impl Fn(NodeId) -> bool,
+    ) -> Option<Vec<NodeId>> {
         let hw = self.log.high_watermark();
         let caught_up_at = |id: &NodeId| progress.get(id).map_or(self.since, |p| p.caught_up_at);
         let wanted: Vec<NodeId> = self
@@ -138,7 +163,7 @@ impl Leading {
                 }
             })
             .collect();
-        let mut sorted_now = isr.clone();
+        let mut sorted_now = isr.to_vec();
         sorted_now.sort_unstable();
         let mut sorted_wanted = wanted.clone();
         sorted_wanted.sort_unstable();

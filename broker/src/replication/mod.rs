@@ -264,13 +264,17 @@ impl Replication {
             .map(|(k, l)| (k.clone(), l.clone()))
             .collect();
         for (key, state) in leading {
-            let Some(wanted) = state.wanted_isr(me, self.lag_time_max, |id| image.live(id)) else {
-                continue;
-            };
-            if !crate::sync::lock(&self.altering).insert(key.clone()) {
+            // One change in flight per partition: the set is held while the next is
+            // chosen, so two passes cannot both begin one.
+            let mut altering = crate::sync::lock(&self.altering);
+            if altering.contains(&key) {
                 continue;
             }
-            state.set_pending(Some(wanted.clone()));
+            let Some(wanted) = state.begin_isr_change(me, self.lag_time_max, |id| image.live(id)) else {
+                continue;
+            };
+            altering.insert(key.clone());
+            drop(altering);
             let this = self.clone();
             let task = tokio::spawn(async move {
                 let call = crate::cluster::controller::ControllerCall::AlterPartition {

@@ -235,7 +235,7 @@ impl PartitionLog {
     /// CRC-32C, dense offsets) and must continue this log exactly; offsets, timestamps
     /// and leader epochs are kept, and a batch of a new epoch records it in the history
     /// first. No size limit: the leader accepted them.
-    pub fn append_as_follower(self: &Arc<Self>, batches: &mut [u8]) -> Result<AppendInfo> {
+    pub fn append_as_follower(self: &Arc<Self>, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
         let mut cfg = LogConfig::clone(&self.config.load());
         cfg.max_message_bytes = u64::MAX;
         let (_, max_timestamp) = validate_all(batches, &cfg, None)?;
@@ -244,6 +244,16 @@ impl PartitionLog {
         if self.role.leading.load(Ordering::Acquire) {
             return Err(Error::NotLeader(format!(
                 "{} leads the partition: it takes no follower appends",
+                self.dir.display()
+            )));
+        }
+        // Checked under the writer lock, which a role change takes too: a fetch answered
+        // by the previous leader and processed after this replica moved to the next one
+        // (and cut its log to that leader's) must not land after the cut.
+        let following = self.role.epoch.load(Ordering::Acquire);
+        if following != leader_epoch {
+            return Err(Error::NotLeader(format!(
+                "{} follows leader epoch {following}; these batches came from the leader of epoch {leader_epoch}",
                 self.dir.display()
             )));
         }
