@@ -23,6 +23,7 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod sync;
+pub mod tls;
 
 pub use error::{Error, Result};
 

@@ -359,12 +359,12 @@ fn settings(args: Args) -> Settings {
     );
     server.advertised_host = args.advertised_host.or(file.advertised_host);
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        let files = runnel_broker::net::tls::TlsFiles {
+        let files = runnel_broker::tls::TlsFiles {
             cert,
             key,
             client_ca: args.tls_client_ca,
         };
-        let tls = runnel_broker::net::tls::Tls::load(files).unwrap_or_else(|e| fail(format!("TLS: {e}")));
+        let tls = runnel_broker::tls::Tls::load(files).unwrap_or_else(|e| fail(format!("TLS: {e}")));
         server.tls = Some(std::sync::Arc::new(tls));
     }
     server.plaintext_listen = args.plaintext_listen;

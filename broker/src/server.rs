@@ -37,7 +37,7 @@ pub struct Server {
     metrics_addr: Option<SocketAddr>,
     plaintext_addr: Option<SocketAddr>,
     kafka_plaintext_addr: Option<SocketAddr>,
-    tls: Option<Arc<crate::net::tls::Tls>>,
+    tls: Option<Arc<crate::tls::Tls>>,
     /// Each connection task holds a clone; `recv` returns `None` once all have ended.
     connections_done: mpsc::Receiver<()>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -108,7 +108,7 @@ impl Server {
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let tls = config.tls.clone();
         if tls.is_some() {
-            if crate::net::tls::kernel_tls_available() {
+            if crate::tls::kernel_tls_available() {
                 info!("TLS on: kernel TLS is available but not used; fetches over TLS copy through user space");
             } else {
                 info!("TLS on: this kernel has no kernel TLS (no tls ULP); fetches over TLS copy through user space");
@@ -302,7 +302,7 @@ impl Server {
     }
 
     /// The listeners' TLS (to reload its files on SIGHUP), if on.
-    pub fn tls(&self) -> Option<Arc<crate::net::tls::Tls>> {
+    pub fn tls(&self) -> Option<Arc<crate::tls::Tls>> {
         self.tls.clone()
     }
 

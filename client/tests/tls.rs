@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use runnel_broker::net::tls::{Tls, TlsFiles};
 use runnel_broker::net::ServerStats;
 use runnel_broker::server::{Server, ServerConfig};
 use runnel_broker::storage::{LogManager, StorageConfig};
+use runnel_broker::tls::{Tls, TlsFiles};
 use runnel_client::{
     Admin, ClientConfig, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord, TlsConfig,
 };
@@ -228,7 +228,7 @@ async fn bad_certificates_and_bad_handshakes_fail_alone_and_promptly() {
             let _ = s.write_all(&junk).await;
             let mut buf = [0u8; 64];
             // The broker answers with an alert or closes: either way reads end.
-            let limit = runnel_broker::net::tls::HANDSHAKE_TIMEOUT + Duration::from_secs(3);
+            let limit = runnel_broker::tls::HANDSHAKE_TIMEOUT + Duration::from_secs(3);
             let closed = tokio::time::timeout(limit, async {
                 while let Ok(n) = s.read(&mut buf).await {
                     if n == 0 {

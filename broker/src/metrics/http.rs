@@ -24,7 +24,7 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    tls: Option<Arc<crate::net::tls::Tls>>,
+    tls: Option<Arc<crate::tls::Tls>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);

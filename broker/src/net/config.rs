@@ -61,8 +61,8 @@ pub struct ServerConfig {
     /// This broker's node id, the controller voters, session and heartbeat timing.
     pub cluster: crate::cluster::ClusterConfig,
     /// TLS for `listen`, `kafka_listen` and `metrics_listen` (HTTPS), its files already
-    /// read ([`super::tls::Tls::load`]); `None`: plaintext.
-    pub tls: Option<std::sync::Arc<super::tls::Tls>>,
+    /// read ([`crate::tls::Tls::load`]); `None`: plaintext.
+    pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
     /// A plaintext native listener beside the TLS one (loopback tools, inter-broker
     /// traffic on a private network), as Kafka's named listeners allow.
     pub plaintext_listen: Option<SocketAddr>,

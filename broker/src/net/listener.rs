@@ -8,8 +8,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, error, info};
 
 use super::connection::{self, Protocol};
-use super::tls::{self, Tls};
 use super::{stats::ServerStats, Net};
+use crate::tls::{self, Tls};
 
 /// Pause after an accept error (EMFILE and friends) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;

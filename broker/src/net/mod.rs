@@ -2,8 +2,8 @@
 //! loop and its connection limit ([`listener`]), a connection's reader, request tasks
 //! and in-order writer ([`connection`], with its `Protocol` trait that each
 //! protocol implements), the per-connection apply order ([`order`]), replies with their
-//! `sendfile` regions ([`reply`]), TLS on the listeners ([`tls`]), the limits
-//! ([`config`]) and byte counters ([`stats`]); [`capture`] copies request frames out for the fuzz corpus when asked to.
+//! `sendfile` regions ([`reply`]), the limits ([`config`]) and byte counters
+//! ([`stats`]); [`capture`] copies request frames out for the fuzz corpus when asked to.
 //!
 //! [`Net`] is what every connection shares: limits, counters, metrics and the shutdown
 //! signal. The server owns it; the service layer holds it too (request timeouts, the
@@ -16,7 +16,6 @@ pub mod listener;
 pub mod order;
 pub mod reply;
 pub mod stats;
-pub mod tls;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //!
 //! Fetches over TLS cannot use `sendfile`: the record bytes must pass through the TLS
 //! layer, so they are read from the segment file into a buffer and written through it
-//! ([`super::reply::CopyingWriter`]). Kernel TLS would put the encryption in the kernel
+//! (`net::reply::CopyingWriter`). Kernel TLS would put the encryption in the kernel
 //! and `sendfile` back in use; [`kernel_tls_available`] says whether this kernel offers
 //! it, and the broker logs which path its TLS fetches take.
 
