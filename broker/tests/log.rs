@@ -532,3 +532,26 @@ fn deleted_records_stay_deleted_across_restarts_and_retention() {
     let info = log.append(&mut batch(99, 1, 10, 0)).unwrap();
     assert_eq!(info.base_offset, 80);
 }
+
+#[test]
+fn a_follower_append_fetched_under_an_earlier_leader_epoch_is_refused() {
+    // A fetch answered by the previous leader, processed after this replica moved to the
+    // next leader (and cut its log to that leader's), must not land after the cut.
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small_config(), false);
+    log.become_follower(1);
+    let mut first = batch(1, 3, 40, 1_000);
+    log.append_as_follower(&mut first, 1).unwrap();
+    assert_eq!(log.end_offset(), 3);
+    log.become_follower(2);
+    let mut late = batch(2, 3, 40, 1_000);
+    // The batch continues the log exactly; only its epoch is stale.
+    late[..8].copy_from_slice(&3i64.to_be_bytes());
+    match log.append_as_follower(&mut late.clone(), 1) {
+        Err(Error::NotLeader(m)) => assert!(m.contains("epoch 2"), "{m}"),
+        other => panic!("a stale follower append was taken: {other:?}"),
+    }
+    assert_eq!(log.end_offset(), 3);
+    log.append_as_follower(&mut late, 2).unwrap();
+    assert_eq!(log.end_offset(), 6);
+}
