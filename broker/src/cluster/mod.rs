@@ -344,6 +344,16 @@ impl Cluster {
     pub fn check_leader(&self, topic: &str, partition: u32) -> std::result::Result<(), Refusal> {
         let image = self.image();
         match image.partition(topic, partition) {
+            // Not before this process's registration is in the image: until then the
+            // image's leaderships are an earlier incarnation's (its registration moves
+            // them, with a raised epoch), and an append acknowledged now could be lost.
+            Some(p) if p.leader == self.cfg.node_id && !self.registered_in_image() => Err(Refusal::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "broker {} is starting: it leads {topic}-{partition} once its registration is applied",
+                    self.cfg.node_id
+                ),
+            )),
             Some(p) if p.leader == self.cfg.node_id => Ok(()),
             Some(p) if p.leader == NO_LEADER => Err(Refusal::new(
                 ErrorCode::LeaderNotAvailable,

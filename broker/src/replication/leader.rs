@@ -62,12 +62,25 @@ impl Leading {
             return false;
         }
         *current = isr.to_vec();
+        let pending = crate::sync::lock(&self.pending);
+        self.sync_log(&current, &pending);
         true
     }
 
     /// An ISR change is on its way to the controller (`Some`), or answered (`None`).
     pub fn set_pending(&self, isr: Option<Vec<NodeId>>) {
-        *crate::sync::lock(&self.pending) = isr;
+        let current = crate::sync::lock(&self.isr);
+        let mut pending = crate::sync::lock(&self.pending);
+        *pending = isr;
+        self.sync_log(&current, &pending);
+    }
+
+    /// Tells the log the ISR's size (for `min.insync.replicas`) and whether followers
+    /// count for its high watermark: with more than the leader in the ISR, or in an
+    /// expansion in flight. Called with the `isr` and `pending` locks held.
+    fn sync_log(&self, isr: &[NodeId], pending: &Option<Vec<NodeId>>) {
+        let counted = isr.len() > 1 || pending.as_ref().is_some_and(|p| p.len() > 1);
+        self.log.set_isr_size(isr.len(), counted);
     }
 
     /// A fetch from follower `id` at `offset`.
@@ -130,9 +143,28 @@ impl Leading {
         let isr = crate::sync::lock(&self.isr);
         let mut pending = crate::sync::lock(&self.pending);
         let progress = crate::sync::lock(&self.progress);
-        let wanted = self.wanted_isr(&isr, &progress, me, lag_max, live)?;
-        *pending = Some(wanted.clone());
-        Some(wanted)
+        // A leader alone in its ISR acknowledges at its end offset. Before a follower
+        // is checked for joining, followers count for the high watermark (which starts
+        // at the end offset): an append acknowledged after the check, and not held by
+        // the joining follower, is impossible from here.
+        let may_join = self
+            .replicas
+            .iter()
+            .any(|id| *id != me && !isr.contains(id) && progress.contains_key(id) && live(*id));
+        if may_join {
+            self.log.set_isr_size(isr.len(), true);
+        }
+        match self.wanted_isr(&isr, &progress, me, lag_max, &live) {
+            Some(wanted) => {
+                *pending = Some(wanted.clone());
+                self.sync_log(&isr, &pending);
+                Some(wanted)
+            }
+            None => {
+                self.sync_log(&isr, &pending);
+                None
+            }
+        }
     }
 
     fn wanted_isr(
@@ -141,7 +173,7 @@ impl Leading {
         progress: &HashMap<NodeId, Progress>,
         me: NodeId,
         lag_max: Duration,
-        live: impl Fn(NodeId) -> bool,
+        live: &impl Fn(NodeId) -> bool,
     ) -> Option<Vec<NodeId>> {
         let hw = self.log.high_watermark();
         let caught_up_at = |id: &NodeId| progress.get(id).map_or(self.since, |p| p.caught_up_at);

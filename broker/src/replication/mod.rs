@@ -136,6 +136,9 @@ impl Replication {
     fn reconcile(self: &Arc<Self>) {
         let me = self.node_id();
         let image = self.cluster.image();
+        // Leaderships in the image before this process's registration is applied are an
+        // earlier incarnation's: none is taken up until then (followings are).
+        let registered = self.cluster.registered_in_image();
         let mut seen: BTreeSet<PartitionKey> = BTreeSet::new();
         for (name, t) in &image.topics {
             for (p, part) in t.partitions.iter().enumerate() {
@@ -148,6 +151,9 @@ impl Replication {
                     continue;
                 };
                 seen.insert(key.clone());
+                if part.leader == me && !registered {
+                    continue;
+                }
                 if part.leader == me {
                     crate::sync::lock(&self.following).remove(&key);
                     let current = self
@@ -168,11 +174,8 @@ impl Replication {
                             s
                         }
                     };
-                    if state.set_isr(&part.isr) {
-                        log.set_isr_size(part.isr.len());
-                        if !crate::sync::lock(&self.altering).contains(&key) {
-                            state.set_pending(None);
-                        }
+                    if state.set_isr(&part.isr) && !crate::sync::lock(&self.altering).contains(&key) {
+                        state.set_pending(None);
                     }
                     state.update_high_watermark(me);
                 } else {

@@ -115,7 +115,7 @@ impl PartitionLog {
         let _w = lock(&self.writer);
         self.role.epoch.store(epoch, Ordering::Release);
         self.role.leading.store(true, Ordering::Release);
-        self.set_isr_size(isr_size);
+        self.set_isr_size(isr_size, false);
     }
 
     /// Makes this log a follower in `epoch`: client appends are refused from now on,
@@ -137,15 +137,18 @@ impl PartitionLog {
         }
     }
 
-    /// The leader's ISR has `n` members. Alone, its high watermark follows its end
-    /// offset (and waiting appends complete); with others it is tracked from here.
-    pub fn set_isr_size(&self, n: usize) {
+    /// The leader's ISR has `n` members (what `min.insync.replicas` counts). Alone, its
+    /// high watermark follows its end offset (and waiting appends complete) — unless
+    /// `counted` says followers must count anyway (an ISR expansion being decided or
+    /// in flight: Kafka's maximal ISR); otherwise it is tracked from here, starting at
+    /// the end offset.
+    pub fn set_isr_size(&self, n: usize, counted: bool) {
         let mut waiters = lock(&self.role.waiters);
         self.role.isr_size.store(n as u32, Ordering::Release);
         if !self.role.leading.load(Ordering::Acquire) {
             return;
         }
-        if n <= 1 {
+        if n <= 1 && !counted {
             self.role.tracked.store(false, Ordering::Release);
             self.complete_replicated(&mut waiters, u64::MAX);
         } else if !self.role.tracked.load(Ordering::Acquire) {
