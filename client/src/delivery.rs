@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 pub struct RecordMetadata {
     /// The partition it was written to.
     pub partition: u32,
-    /// -1 when the broker was not asked to acknowledge (acks none).
+    /// -1 when the broker was not asked to acknowledge (acks none), or when an idempotent
+    /// batch's own answer was lost and a later batch's acknowledgement proves it written
+    /// (see the producer's module docs).
     pub offset: i64,
     /// The record's timestamp: its own (create time), or the broker's append time for a
     /// topic with `message.timestamp.type=LogAppendTime`.

@@ -169,6 +169,8 @@ impl Inner {
                 q.seq.unacked.remove(&s.ordinal);
                 if failed {
                     next_epoch(pid, &mut q.seq, s.epoch);
+                } else {
+                    q.seq.acked(s);
                 }
             }
         }
@@ -226,6 +228,13 @@ impl Inner {
         if let (Some(pid), Some(s)) = (self.producer_id, batch.seq) {
             let mut st = self.lock();
             let q = st.queues.entry(tp.clone()).or_default();
+            if q.seq.written(s) {
+                // Acknowledged without its offset (-1), as Kafka's producer does: renumbering
+                // it under a new epoch would write it twice.
+                drop(st);
+                self.complete(tp, batch, Ok((-1, -1)));
+                return;
+            }
             let overtook = q.seq.unacked.first().is_some_and(|first| *first < s.ordinal);
             if !overtook {
                 next_epoch(pid, &mut q.seq, s.epoch);

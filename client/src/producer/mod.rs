@@ -28,7 +28,12 @@
 //!   send order. When a batch fails for good (or the broker reports a gap no earlier batch
 //!   explains), the partition moves to the next epoch: once nothing of it is in flight,
 //!   its waiting batches are renumbered from sequence 0 (header rewritten, CRC recomputed)
-//!   and the broker accepts them as a new run. Without idempotence a retry after a lost
+//!   and the broker accepts them as a new run — except a batch the broker refuses as out
+//!   of order after a later batch of the same epoch was acknowledged: the broker takes a
+//!   sequence only after the one before it, so that batch is in the log (its own answer
+//!   was lost, in a failover say, and its retry is too old to be recognised as a
+//!   duplicate); it completes as acknowledged with offset -1, as Kafka's producer does,
+//!   instead of being written twice. Without idempotence a retry after a lost
 //!   response can duplicate a batch, as with Kafka's non-idempotent producer.
 //!
 //! Concurrency: the accumulator is one std mutex, held only to move records and batches

@@ -25,6 +25,25 @@ pub(super) struct Sequences {
     /// Moved to a new epoch: send nothing until the batches in flight are back, then
     /// renumber the waiting ones in order.
     pub(super) renumbering: bool,
+    /// The latest-sent batch acknowledged so far: its epoch and ordinal.
+    pub(super) last_acked: Option<(i16, u64)>,
+}
+
+impl Sequences {
+    /// A batch of this partition was acknowledged.
+    pub(super) fn acked(&mut self, s: Sequenced) {
+        if self.last_acked.is_none_or(|(e, o)| (s.epoch, s.ordinal) > (e, o)) {
+            self.last_acked = Some((s.epoch, s.ordinal));
+        }
+    }
+
+    /// Whether a batch sent after `s` under the same epoch was acknowledged: the broker
+    /// takes a sequence only after the one before it, so `s` is in the log even if its
+    /// own answer was lost (a timeout during a failover) and a retry now finds it too
+    /// old to be recognised as a duplicate.
+    pub(super) fn written(&self, s: Sequenced) -> bool {
+        self.last_acked.is_some_and(|(e, o)| e == s.epoch && o > s.ordinal)
+    }
 }
 
 /// The sequence `n` records after `seq` (sequences wrap from `i32::MAX` to 0).
@@ -81,5 +100,37 @@ pub(super) fn number(pid: ProducerId, seq: &mut Sequences, item: &mut Queued) {
             let s = b.seq.as_mut().expect("checked above");
             (s.epoch, s.base_sequence) = (epoch, base_sequence);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(epoch: i16, ordinal: u64) -> Sequenced {
+        Sequenced {
+            epoch,
+            base_sequence: ordinal as i32 * 10,
+            ordinal,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_known_written_only_when_a_later_one_of_its_epoch_was_acknowledged() {
+        let mut s = Sequences::default();
+        assert!(!s.written(batch(0, 1)), "nothing acknowledged yet");
+        s.acked(batch(0, 3));
+        assert!(s.written(batch(0, 1)));
+        assert!(s.written(batch(0, 2)));
+        assert!(!s.written(batch(0, 3)), "its own acknowledgement is not a later one");
+        assert!(!s.written(batch(0, 4)));
+        // An older acknowledgement arriving late does not move the mark back.
+        s.acked(batch(0, 2));
+        assert!(s.written(batch(0, 2)));
+        // A later epoch's acknowledgement says nothing about an earlier epoch's batches,
+        // which the broker may have refused for good.
+        s.acked(batch(1, 5));
+        assert!(!s.written(batch(0, 4)));
+        assert!(s.written(batch(1, 4)));
     }
 }
