@@ -18,6 +18,11 @@ use crate::storage::PartitionLog;
 struct Progress {
     /// Its log end offset: the offset it fetched from last.
     leo: u64,
+    /// The follower's registration epoch (the image's, when the fetch was served): a
+    /// follower that restarted — after a power cut, with its unsynced tail gone — is a
+    /// new registration, and what its previous process fetched says nothing of its log
+    /// now (Kafka's KIP-903). Such progress never lets it join the ISR.
+    broker_epoch: i64,
     /// The last time it was caught up (Kafka's `lastCaughtUpTimeMs`): its fetch reached
     /// the leader's end then, or reached the end the leader had at its previous fetch.
     caught_up_at: Instant,
@@ -83,17 +88,23 @@ impl Leading {
         self.log.set_isr_size(isr.len(), counted);
     }
 
-    /// A fetch from follower `id` at `offset`.
-    fn on_fetch(&self, id: NodeId, offset: u64) {
+    /// A fetch from follower `id`, registered in `broker_epoch`, at `offset`.
+    fn on_fetch(&self, id: NodeId, broker_epoch: i64, offset: u64) {
         let now = Instant::now();
         let end = self.log.end_offset();
         let mut progress = crate::sync::lock(&self.progress);
-        let p = progress.entry(id).or_insert(Progress {
+        let fresh = Progress {
             leo: offset,
+            broker_epoch,
             caught_up_at: self.since,
             last_fetch_at: now,
             leader_end_at_last_fetch: 0,
-        });
+        };
+        let p = progress.entry(id).or_insert(fresh);
+        if p.broker_epoch != broker_epoch {
+            // A new process of that broker: nothing of the previous one's progress holds.
+            *p = fresh;
+        }
         if offset >= end {
             p.caught_up_at = now;
         } else if offset >= p.leader_end_at_last_fetch {
@@ -137,7 +148,7 @@ impl Leading {
         &self,
         me: NodeId,
         lag_max: Duration,
-        live: impl Fn(NodeId) -> bool,
+        registration: impl Fn(NodeId) -> Option<i64>,
     ) -> Option<Vec<NodeId>> {
         // The order `update_high_watermark` takes them in.
         let isr = crate::sync::lock(&self.isr);
@@ -147,14 +158,18 @@ impl Leading {
         // is checked for joining, followers count for the high watermark (which starts
         // at the end offset): an append acknowledged after the check, and not held by
         // the joining follower, is impossible from here.
+        let current = |id: NodeId| {
+            let epoch = registration(id);
+            progress.get(&id).filter(|p| epoch == Some(p.broker_epoch)).copied()
+        };
         let may_join = self
             .replicas
             .iter()
-            .any(|id| *id != me && !isr.contains(id) && progress.contains_key(id) && live(*id));
+            .any(|id| *id != me && !isr.contains(id) && current(*id).is_some());
         if may_join {
             self.log.set_isr_size(isr.len(), true);
         }
-        match self.wanted_isr(&isr, &progress, me, lag_max, &live) {
+        match self.wanted_isr(&isr, &progress, me, lag_max, &current) {
             Some(wanted) => {
                 *pending = Some(wanted.clone());
                 self.sync_log(&isr, &pending);
@@ -173,7 +188,7 @@ impl Leading {
         progress: &HashMap<NodeId, Progress>,
         me: NodeId,
         lag_max: Duration,
-        live: &impl Fn(NodeId) -> bool,
+        current: &impl Fn(NodeId) -> Option<Progress>,
     ) -> Option<Vec<NodeId>> {
         let hw = self.log.high_watermark();
         let caught_up_at = |id: &NodeId| progress.get(id).map_or(self.since, |p| p.caught_up_at);
@@ -188,10 +203,8 @@ impl Leading {
                 if isr.contains(id) {
                     caught_up_at(id).elapsed() <= lag_max
                 } else {
-                    live(*id)
-                        && progress
-                            .get(id)
-                            .is_some_and(|p| p.leo >= hw && p.caught_up_at.elapsed() <= lag_max)
+                    // Live, and heard from in its current registration.
+                    current(*id).is_some_and(|p| p.leo >= hw && p.caught_up_at.elapsed() <= lag_max)
                 }
             })
             .collect();
@@ -250,7 +263,8 @@ impl Replication {
             ));
         }
         if f.offset >= 0 {
-            state.on_fetch(f.replica, f.offset as u64);
+            let broker_epoch = self.cluster().image().brokers.get(&f.replica).map_or(-1, |b| b.epoch);
+            state.on_fetch(f.replica, broker_epoch, f.offset as u64);
             state.update_high_watermark(self.node_id());
         }
         Ok(state.log.clone())
@@ -270,5 +284,51 @@ impl Replication {
             .log
             .epoch_end_offset(epoch)
             .map_or((-1, -1), |(e, end)| (e, end as i64)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Flusher, LogConfig};
+    use runnel_protocol::{BatchBuilder, BatchOptions, Record};
+
+    fn leading(dir: &std::path::Path) -> Leading {
+        let log = PartitionLog::open(dir, LogConfig::default(), Flusher::start(1), true).unwrap();
+        let mut b = BatchBuilder::new(BatchOptions::default());
+        for i in 0..10 {
+            b.push(&Record::new(i, None, Some(b"v")));
+        }
+        log.append(&mut b.finish().unwrap()).unwrap();
+        // Leader 1, followers 2 and 3; 3 has left the ISR.
+        Leading::new(log, 0, vec![1, 2, 3], vec![1, 2])
+    }
+
+    #[test]
+    fn a_follower_joins_on_progress_from_its_current_registration_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = leading(dir.path());
+        let lag = Duration::from_secs(30);
+        l.on_fetch(2, 0, 10);
+        l.on_fetch(3, 0, 10);
+        l.update_high_watermark(1);
+        assert_eq!(l.log.high_watermark(), 10);
+        // Broker 3 restarted (a power cut took its unsynced tail) and registered again,
+        // in epoch 1; it has not fetched yet. What its previous process fetched does not
+        // make it in sync.
+        assert_eq!(l.begin_isr_change(1, lag, |id| Some(if id == 3 { 1 } else { 0 })), None);
+        // Its first fetch in the new registration, from where its log now ends.
+        l.on_fetch(3, 1, 4);
+        assert_eq!(l.begin_isr_change(1, lag, |id| Some(if id == 3 { 1 } else { 0 })), None);
+        l.set_pending(None);
+        // Caught up again: it joins.
+        l.on_fetch(3, 1, 10);
+        assert_eq!(
+            l.begin_isr_change(1, lag, |id| Some(if id == 3 { 1 } else { 0 })),
+            Some(vec![1, 2, 3])
+        );
+        // A fenced broker (no registration) never joins, whatever it fetched.
+        l.set_pending(None);
+        assert_eq!(l.begin_isr_change(1, lag, |id| (id != 3).then_some(0)), None);
     }
 }

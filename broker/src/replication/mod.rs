@@ -273,7 +273,9 @@ impl Replication {
             if altering.contains(&key) {
                 continue;
             }
-            let Some(wanted) = state.begin_isr_change(me, self.lag_time_max, |id| image.live(id)) else {
+            let Some(wanted) = state.begin_isr_change(me, self.lag_time_max, |id| {
+                image.brokers.get(&id).filter(|b| !b.fenced).map(|b| b.epoch)
+            }) else {
                 continue;
             };
             altering.insert(key.clone());
