@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod native;
 pub mod net;
 pub mod replication;
+pub mod scram;
 pub mod server;
 pub mod service;
 pub mod storage;

@@ -226,6 +226,31 @@ struct Args {
         requires = "tls_cert"
     )]
     kafka_plaintext_listen: Option<SocketAddr>,
+
+    /// SASL on every Kafka listener with these mechanisms, comma-separated, from
+    /// SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN (PLAIN only over TLS unless
+    /// --sasl-plain-without-tls). The native listeners must then be on loopback
+    #[arg(long, env = "RUNNEL_SASL_MECHANISMS", value_name = "LIST")]
+    sasl_mechanisms: Option<String>,
+
+    /// Allow PLAIN on a Kafka listener without TLS (the password crosses in the clear)
+    #[arg(long, env = "RUNNEL_SASL_PLAIN_WITHOUT_TLS", requires = "sasl_mechanisms")]
+    sasl_plain_without_tls: bool,
+
+    /// A SASL user created (SCRAM-SHA-256 and -512) if the cluster does not know it yet;
+    /// its password comes from RUNNEL_SASL_BOOTSTRAP_PASSWORD or
+    /// --sasl-bootstrap-password-file
+    #[arg(
+        long,
+        env = "RUNNEL_SASL_BOOTSTRAP_USER",
+        value_name = "NAME",
+        requires = "sasl_mechanisms"
+    )]
+    sasl_bootstrap_user: Option<String>,
+
+    /// A file holding the bootstrap user's password (its first line)
+    #[arg(long, value_name = "PATH", requires = "sasl_bootstrap_user")]
+    sasl_bootstrap_password_file: Option<PathBuf>,
 }
 
 /// The `--config` file: the same settings, all optional.
@@ -311,6 +336,8 @@ struct Settings {
     json: bool,
     storage: StorageConfig,
     server: ServerConfig,
+    /// The SASL user to create on first start, with its password.
+    bootstrap_user: Option<(String, String)>,
 }
 
 fn settings(args: Args) -> Settings {
@@ -369,6 +396,22 @@ fn settings(args: Args) -> Settings {
     }
     server.plaintext_listen = args.plaintext_listen;
     server.kafka_plaintext_listen = args.kafka_plaintext_listen;
+    if let Some(list) = &args.sasl_mechanisms {
+        let mut mechanisms = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match runnel_broker::scram::Mechanism::parse(&name.to_ascii_uppercase()) {
+                Some(m) if !mechanisms.contains(&m) => mechanisms.push(m),
+                Some(_) => {}
+                None => fail(format!(
+                    "--sasl-mechanisms: unknown mechanism '{name}' (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN)"
+                )),
+            }
+        }
+        server.sasl = Some(runnel_broker::scram::SaslConfig {
+            mechanisms,
+            plain_without_tls: args.sasl_plain_without_tls,
+        });
+    }
     (server.kafka_listen, server.kafka_listen_is_default) =
         listen_setting("kafka", args.kafka_listen.or(file.kafka_listen), DEFAULT_KAFKA_LISTEN);
     let metrics_listen_is_default;
@@ -451,6 +494,20 @@ fn settings(args: Args) -> Settings {
         Some("torn") => Some(true),
         Some(other) => fail(format!("--simulated-power-loss {other:?}: expected strict or torn")),
     };
+    let bootstrap_user = args.sasl_bootstrap_user.as_ref().map(|user| {
+        let password = match &args.sasl_bootstrap_password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| t.lines().next().unwrap_or_default().to_owned())
+                .unwrap_or_else(|e| fail(format!("--sasl-bootstrap-password-file {}: {e}", path.display()))),
+            None => std::env::var("RUNNEL_SASL_BOOTSTRAP_PASSWORD").unwrap_or_else(|_| {
+                fail("--sasl-bootstrap-user needs RUNNEL_SASL_BOOTSTRAP_PASSWORD or --sasl-bootstrap-password-file")
+            }),
+        };
+        if password.is_empty() {
+            fail("--sasl-bootstrap-user: the password is empty");
+        }
+        (user.clone(), password)
+    });
     Settings {
         simulated_power_loss,
         log: args
@@ -463,6 +520,7 @@ fn settings(args: Args) -> Settings {
             .unwrap_or_else(|| "info,openraft=off".into()),
         json,
         metrics_listen_is_default,
+        bootstrap_user,
         storage,
         server,
     }
@@ -559,6 +617,7 @@ fn main() {
         Some(bound)
     });
     let data_dir = s.storage.data_dir.clone();
+    let bootstrap_user = s.bootstrap_user;
     if let Some(torn) = s.simulated_power_loss {
         simulate_power_loss_on_sigusr1(&data_dir, torn);
     }
@@ -581,6 +640,14 @@ fn main() {
             topics = storage.topics().len(),
             "runnel-broker started"
         );
+        if let Some((user, password)) = bootstrap_user {
+            let broker = server.broker().clone();
+            tokio::spawn(async move {
+                if let Err(f) = runnel_broker::service::users::bootstrap_user(&broker, &user, &password).await {
+                    error!(%user, error = %f.message, "the bootstrap SASL user could not be created");
+                }
+            });
+        }
         // SIGHUP reads the TLS files again; SIGINT and SIGTERM stop the broker.
         let tls = server.tls();
         let signal = tokio::task::spawn_blocking(move || loop {

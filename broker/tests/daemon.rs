@@ -110,6 +110,35 @@ fn a_bad_data_dir_is_one_clear_line_and_a_nonzero_exit() {
     assert!(err.starts_with("runnel-broker: cannot open"), "{err}");
 }
 
+#[test]
+fn sasl_mistakes_are_one_clear_line_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--sasl-mechanisms", "GSSAPI"], "unknown mechanism 'GSSAPI'"),
+        (
+            &["--sasl-mechanisms", "SCRAM-SHA-256", "--listen", "0.0.0.0:0"],
+            "is not on loopback",
+        ),
+        (
+            &["--sasl-mechanisms", "SCRAM-SHA-256", "--sasl-bootstrap-user", "admin"],
+            "needs RUNNEL_SASL_BOOTSTRAP_PASSWORD",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+            .args(["--metrics-listen", "off", "--kafka-listen", "off", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .env_remove("RUNNEL_SASL_BOOTSTRAP_PASSWORD")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.starts_with("runnel-broker: ") && last.contains(want), "{args:?}: {err}");
+    }
+}
+
 /// SIGTERM during a produce load: every acknowledged record is there after the restart,
 /// and the restart skips recovery (the clean-shutdown marker was written).
 #[test]

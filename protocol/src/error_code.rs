@@ -86,6 +86,18 @@ pub enum ErrorCode {
     DuplicateBrokerRegistration = 101,
     /// The broker's data directory belongs to another cluster.
     InconsistentClusterId = 104,
+    /// The SASL mechanism asked for is not offered by this listener.
+    UnsupportedSaslMechanism = 33,
+    /// A SASL request out of turn (authenticate before the handshake, a second handshake).
+    IllegalSaslState = 34,
+    /// Wrong user or password, or a malformed SASL exchange: the connection closes.
+    SaslAuthenticationFailed = 58,
+    /// The user (or other resource) named does not exist.
+    ResourceNotFound = 91,
+    /// A SCRAM credential out of bounds (iterations, an empty salt or user name).
+    UnacceptableCredential = 93,
+    /// One request names the same user and mechanism twice.
+    DuplicateResource = 92,
     /// The request's api key is not one this broker knows.
     UnknownApi = 1000,
     /// The broker is stopping; retry against it (or another) later.
@@ -97,6 +109,12 @@ impl ErrorCode {
         ErrorCode::None,
         ErrorCode::UnknownServerError,
         ErrorCode::OffsetOutOfRange,
+        ErrorCode::UnsupportedSaslMechanism,
+        ErrorCode::IllegalSaslState,
+        ErrorCode::SaslAuthenticationFailed,
+        ErrorCode::ResourceNotFound,
+        ErrorCode::UnacceptableCredential,
+        ErrorCode::DuplicateResource,
         ErrorCode::CorruptMessage,
         ErrorCode::UnknownTopicOrPartition,
         ErrorCode::MessageTooLarge,
@@ -186,6 +204,12 @@ impl ErrorCode {
     pub fn name(self) -> &'static str {
         match self {
             ErrorCode::None => "NONE",
+            ErrorCode::UnsupportedSaslMechanism => "UNSUPPORTED_SASL_MECHANISM",
+            ErrorCode::IllegalSaslState => "ILLEGAL_SASL_STATE",
+            ErrorCode::SaslAuthenticationFailed => "SASL_AUTHENTICATION_FAILED",
+            ErrorCode::ResourceNotFound => "RESOURCE_NOT_FOUND",
+            ErrorCode::UnacceptableCredential => "UNACCEPTABLE_CREDENTIAL",
+            ErrorCode::DuplicateResource => "DUPLICATE_RESOURCE",
             ErrorCode::UnknownServerError => "UNKNOWN_SERVER_ERROR",
             ErrorCode::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
             ErrorCode::CorruptMessage => "CORRUPT_MESSAGE",

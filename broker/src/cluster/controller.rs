@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::image::{place, MetaCommand, NodeId};
 use super::{Cluster, Refusal};
+use crate::scram::{Mechanism, ScramCredential};
 use crate::storage::{LogConfig, NewTopic};
 
 /// A request to the controller (JSON in a `ControllerWrite` request).
@@ -57,6 +58,10 @@ pub enum ControllerCall {
     SetTopicConfigs {
         name: String,
         configs: BTreeMap<String, String>,
+    },
+    /// SASL users' SCRAM credentials set (`Some`) or removed (`None`), one result each.
+    SetScramCredentials {
+        changes: Vec<(String, Mechanism, Option<ScramCredential>)>,
     },
     /// A partition's leader shrinks or grows its ISR (Kafka's AlterPartition).
     AlterPartition {
@@ -295,6 +300,36 @@ pub async fn handle(cluster: &Cluster, call: ControllerCall) -> Result<Answer, R
             }
             let index = propose(cluster, MetaCommand::SetTopicConfigs { name, configs }).await?;
             Ok(one(Ok(()), index))
+        }
+        ControllerCall::SetScramCredentials { changes } => {
+            let mut results = Vec::with_capacity(changes.len());
+            let mut index = 0;
+            for (user, mechanism, credential) in changes {
+                let exists = cluster
+                    .image()
+                    .users
+                    .get(&user)
+                    .is_some_and(|m| m.contains_key(&mechanism));
+                if credential.is_none() && !exists {
+                    results.push(Err(Refusal::new(
+                        ErrorCode::ResourceNotFound,
+                        format!("user '{user}' has no {} credential", mechanism.name()),
+                    )));
+                    continue;
+                }
+                index = propose(
+                    cluster,
+                    MetaCommand::SetScramCredential {
+                        user: user.clone(),
+                        mechanism,
+                        credential,
+                    },
+                )
+                .await?;
+                info!(%user, mechanism = mechanism.name(), "SCRAM credential changed");
+                results.push(Ok(()));
+            }
+            Ok(Answer { results, index })
         }
         ControllerCall::AlterPartition {
             topic,

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::scram::{Mechanism, ScramCredential};
+
 /// A broker id (Kafka's `node.id`), the same number in Raft and in Kafka Metadata.
 pub type NodeId = i32;
 
@@ -101,6 +103,12 @@ pub enum MetaCommand {
         leader_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// A user's SCRAM credential for one mechanism set (`Some`) or removed (`None`).
+    SetScramCredential {
+        user: String,
+        mechanism: Mechanism,
+        credential: Option<ScramCredential>,
+    },
 }
 
 /// What applying a command did, for the proposer.
@@ -117,6 +125,9 @@ pub struct Image {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<NodeId, BrokerRecord>,
     pub topics: BTreeMap<String, TopicRecord>,
+    /// SASL users: salted SCRAM credentials per mechanism (never a password).
+    #[serde(default)]
+    pub users: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>,
     /// The log index of the last command applied.
     pub applied_index: u64,
 }
@@ -245,6 +256,26 @@ impl Image {
                 leader_epoch,
                 isr,
             } => self.set_isr(name, *partition, *leader_epoch, isr),
+            MetaCommand::SetScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => match credential {
+                Some(c) => {
+                    self.users
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(*mechanism, c.clone());
+                    None
+                }
+                None => {
+                    let gone = self.users.get_mut(user).and_then(|m| m.remove(mechanism)).is_some();
+                    if self.users.get(user).is_some_and(|m| m.is_empty()) {
+                        self.users.remove(user);
+                    }
+                    (!gone).then(|| format!("user '{user}' has no {} credential", mechanism.name()))
+                }
+            },
         };
         MetaReply { index, error }
     }

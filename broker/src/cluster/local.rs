@@ -46,7 +46,8 @@ impl LocalReplicas {
             MetaCommand::InitCluster { .. }
             | MetaCommand::RegisterBroker { .. }
             | MetaCommand::FenceBroker { .. }
-            | MetaCommand::SetIsr { .. } => return,
+            | MetaCommand::SetIsr { .. }
+            | MetaCommand::SetScramCredential { .. } => return,
         };
         if name.starts_with("__") {
             return;

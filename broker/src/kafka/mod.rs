@@ -28,9 +28,10 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use runnel_protocol::ErrorCode;
 use tracing::debug;
 
-use crate::net::connection::Protocol;
+use crate::net::connection::{ConnectionInfo, Protocol};
 use crate::net::order::ApplyOrder;
 use crate::net::reply::Reply;
+use crate::service::sasl::Session;
 use crate::service::Broker;
 
 const GROUP_WAIT_CAP: Duration = Duration::from_secs(3600);
@@ -56,8 +57,17 @@ impl Protocol for Kafka {
         api_key(head) == ApiKey::Produce as i16 && total >= handlers::produce::IN_PLACE_MIN_BYTES
     }
 
+    /// The connection's SASL state (every Kafka listener asks for SASL when the broker
+    /// has `--sasl-mechanisms`).
+    type Session = Session;
+
+    fn session(broker: &Broker, conn: &ConnectionInfo) -> Session {
+        Session::new(broker.config().sasl.clone(), conn.tls, conn.tls_principal.clone())
+    }
+
     async fn dispatch(
         broker: Arc<Broker>,
+        session: Arc<Session>,
         frame: BytesMut,
         order: Option<ApplyOrder>,
         peer: SocketAddr,
@@ -73,7 +83,7 @@ impl Protocol for Kafka {
         };
         // A request still unanswered at the timeout gets no answer: the client times it
         // out (Kafka responses have no common error shape to send instead).
-        tokio::time::timeout(timeout, handle(&broker, frame, order, peer))
+        tokio::time::timeout(timeout, handle(&broker, session, frame, order, peer))
             .await
             .ok()
             .flatten()
@@ -97,9 +107,17 @@ pub struct Request {
     pub correlation_id: i32,
     pub client_id: Option<String>,
     pub peer: SocketAddr,
+    /// The connection's authentication (its principal).
+    pub session: Arc<Session>,
 }
 
-async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>, peer: SocketAddr) -> Option<Reply> {
+async fn handle(
+    broker: &Arc<Broker>,
+    session: Arc<Session>,
+    frame: BytesMut,
+    order: Option<ApplyOrder>,
+    peer: SocketAddr,
+) -> Option<Reply> {
     let mut body = frame.freeze();
     body.advance(4);
     let raw_key = i16::from_be_bytes([body[0], body[1]]);
@@ -125,10 +143,21 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
         crate::metrics::note_error(ErrorCode::UnsupportedVersion);
         if key == ApiKey::ApiVersions {
             // Answered in v0, which every client can read, with the ranges we serve.
-            return handlers::api_versions::unsupported(correlation_id, peer);
+            return handlers::api_versions::unsupported(correlation_id, peer, session);
+        }
+        if !session.authenticated() {
+            return Some(unauthenticated(key, peer));
         }
         debug!(api = ?key, version, "Kafka api version not served");
         return Some(unsupported(correlation_id));
+    }
+    if !session.authenticated()
+        && !matches!(
+            key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    {
+        return Some(unauthenticated(key, peer));
     }
     // The header is dropped here: nothing of it may keep the frame shared (Produce
     // takes the frame over when it is the last holder).
@@ -139,6 +168,7 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
             correlation_id: header.correlation_id,
             client_id: header.client_id.map(|c| c.to_string()),
             peer,
+            session,
         },
         Err(e) => {
             debug!(error = %e, "undecodable Kafka request header; closing");
@@ -153,6 +183,14 @@ async fn handle(broker: &Arc<Broker>, frame: BytesMut, order: Option<ApplyOrder>
         req.client_id.as_deref(),
     );
     handlers::handle(broker, req, body, order).await
+}
+
+/// A request other than ApiVersions and the SASL ones before authentication: Kafka
+/// closes the connection (the client sees it as an authentication failure).
+fn unauthenticated(key: ApiKey, peer: SocketAddr) -> Reply {
+    tracing::info!(%peer, api = ?key, "request before SASL authentication; closing the connection");
+    crate::metrics::note_error(ErrorCode::IllegalSaslState);
+    Reply::close()
 }
 
 /// The API's name for metrics and logs (`Produce`, `JoinGroup`, ...), made once per key.
@@ -293,7 +331,11 @@ pub fn decode_for_fuzzing(frame: Bytes) {
         ApiKey::DeleteRecords => d::<DeleteRecordsRequest>(body, version),
         ApiKey::DescribeLogDirs => d::<DescribeLogDirsRequest>(body, version),
         ApiKey::DescribeCluster => d::<DescribeClusterRequest>(body, version),
-        // Every served API is listed above (SERVED has 27; Produce is handled before).
+        ApiKey::SaslHandshake => d::<SaslHandshakeRequest>(body, version),
+        ApiKey::SaslAuthenticate => d::<SaslAuthenticateRequest>(body, version),
+        ApiKey::DescribeUserScramCredentials => d::<DescribeUserScramCredentialsRequest>(body, version),
+        ApiKey::AlterUserScramCredentials => d::<AlterUserScramCredentialsRequest>(body, version),
+        // Every served API is listed above (SERVED has 31; Produce is handled before).
         other => unreachable!("{other:?} is not served"),
     }
 }

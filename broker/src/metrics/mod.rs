@@ -112,6 +112,8 @@ pub struct Metrics {
     pub tls_handshake_failures: Counter,
     /// Record bytes copied through user space to TLS connections (no `sendfile`).
     pub tls_copied_bytes: Counter,
+    /// SASL authentications that failed (wrong credentials, malformed exchanges).
+    pub sasl_authentication_failures: Counter,
     /// Recovery finished and the listeners are up (`/ready`).
     pub ready: AtomicBool,
     started: Instant,
@@ -145,6 +147,7 @@ impl Metrics {
             slow_requests: Counter::default(),
             tls_handshake_failures: Counter::default(),
             tls_copied_bytes: Counter::default(),
+            sasl_authentication_failures: Counter::default(),
             ready: AtomicBool::new(false),
             started: Instant::now(),
             source: OnceLock::new(),
@@ -218,6 +221,11 @@ impl Metrics {
                 "Record bytes fetched over TLS, copied through user space (no sendfile)",
                 Unit::Bytes,
                 m.tls_copied_bytes.clone(),
+            );
+            r.register(
+                "sasl_authentication_failures",
+                "SASL authentications that failed (each closed its connection after a delay)",
+                m.sasl_authentication_failures.clone(),
             );
         }
         Arc::new(m)

@@ -42,8 +42,15 @@ impl Protocol for Native {
         .any(|k| *k as i16 == key)
     }
 
+    /// Nothing yet: the native protocol has no authentication of its own (see
+    /// docs/security.md; a broker with SASL keeps its native listeners on loopback).
+    type Session = ();
+
+    fn session(_broker: &Broker, _conn: &crate::net::connection::ConnectionInfo) {}
+
     fn dispatch(
         broker: Arc<Broker>,
+        _session: Arc<()>,
         frame: BytesMut,
         order: Option<ApplyOrder>,
         _peer: SocketAddr,

@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub plaintext_listen: Option<SocketAddr>,
     /// A plaintext Kafka listener beside the TLS one.
     pub kafka_plaintext_listen: Option<SocketAddr>,
+    /// SASL on every Kafka listener (`None`: none; connections are ANONYMOUS, or their
+    /// client certificate's subject).
+    pub sasl: Option<crate::scram::SaslConfig>,
 }
 
 pub const DEFAULT_PORT_ADDR: &str = runnel_protocol::DEFAULT_BROKER_ADDR;
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             tls: None,
             plaintext_listen: None,
             kafka_plaintext_listen: None,
+            sasl: None,
         }
     }
 }
@@ -111,6 +115,21 @@ impl ServerConfig {
                         its listeners are all plaintext already"
                     .into(),
             );
+        }
+        if let Some(sasl) = &self.sasl {
+            if sasl.mechanisms.is_empty() {
+                return Err("--sasl-mechanisms names no mechanism".into());
+            }
+            // The native protocol has no authentication yet: with SASL on, its listeners
+            // must not be reachable from other machines.
+            for addr in [Some(self.listen), self.plaintext_listen].into_iter().flatten() {
+                if !addr.ip().is_loopback() {
+                    return Err(format!(
+                        "--sasl-mechanisms: the native listener {addr} is not on loopback, and the native \
+                         protocol does not authenticate yet; bind --listen to 127.0.0.1 (docs/security.md)"
+                    ));
+                }
+            }
         }
         if self.max_request_frame_bytes < 1024 {
             return Err("max_request_frame_bytes must be at least 1024".into());

@@ -67,9 +67,14 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     fn wants_own_buffer(_head: &[u8], _total: usize) -> bool {
         false
     }
+    /// What the protocol keeps per connection (its authentication, say).
+    type Session: Send + Sync + 'static;
+    /// The state of a new connection, made once its TLS handshake (if any) is done.
+    fn session(service: &Self::Service, conn: &ConnectionInfo) -> Self::Session;
     /// Runs one request (bounded by the request timeout); `None` sends nothing back.
     fn dispatch(
         service: Arc<Self::Service>,
+        session: Arc<Self::Session>,
         frame: BytesMut,
         order: Option<ApplyOrder>,
         peer: SocketAddr,
@@ -77,6 +82,15 @@ pub(crate) trait Protocol: Send + Sync + 'static {
     /// The answer to a request that cannot be served (its handler failed, or its frame
     /// cannot be delimited); `None` closes the connection instead.
     fn error_reply(correlation_id: i32, code: ErrorCode, message: String) -> Option<Reply>;
+}
+
+/// What the connection machinery knows of a connection when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    /// Over TLS.
+    pub tls: bool,
+    /// The subject of the client's certificate (mutual TLS).
+    pub tls_principal: Option<String>,
 }
 
 /// The correlation id of a frame (bytes 8..12, both protocols), zero-padded if short.
@@ -110,7 +124,8 @@ enum Close {
 /// Serves a plaintext connection (fetches with `sendfile`).
 pub(crate) async fn run<P: Protocol>(net: Arc<Net>, service: Arc<P::Service>, sock: TcpStream, peer: SocketAddr) {
     let (rd, wr) = sock.into_split();
-    serve::<P, _, _>(net, service, rd, wr, peer).await;
+    let session = Arc::new(P::session(&service, &ConnectionInfo::default()));
+    serve::<P, _, _>(net, service, session, rd, wr, peer).await;
 }
 
 /// Serves a connection whose TLS handshake is done (fetches copy through the TLS layer).
@@ -120,13 +135,19 @@ pub(crate) async fn run_tls<P: Protocol>(
     stream: tokio_rustls::server::TlsStream<TcpStream>,
     peer: SocketAddr,
 ) {
+    let conn = ConnectionInfo {
+        tls: true,
+        tls_principal: crate::tls::principal(&stream),
+    };
+    let session = Arc::new(P::session(&service, &conn));
     let (rd, wr) = tokio::io::split(stream);
-    serve::<P, _, _>(net, service, rd, CopyingWriter::new(wr), peer).await;
+    serve::<P, _, _>(net, service, session, rd, CopyingWriter::new(wr), peer).await;
 }
 
 async fn serve<P: Protocol, R: AsyncRead + Unpin, W: ReplyWriter>(
     net: Arc<Net>,
     service: Arc<P::Service>,
+    session: Arc<P::Session>,
     rd: R,
     wr: W,
     peer: SocketAddr,
@@ -135,7 +156,7 @@ async fn serve<P: Protocol, R: AsyncRead + Unpin, W: ReplyWriter>(
     let in_flight = Arc::new(AtomicUsize::new(0));
     net.metrics.connections.inc();
     let writer = tokio::spawn(write_loop::<P, W>(net.clone(), wr, rx, in_flight.clone(), peer));
-    let close = read_loop::<P, R>(&net, &service, rd, tx, &in_flight, peer).await;
+    let close = read_loop::<P, R>(&net, &service, &session, rd, tx, &in_flight, peer).await;
     match &close {
         Close::Peer | Close::Shutdown | Close::WriterGone => debug!(%peer, ?close, "connection closing"),
         Close::Idle => info!(%peer, idle_timeout_ms = net.config.idle_timeout_ms, "closing idle connection"),
@@ -157,6 +178,7 @@ async fn serve<P: Protocol, R: AsyncRead + Unpin, W: ReplyWriter>(
 async fn read_loop<P: Protocol, R: AsyncRead + Unpin>(
     net: &Arc<Net>,
     service: &Arc<P::Service>,
+    session: &Arc<P::Session>,
     mut rd: R,
     tx: mpsc::Sender<InFlight>,
     in_flight: &AtomicUsize,
@@ -246,7 +268,7 @@ async fn read_loop<P: Protocol, R: AsyncRead + Unpin>(
             });
             let info = RequestInfo::new(P::NAME, peer, Instant::now());
             super::capture::frame(P::NAME, &frame);
-            let request = P::dispatch(service.clone(), frame, order, peer);
+            let request = P::dispatch(service.clone(), session.clone(), frame, order, peer);
             let task = {
                 let info = info.clone();
                 tokio::spawn(metrics::scope(info.clone(), async move {
@@ -343,7 +365,10 @@ async fn write_loop<P: Protocol, W: ReplyWriter>(
         };
         if let Some(reply) = reply {
             if reply.close {
-                debug!(%peer, correlation_id, "closing connection: undecodable request");
+                if !reply.head.is_empty() {
+                    let _ = wr.write_reply(&reply, &net.stats).await;
+                }
+                debug!(%peer, correlation_id, "closing connection: undecodable or refused request");
                 ServerStats::add(&net.stats.connections_rejected, 1);
                 break;
             }

@@ -29,8 +29,8 @@ pub struct Reply {
     pub regions: Vec<FileRegion>,
     /// Non-decreasing offsets into `head`, one per region.
     pub region_at: Vec<usize>,
-    /// Close the connection instead of answering (a request that cannot be decoded, in a
-    /// protocol without a generic error response).
+    /// Close the connection after this reply (a request that cannot be decoded, in a
+    /// protocol without a generic error response, has an empty one: nothing is sent).
     pub close: bool,
 }
 
@@ -63,6 +63,11 @@ impl Reply {
             close: true,
             ..Reply::from_head(BytesMut::new())
         }
+    }
+
+    /// This reply, then the connection closes (a failed authentication).
+    pub fn then_close(self) -> Reply {
+        Reply { close: true, ..self }
     }
 
     pub fn frame_bytes(&self) -> u64 {

@@ -12,7 +12,9 @@ pub mod fetch;
 pub mod groups;
 pub mod produce;
 pub mod records;
+pub mod sasl;
 pub mod topics;
+pub mod users;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -55,6 +55,15 @@ impl TestServer {
         self.server.as_ref().unwrap().stats()
     }
 
+    /// Runs `f` with the server's broker on the server's runtime.
+    pub fn with_broker<F: std::future::Future>(
+        &self,
+        f: impl FnOnce(Arc<runnel_broker::service::Broker>) -> F,
+    ) -> F::Output {
+        let broker = self.server.as_ref().unwrap().broker().clone();
+        self.runtime.as_ref().unwrap().block_on(f(broker))
+    }
+
     pub fn shutdown(mut self) {
         let server = self.server.take().unwrap();
         self.runtime.as_ref().unwrap().block_on(server.shutdown()).unwrap();

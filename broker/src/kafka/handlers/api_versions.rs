@@ -39,7 +39,11 @@ pub fn handle(req: &ApiVersionsRequest) -> ApiVersionsResponse {
 /// The answer to a version newer than 4: UNSUPPORTED_VERSION and our ranges, in a v0
 /// body after a v0 header, as Kafka brokers do so a client can retry with a version we
 /// serve.
-pub fn unsupported(correlation_id: i32, peer: std::net::SocketAddr) -> Option<Reply> {
+pub fn unsupported(
+    correlation_id: i32,
+    peer: std::net::SocketAddr,
+    session: std::sync::Arc<crate::service::sasl::Session>,
+) -> Option<Reply> {
     let body = ApiVersionsResponse::default()
         .with_error_code(ErrorCode::UnsupportedVersion.code() as i16)
         .with_api_keys(api_keys());
@@ -49,6 +53,7 @@ pub fn unsupported(correlation_id: i32, peer: std::net::SocketAddr) -> Option<Re
         correlation_id,
         client_id: None,
         peer,
+        session,
     };
     respond(&v0, &body)
 }

@@ -3,6 +3,7 @@
 //! handlers; per-topic and per-partition failures are error codes in the response.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
@@ -14,6 +15,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -28,6 +30,8 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use std::ops::RangeInclusive;
@@ -43,7 +47,7 @@ use crate::net::reply::Reply;
 use crate::service::Broker;
 
 /// The APIs this listener serves, with their version ranges.
-pub const SERVED: [(ApiKey, RangeInclusive<i16>); 27] = [
+pub const SERVED: [(ApiKey, RangeInclusive<i16>); 31] = [
     (ApiKey::Produce, produce::VERSIONS),
     (ApiKey::Fetch, fetch::VERSIONS),
     (ApiKey::ListOffsets, list_offsets::VERSIONS),
@@ -71,6 +75,16 @@ pub const SERVED: [(ApiKey, RangeInclusive<i16>); 27] = [
     (ApiKey::DeleteRecords, delete_records::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+    (ApiKey::SaslHandshake, sasl_handshake::VERSIONS),
+    (ApiKey::SaslAuthenticate, sasl_authenticate::VERSIONS),
+    (
+        ApiKey::DescribeUserScramCredentials,
+        describe_user_scram_credentials::VERSIONS,
+    ),
+    (
+        ApiKey::AlterUserScramCredentials,
+        alter_user_scram_credentials::VERSIONS,
+    ),
 ];
 
 /// The versions of `key` served, `None` if the API is not.
@@ -169,6 +183,16 @@ async fn serve(
         ApiKey::DeleteRecords => respond(&req, &delete_records::handle(broker, decode(&req, body)?).await),
         ApiKey::DescribeLogDirs => respond(&req, &describe_log_dirs::handle(broker, decode(&req, body)?)),
         ApiKey::DescribeCluster => respond(&req, &describe_cluster::handle(broker, decode(&req, body)?)),
+        ApiKey::SaslHandshake => respond(&req, &sasl_handshake::handle(&req, decode(&req, body)?)),
+        ApiKey::SaslAuthenticate => sasl_authenticate::handle(broker, &req, decode(&req, body)?).await,
+        ApiKey::DescribeUserScramCredentials => respond(
+            &req,
+            &describe_user_scram_credentials::handle(broker, decode(&req, body)?),
+        ),
+        ApiKey::AlterUserScramCredentials => respond(
+            &req,
+            &alter_user_scram_credentials::handle(broker, decode(&req, body)?).await,
+        ),
         ApiKey::Produce => produce::handle(broker, &req, body, order).await?,
         ApiKey::Fetch => fetch::handle(broker, &req, decode(&req, body)?).await,
         _ => None,
