@@ -250,8 +250,8 @@ fn users_are_created_described_and_deleted_through_the_kafka_apis() {
 
 /// Malformed SASL messages (and garbage frames) from many connections at once, each
 /// failing on its own, while an authenticated client keeps being answered promptly.
-/// `RUNNEL_SASL_FLOOD` raises the count (the CI run sends 2,000; `scripts/sasl-flood.sh`
-/// 10,000).
+/// `RUNNEL_SASL_FLOOD` raises the count (the CI run sends 2,000;
+/// `RUNNEL_SASL_FLOOD=10000 cargo test -p runnel-broker --test sasl flood` the 10,000).
 #[test]
 fn a_flood_of_malformed_sasl_messages_leaves_a_good_client_served() {
     let (_dir, s) = start(vec![Mechanism::ScramSha256, Mechanism::ScramSha512]);
