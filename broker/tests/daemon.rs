@@ -135,7 +135,10 @@ fn sasl_mistakes_are_one_clear_line_and_a_nonzero_exit() {
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().last().unwrap_or_default();
-        assert!(last.starts_with("runnel-broker: ") && last.contains(want), "{args:?}: {err}");
+        assert!(
+            last.starts_with("runnel-broker: ") && last.contains(want),
+            "{args:?}: {err}"
+        );
     }
 }
 

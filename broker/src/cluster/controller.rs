@@ -70,6 +70,11 @@ pub enum ControllerCall {
         leader: NodeId,
         leader_epoch: i32,
         isr: Vec<NodeId>,
+        /// See `MetaCommand::SetIsr`.
+        #[serde(default)]
+        from: Option<Vec<NodeId>>,
+        #[serde(default)]
+        joining: Vec<(NodeId, i64)>,
     },
 }
 
@@ -337,6 +342,8 @@ pub async fn handle(cluster: &Cluster, call: ControllerCall) -> Result<Answer, R
             leader,
             leader_epoch,
             isr,
+            from,
+            joining,
         } => {
             let current = cluster.image().partition(&topic, partition).cloned();
             let Some(p) = current else {
@@ -361,6 +368,8 @@ pub async fn handle(cluster: &Cluster, call: ControllerCall) -> Result<Answer, R
                     partition,
                     leader_epoch,
                     isr: isr.clone(),
+                    from,
+                    joining,
                 },
             )
             .await?;

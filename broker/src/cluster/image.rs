@@ -102,6 +102,15 @@ pub enum MetaCommand {
         partition: u32,
         leader_epoch: i32,
         isr: Vec<NodeId>,
+        /// The ISR the leader computed the change from: refused if the image's ISR is no
+        /// longer that (a change delayed past a fencing would undo it — Kafka checks the
+        /// partition epoch for the same reason).
+        #[serde(default)]
+        from: Option<Vec<NodeId>>,
+        /// Members being added, each with the registration epoch its fetches came from:
+        /// refused if that broker has registered again since, or is fenced (KIP-903).
+        #[serde(default)]
+        joining: Vec<(NodeId, i64)>,
     },
     /// A user's SCRAM credential for one mechanism set (`Some`) or removed (`None`).
     SetScramCredential {
@@ -255,7 +264,9 @@ impl Image {
                 partition,
                 leader_epoch,
                 isr,
-            } => self.set_isr(name, *partition, *leader_epoch, isr),
+                from,
+                joining,
+            } => self.set_isr(name, *partition, *leader_epoch, isr, from.as_deref(), joining),
             MetaCommand::SetScramCredential {
                 user,
                 mechanism,
@@ -350,8 +361,26 @@ impl Image {
         }
     }
 
-    fn set_isr(&mut self, name: &str, partition: u32, leader_epoch: i32, isr: &[NodeId]) -> Option<String> {
+    fn set_isr(
+        &mut self,
+        name: &str,
+        partition: u32,
+        leader_epoch: i32,
+        isr: &[NodeId],
+        from: Option<&[NodeId]>,
+        joining: &[(NodeId, i64)],
+    ) -> Option<String> {
         let live = self.live_brokers();
+        for (id, epoch) in joining {
+            match self.brokers.get(id) {
+                Some(b) if !b.fenced && b.epoch == *epoch => {}
+                _ => {
+                    return Some(format!(
+                        "broker {id} would join the ISR of {name}-{partition} on fetches from its registration {epoch}, which is no longer current"
+                    ))
+                }
+            }
+        }
         let Some(p) = self
             .topics
             .get_mut(name)
@@ -372,6 +401,17 @@ impl Image {
         }
         if isr.iter().any(|r| !p.isr.contains(r) && !live.contains(r)) {
             return Some(format!("ISR {isr:?} adds a fenced broker to {name}-{partition}"));
+        }
+        if let Some(from) = from {
+            let (mut a, mut b) = (from.to_vec(), p.isr.clone());
+            a.sort_unstable();
+            b.sort_unstable();
+            if a != b {
+                return Some(format!(
+                    "the ISR of {name}-{partition} is {:?} now, not {from:?} as the change assumed",
+                    p.isr
+                ));
+            }
         }
         // Kept in replica order, so every broker lists it the same way.
         p.isr = p.replicas.iter().copied().filter(|r| isr.contains(r)).collect();
@@ -481,13 +521,37 @@ mod tests {
             partition: 0,
             leader_epoch: 0,
             isr: vec![2, 1],
+            from: None,
+            joining: vec![],
         };
         assert!(image.apply(7, &stale).error.is_some());
+        // On fetches from its previous registration (epoch 0): refused (KIP-903).
+        let previous_process = MetaCommand::SetIsr {
+            name: "t".into(),
+            partition: 0,
+            leader_epoch: 1,
+            isr: vec![2, 1],
+            from: Some(vec![2]),
+            joining: vec![(1, 0)],
+        };
+        assert!(image.apply(8, &previous_process).error.is_some());
+        // Computed from an ISR that has changed since: refused.
+        let stale_base = MetaCommand::SetIsr {
+            name: "t".into(),
+            partition: 0,
+            leader_epoch: 1,
+            isr: vec![2, 1],
+            from: Some(vec![2, 1]),
+            joining: vec![(1, 1)],
+        };
+        assert!(image.apply(8, &stale_base).error.is_some());
         let caught_up = MetaCommand::SetIsr {
             name: "t".into(),
             partition: 0,
             leader_epoch: 1,
             isr: vec![2, 1],
+            from: Some(vec![2]),
+            joining: vec![(1, 1)],
         };
         assert_eq!(image.apply(8, &caught_up).error, None);
         let p0 = &image.topics["t"].partitions[0];

@@ -30,6 +30,16 @@ struct Progress {
     leader_end_at_last_fetch: u64,
 }
 
+/// An ISR change a leader asks the controller for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub isr: Vec<NodeId>,
+    /// The ISR it was computed from.
+    pub from: Vec<NodeId>,
+    /// Members added, with the registration epoch their progress came from.
+    pub joining: Vec<(NodeId, i64)>,
+}
+
 /// A partition this broker leads, in one leader epoch.
 pub(super) struct Leading {
     pub log: Arc<PartitionLog>,
@@ -149,7 +159,7 @@ impl Leading {
         me: NodeId,
         lag_max: Duration,
         registration: impl Fn(NodeId) -> Option<i64>,
-    ) -> Option<Vec<NodeId>> {
+    ) -> Option<IsrChange> {
         // The order `update_high_watermark` takes them in.
         let isr = crate::sync::lock(&self.isr);
         let mut pending = crate::sync::lock(&self.pending);
@@ -173,7 +183,16 @@ impl Leading {
             Some(wanted) => {
                 *pending = Some(wanted.clone());
                 self.sync_log(&isr, &pending);
-                Some(wanted)
+                let joining = wanted
+                    .iter()
+                    .filter(|id| !isr.contains(id))
+                    .filter_map(|id| progress.get(id).map(|p| (*id, p.broker_epoch)))
+                    .collect();
+                Some(IsrChange {
+                    isr: wanted,
+                    from: isr.clone(),
+                    joining,
+                })
             }
             None => {
                 self.sync_log(&isr, &pending);
@@ -325,7 +344,11 @@ mod tests {
         l.on_fetch(3, 1, 10);
         assert_eq!(
             l.begin_isr_change(1, lag, |id| Some(if id == 3 { 1 } else { 0 })),
-            Some(vec![1, 2, 3])
+            Some(IsrChange {
+                isr: vec![1, 2, 3],
+                from: vec![1, 2],
+                joining: vec![(3, 1)],
+            })
         );
         // A fenced broker (no registration) never joins, whatever it fetched.
         l.set_pending(None);

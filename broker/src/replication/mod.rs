@@ -273,7 +273,7 @@ impl Replication {
             if altering.contains(&key) {
                 continue;
             }
-            let Some(wanted) = state.begin_isr_change(me, self.lag_time_max, |id| {
+            let Some(change) = state.begin_isr_change(me, self.lag_time_max, |id| {
                 image.brokers.get(&id).filter(|b| !b.fenced).map(|b| b.epoch)
             }) else {
                 continue;
@@ -287,7 +287,9 @@ impl Replication {
                     partition: key.1,
                     leader: me,
                     leader_epoch: state.epoch,
-                    isr: wanted.clone(),
+                    isr: change.isr,
+                    from: Some(change.from),
+                    joining: change.joining,
                 };
                 // Whether the controller has answered for sure (applied, or refused);
                 // a lost answer may still have been committed.
