@@ -210,7 +210,7 @@ fn api_versions_follow_the_header_rules_and_advertise_only_what_is_served() {
         for key in [ApiKey::Produce, ApiKey::Fetch, ApiKey::Metadata, ApiKey::ApiVersions] {
             assert!(keys.contains(&(key as i16)), "{key:?} missing in v{version}");
         }
-        for unserved in [ApiKey::AddPartitionsToTxn, ApiKey::DescribeAcls, ApiKey::SaslHandshake] {
+        for unserved in [ApiKey::AddPartitionsToTxn, ApiKey::DescribeAcls, ApiKey::CreateAcls] {
             assert!(
                 !keys.contains(&(unserved as i16)),
                 "{unserved:?}: nothing without a handler"

@@ -38,6 +38,10 @@ pub struct IsrChange {
     pub from: Vec<NodeId>,
     /// Members added, with the registration epoch their progress came from.
     pub joining: Vec<(NodeId, i64)>,
+    /// For the log: the high watermark the joining members were checked against, and
+    /// their log end offsets then.
+    pub hw: u64,
+    pub joining_ends: Vec<u64>,
 }
 
 /// A partition this broker leads, in one leader epoch.
@@ -183,15 +187,17 @@ impl Leading {
             Some(wanted) => {
                 *pending = Some(wanted.clone());
                 self.sync_log(&isr, &pending);
-                let joining = wanted
+                let (joining, joining_ends) = wanted
                     .iter()
                     .filter(|id| !isr.contains(id))
-                    .filter_map(|id| progress.get(id).map(|p| (*id, p.broker_epoch)))
-                    .collect();
+                    .filter_map(|id| progress.get(id).map(|p| ((*id, p.broker_epoch), p.leo)))
+                    .unzip();
                 Some(IsrChange {
                     isr: wanted,
                     from: isr.clone(),
                     joining,
+                    hw: self.log.high_watermark(),
+                    joining_ends,
                 })
             }
             None => {
@@ -348,6 +354,8 @@ mod tests {
                 isr: vec![1, 2, 3],
                 from: vec![1, 2],
                 joining: vec![(3, 1)],
+                hw: 10,
+                joining_ends: vec![10],
             })
         );
         // A fenced broker (no registration) never joins, whatever it fetched.

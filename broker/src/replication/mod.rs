@@ -280,6 +280,11 @@ impl Replication {
             };
             altering.insert(key.clone());
             drop(altering);
+            info!(
+                topic = %key.0, partition = key.1, epoch = state.epoch, from = ?change.from, to = ?change.isr,
+                joining = ?change.joining, joining_ends = ?change.joining_ends, hw = change.hw,
+                "asking the controller for an ISR change"
+            );
             let this = self.clone();
             let task = tokio::spawn(async move {
                 let call = crate::cluster::controller::ControllerCall::AlterPartition {

@@ -149,7 +149,12 @@ impl PartitionLog {
             return;
         }
         if n <= 1 && !counted {
-            self.role.tracked.store(false, Ordering::Release);
+            if self.role.tracked.swap(false, Ordering::AcqRel) {
+                tracing::info!(
+                    log = %self.dir.display(), hw = self.role.hw.load(Ordering::Acquire), end = self.end_offset(),
+                    "alone in the ISR: acknowledging at the log end"
+                );
+            }
             self.complete_replicated(&mut waiters, u64::MAX);
         } else if !self.role.tracked.load(Ordering::Acquire) {
             self.role.hw.store(self.end_offset(), Ordering::Release);
