@@ -330,11 +330,19 @@ pub async fn verify(c: &FaultCluster, admin: &Admin, topic: &str, partitions: u3
             r.problems.push(format!("{topic}-{p}: records out of the order sent"));
         }
         let acked = sent.acked.get(&p).cloned().unwrap_or_default();
-        let missing: Vec<&u64> = acked.iter().filter(|n| !unique.contains(n)).collect();
+        let offsets = sent.acked_at.get(&p).cloned().unwrap_or_default();
+        // Each lost record with the offset its acknowledgement gave (-1: written, its
+        // own answer lost).
+        let missing: Vec<(u64, i64)> = acked
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !unique.contains(n))
+            .map(|(i, n)| (*n, offsets.get(i).map_or(-1, |o| o.0)))
+            .collect();
         if !missing.is_empty() {
             r.lost += missing.len();
             r.problems.push(format!(
-                "{topic}-{p}: {} acknowledged records lost, first {:?}",
+                "{topic}-{p}: {} acknowledged records lost, first (record, acknowledged offset) {:?}",
                 missing.len(),
                 &missing[..missing.len().min(5)]
             ));
