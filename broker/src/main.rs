@@ -543,6 +543,7 @@ fn simulate_power_loss_on_sigusr1(data_dir: &std::path::Path, torn: bool) {
         if usr1.wait().is_err() {
             return;
         }
+        runnel_broker::storage::io::power_off();
         sim.crash();
         // Operations already inside the disk finish; every later one fails.
         std::thread::sleep(std::time::Duration::from_millis(100));

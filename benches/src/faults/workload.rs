@@ -341,10 +341,22 @@ pub async fn verify(c: &FaultCluster, admin: &Admin, topic: &str, partitions: u3
             .collect();
         if !missing.is_empty() {
             r.lost += missing.len();
+            // When the first lost record was acknowledged, on the wall clock (to find it
+            // in the brokers' logs).
+            let first_at = acked
+                .iter()
+                .position(|n| !unique.contains(n))
+                .and_then(|i| offsets.get(i))
+                .map(|(_, at)| {
+                    let ago = at.elapsed();
+                    let when = std::time::SystemTime::now() - ago;
+                    when.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+                });
             r.problems.push(format!(
-                "{topic}-{p}: {} acknowledged records lost, first (record, acknowledged offset) {:?}",
+                "{topic}-{p}: {} acknowledged records lost, first (record, acknowledged offset) {:?}, the first acknowledged at {:?} ms since the epoch",
                 missing.len(),
-                &missing[..missing.len().min(5)]
+                &missing[..missing.len().min(5)],
+                first_at
             ));
         }
         r.acked += acked.len();

@@ -366,6 +366,18 @@ impl Cluster {
                     self.cfg.node_id, p.leader, p.leader_epoch
                 ),
             )),
+            // Not before its registration either: a process that has just started may
+            // not have applied the metadata log yet, and its image may not know the
+            // topic at all, while its storage holds the partition (the fault campaign
+            // lost records a restarted broker acknowledged 40 ms after it started, as an
+            // unreplicated leader, before its image said who leads).
+            None if !self.registered_in_image() => Err(Refusal::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "broker {} is starting: it serves {topic}-{partition} once its registration is applied",
+                    self.cfg.node_id
+                ),
+            )),
             None => Ok(()),
         }
     }

@@ -363,6 +363,10 @@ async fn write_loop<P: Protocol, W: ReplyWriter>(
                 }
             }
         };
+        if crate::storage::io::powered_off() {
+            // A simulated power cut: the machine says nothing more.
+            return;
+        }
         if let Some(reply) = reply {
             if reply.close {
                 if !reply.head.is_empty() {

@@ -65,6 +65,23 @@ pub struct RealDisk;
 
 impl Disk for RealDisk {}
 
+/// Set once by the daemon's simulated power cut (`--simulated-power-loss`, SIGUSR1): the
+/// machine is off. The process lives on only to write the disk as the cut left it, and
+/// must not be heard from meanwhile — no reply, no request to another broker — as a
+/// machine without power is not (before this, a dying leader answered follower fetches
+/// and producers from memory while its disk was being rolled back).
+static POWERED_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The simulated power cut happened (see [`POWERED_OFF`]).
+pub fn power_off() {
+    POWERED_OFF.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether the simulated power cut happened: nothing may leave this process any more.
+pub fn powered_off() -> bool {
+    POWERED_OFF.load(std::sync::atomic::Ordering::Acquire)
+}
+
 static INSTALLED: AtomicUsize = AtomicUsize::new(0);
 type Installed = Vec<(PathBuf, Arc<dyn Disk>)>;
 static DISKS: RwLock<Installed> = RwLock::new(Vec::new());
