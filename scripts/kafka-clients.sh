@@ -80,14 +80,8 @@ NODE_PATH="$node_dir/node_modules" timeout 120 node scripts/kafkajs_client.js "$
 # the native CLI (--tls-ca) read each other's records; a CLI trusting another CA fails
 # with one clear line.
 command -v openssl >/dev/null || fail "openssl is not installed (TLS round trip)"
-pki="$dir/pki"; mkdir -p "$pki"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=kafka-clients CA" \
-  -keyout "$pki/ca-key.pem" -out "$pki/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-  -keyout "$pki/broker-key.pem" -out "$pki/broker.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\n' >"$pki/san.ext"
-openssl x509 -req -in "$pki/broker.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca-key.pem" -CAcreateserial -days 2 \
-  -extfile "$pki/san.ext" -out "$pki/broker.pem" 2>/dev/null
+pki="$dir/pki"
+scripts/test-pki "$pki" "kafka-clients CA"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=other CA" \
   -keyout "$pki/other-key.pem" -out "$pki/other.pem" 2>/dev/null
 tls_native=127.0.0.1:$(pick_port)

@@ -12,14 +12,8 @@ cd "$root"
 cargo build --release -q -p runnel-broker -p runnel-bench --bins
 count="${COUNT:-2000000}"
 dir=$(mktemp -d "$root/target/tls-sitting.XXXXXX")
-pki="$dir/pki"; mkdir -p "$pki"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
-  -keyout "$pki/ca-key.pem" -out "$pki/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-  -keyout "$pki/broker-key.pem" -out "$pki/broker.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\n' >"$pki/san.ext"
-openssl x509 -req -in "$pki/broker.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca-key.pem" -CAcreateserial -days 2 \
-  -extfile "$pki/san.ext" -out "$pki/broker.pem" 2>/dev/null
+pki="$dir/pki"
+"$root/scripts/test-pki" "$pki" "bench CA"
 tls=127.0.0.1:7411
 plain=127.0.0.1:7412
 taskset -c 0 target/release/runnel-broker --data-dir "$dir/data" --listen "$tls" --plaintext-listen "$plain" \
